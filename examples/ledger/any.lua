@@ -1,0 +1,36 @@
+-- Booking ledger: one JSON line per booking state Jicoo tells us about, appended to
+-- <output_dir>/ledger.jsonl. Replaying the file in order rebuilds every booking's history.
+local cjson = require "cjson.safe"
+
+local function ledger_path(ctx)
+  local dir = ctx.config.output_dir or os.getenv("JICOO_OUTPUT_DIR") or "."
+  return dir .. "/ledger.jsonl"
+end
+
+return function(ev, ctx)
+  local booking = ev.object
+  local line = assert(cjson.encode({
+    key = ctx.key,                -- the delivery's idempotency key
+    event = ev.event,
+    kind = ev:kind(),             -- nil (left out) for an event this library does not know
+    actor = ev:actor(),
+    event_at = ev.createdAt,
+    received_at = ctx.received_at,
+    uid = booking.uid,
+    event_type = booking.eventTypeUid,
+    status = booking.status,
+    starts_at = booking.startedAt,
+    ends_at = booking.endedAt,
+    time_zone = booking.timeZone,
+    guest_name = booking.contact.name,
+    guest_email = booking.contact.email,
+    cancelled_by = booking.cancelledBy,
+    cancel_reason = booking.cancelReason,
+  }))
+  local path = ledger_path(ctx)
+  local file = assert(io.open(path, "a"))
+  -- One write per line: concurrent writers append whole lines.
+  assert(file:write(line .. "\n"))
+  assert(file:close())
+  ctx.log("ledger: %s %s (%s)", booking.uid, booking.status, ev.event)
+end

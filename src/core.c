@@ -1,0 +1,290 @@
+/* The module jicoo.webhook.core: option reading, the entry points, and their results.
+ * Bad input returns nil, msg, info; misuse raises; out-of-memory raises through Lua. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "datetime.h"
+#include "signature.h"
+#include "walk.h"
+
+#if defined(__GNUC__)
+#define CORE_EXPORT __attribute__((visibility("default")))
+#else
+#define CORE_EXPORT
+#endif
+
+/* The defaults of every limit (README "Limits"), in the order of json_limits. */
+static const struct core_limit {
+    const char *name;
+    size_t offset;
+    size_t value;
+    size_t ceiling;
+} core_limits[] = {
+    {"max_size", offsetof(json_limits, max_size), 1048576, (size_t)INT32_MAX},
+    {"max_depth", offsetof(json_limits, max_depth), 32, JSON_DEPTH_CEILING},
+    {"max_string", offsetof(json_limits, max_string), 262144, (size_t)INT32_MAX},
+    {"max_keys", offsetof(json_limits, max_keys), 1024, (size_t)INT32_MAX},
+    {"max_items", offsetof(json_limits, max_items), 10000, (size_t)INT32_MAX},
+    {"max_values", offsetof(json_limits, max_values), 100000, (size_t)INT32_MAX},
+};
+#define CORE_NLIMITS (sizeof core_limits / sizeof core_limits[0])
+
+static size_t *core_limit_slot(json_limits *limits, size_t i)
+{
+    return (size_t *)(void *)((char *)limits + core_limits[i].offset);
+}
+
+enum core_mode { CORE_DECODE, CORE_PARSE, CORE_CONSTRUCT };
+
+/* Slots of the entry points' stack: the input, the options, and what a JSON null becomes. */
+enum { CORE_INPUT = 1, CORE_OPTIONS = 2, CORE_NULL = 3 };
+
+static int core_option_is(const char *name, const char *wanted)
+{
+    return strcmp(name, wanted) == 0;
+}
+
+static const char *core_option_string(lua_State *L, const char *name, const char *const *choices)
+{
+    const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    int i;
+    for (i = 0; value && choices[i]; i++)
+        if (strcmp(value, choices[i]) == 0)
+            return value;
+    luaL_error(L, "option '%s' must be one of \"%s\", \"%s\"%s%s%s", name, choices[0], choices[1],
+               choices[2] ? ", \"" : "", choices[2] ? choices[2] : "", choices[2] ? "\"" : "");
+    return NULL;
+}
+
+static size_t core_option_size(lua_State *L, const struct core_limit *limit)
+{
+    lua_Number v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+    if (!(v >= 1 && v <= (lua_Number)limit->ceiling && v == (lua_Number)(size_t)v))
+        luaL_error(L, "option '%s' must be a whole number from 1 to %d", limit->name,
+                   (int)limit->ceiling);
+    return (size_t)v;
+}
+
+/* Reads the options table (if any) into p; an unknown name or a bad value raises. */
+static void core_read_options(lua_State *L, json_parser *p, enum core_mode mode)
+{
+    static const char *const levels[] = {"lenient", "strict", NULL};
+    static const char *const unknown_keys[] = {"keep", "drop", "reject", NULL};
+    const char *name, *value;
+    size_t i;
+
+    if (lua_isnoneornil(L, CORE_OPTIONS))
+        return;
+    luaL_checktype(L, CORE_OPTIONS, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, CORE_OPTIONS)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_error(L, "option names must be strings");
+        name = lua_tostring(L, -2);
+        for (i = 0; i < CORE_NLIMITS; i++)
+            if (core_option_is(name, core_limits[i].name))
+                break;
+        if (i < CORE_NLIMITS) {
+            *core_limit_slot(&p->limits, i) = core_option_size(L, &core_limits[i]);
+        } else if (core_option_is(name, "null")) {
+            /* read below, into its own slot */
+        } else if (mode != CORE_DECODE && core_option_is(name, "level")) {
+            p->strict = core_option_string(L, name, levels)[0] == 's';
+        } else if (mode != CORE_DECODE && core_option_is(name, "unknown_keys")) {
+            value = core_option_string(L, name, unknown_keys);
+            p->unknown_keys = value[0] == 'k' ? JSON_KEEP : value[0] == 'd' ? JSON_DROP : JSON_REJECT;
+        } else if (mode == CORE_CONSTRUCT &&
+                   (core_option_is(name, "tolerance") || core_option_is(name, "now"))) {
+            /* the signature's options, checked by verify */
+        } else {
+            luaL_error(L, "unknown option '%s'", name);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* Pushes nil, msg, info for the error p recorded. */
+static int core_fail(lua_State *L, const json_parser *p)
+{
+    const json_error *e = &p->error;
+    const json_frame *frames[JSON_DEPTH_CEILING + 2];
+    const json_frame *f;
+    size_t depth = 0;
+    char offset[32];
+    luaL_Buffer b;
+
+    snprintf(offset, sizeof offset, "%zu", e->offset);
+    lua_pushnil(L);
+    if (e->has_path) { /* the RFC 6901 pointer, root first */
+        for (f = e->frame; f && depth < sizeof frames / sizeof frames[0]; f = f->parent)
+            frames[depth++] = f;
+        luaL_buffinit(L, &b);
+        while (depth-- > 0) {
+            luaL_addchar(&b, '/');
+            if (frames[depth]->key) {
+                json_add_pointer_token(&b, frames[depth]->key);
+            } else {
+                char index[32];
+                snprintf(index, sizeof index, "%zu", frames[depth]->index);
+                luaL_addstring(&b, index);
+            }
+        }
+        if (e->leaf) {
+            luaL_addchar(&b, '/');
+            luaL_addstring(&b, e->leaf);
+        }
+        luaL_pushresult(&b);
+        lua_pushfstring(L, "%s: %s: %s (offset %s)", e->code,
+                        lua_rawlen(L, -1) ? lua_tostring(L, -1) : "(root)", e->detail, offset);
+    } else {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: %s (offset %s)", e->code, e->detail, offset);
+    }
+    /* stack: nil, path or nil, msg */
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, e->code);
+    lua_setfield(L, -2, "code");
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "path");
+    lua_pushinteger(L, (lua_Integer)e->offset);
+    lua_setfield(L, -2, "offset");
+    lua_remove(L, -3);
+    return 3;
+}
+
+/* decode(s [, opts]), parse(body [, opts]) and construct's parse: one walk, as the mode says. */
+static int core_walk(lua_State *L, enum core_mode mode)
+{
+    size_t len, i;
+    json_parser p;
+
+    luaL_checktype(L, CORE_INPUT, LUA_TSTRING);
+    lua_settop(L, CORE_OPTIONS);
+    memset(&p, 0, sizeof p);
+    for (i = 0; i < CORE_NLIMITS; i++)
+        *core_limit_slot(&p.limits, i) = core_limits[i].value;
+    core_read_options(L, &p, mode);
+
+    if (lua_istable(L, CORE_OPTIONS))
+        lua_getfield(L, CORE_OPTIONS, "null");
+    else
+        lua_pushnil(L);
+    if (lua_isnil(L, CORE_NULL) && mode == CORE_DECODE) { /* plain JSON keeps nulls by default */
+        lua_pushlightuserdata(L, NULL);
+        lua_replace(L, CORE_NULL);
+    }
+
+    p.L = L;
+    p.start = p.cur = (const unsigned char *)lua_tolstring(L, CORE_INPUT, &len);
+    p.end = p.start + len;
+    p.reject_duplicates = mode != CORE_DECODE;
+    p.null_index = lua_isnil(L, CORE_NULL) ? 0 : CORE_NULL;
+    p.cache_index = lua_upvalueindex(1);
+
+    if (len > p.limits.max_size) {
+        json_fail(&p, "limit", p.start + p.limits.max_size, 0, NULL, NULL,
+                  "the input is %zu bytes, over max_size (%zu)", len, p.limits.max_size);
+        return core_fail(L, &p);
+    }
+    if (walk_document(&p, mode == CORE_DECODE ? NULL : &schema_event))
+        return core_fail(L, &p);
+    return 1;
+}
+
+static int core_decode(lua_State *L)
+{
+    return core_walk(L, CORE_DECODE);
+}
+
+static int core_parse(lua_State *L)
+{
+    return core_walk(L, CORE_PARSE);
+}
+
+/* parse, accepting the signature's options too: for construct(). */
+static int core_parse_signed(lua_State *L)
+{
+    return core_walk(L, CORE_CONSTRUCT);
+}
+
+static int core_time(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len), *problem;
+    double epoch;
+    if ((problem = datetime_check(s, len, &epoch)) != NULL) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "not an RFC 3339 date-time: %s", problem);
+        return 2;
+    }
+#if COMPAT_HAS_INTEGERS
+    if (epoch == (lua_Number)(lua_Integer)epoch) { /* no fraction: an integer, as os.time gives */
+        lua_pushinteger(L, (lua_Integer)epoch);
+        return 1;
+    }
+#endif
+    lua_pushnumber(L, (lua_Number)epoch);
+    return 1;
+}
+
+/* Per type: its field names (interned once here, not at each parse) and its metatable, in
+ * the cache keyed by the type's address; metatables also in the table on top. */
+static void core_push_cache(lua_State *L)
+{
+    const schema_type *const *t;
+    size_t i;
+    lua_newtable(L);                           /* metatables */
+    lua_newtable(L);                           /* metatables, cache */
+    for (t = schema_types; *t; t++) {
+        lua_pushlightuserdata(L, (void *)(uintptr_t)*t);
+        lua_createtable(L, (int)(*t)->nfields + 1, 0);
+        for (i = 0; i < (*t)->nfields; i++) {
+            lua_pushlstring(L, (*t)->fields[i].name, (*t)->fields[i].name_len);
+            lua_rawseti(L, -2, (int)i + 1);
+        }
+        luaL_newmetatable(L, (*t)->metatable); /* ..., key, entry, mt */
+        lua_pushstring(L, (*t)->metatable);
+        lua_setfield(L, -2, "__name");         /* Lua 5.1 and LuaJIT do not set it */
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -6, (*t)->name);       /* metatables[name] = mt */
+        lua_rawseti(L, -2, (int)(*t)->nfields + 1);
+        lua_rawset(L, -3);                     /* cache[type] = entry */
+    }
+}
+
+CORE_EXPORT int luaopen_jicoo_webhook_core(lua_State *L);
+
+int luaopen_jicoo_webhook_core(lua_State *L)
+{
+    static const luaL_Reg walkers[] = {
+        {"decode", core_decode}, {"parse", core_parse}, {"parse_signed", core_parse_signed},
+        {NULL, NULL}};
+    const luaL_Reg *r;
+    size_t i;
+
+    lua_createtable(L, 0, 16);   /* module */
+    core_push_cache(L);          /* module, metatables, cache */
+    for (r = walkers; r->name; r++) {
+        lua_pushvalue(L, -1);
+        lua_pushcclosure(L, r->func, 1);
+        lua_setfield(L, -4, r->name);
+    }
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "metatables");
+
+    lua_pushcfunction(L, core_time);
+    lua_setfield(L, -2, "time");
+    lua_pushlightuserdata(L, NULL); /* equal to cjson.null */
+    lua_setfield(L, -2, "null");
+    schema_push_description(L);
+    lua_setfield(L, -2, "schema");
+    lua_createtable(L, 0, (int)CORE_NLIMITS);
+    for (i = 0; i < CORE_NLIMITS; i++) {
+        lua_pushinteger(L, (lua_Integer)core_limits[i].value);
+        lua_setfield(L, -2, core_limits[i].name);
+    }
+    lua_setfield(L, -2, "limits");
+    signature_register(L);
+    return 1;
+}

@@ -1,0 +1,396 @@
+/* The one-pass walk: reads values with the tokenizer and builds the Lua tables as it goes,
+ * checking each against its schema field (or against nothing, for plain JSON and for the
+ * values of unknown keys). The first violation stops it. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "datetime.h"
+#include "walk.h"
+
+/* Array items wait on the Lua stack in batches, so that a short array (most of them) gets a
+ * table of exactly its size. */
+#define WALK_BATCH 32
+
+static int walk_value(json_parser *p, const schema_field *f, const json_frame *frame);
+
+static void walk_push_null(json_parser *p)
+{
+    if (p->null_index)
+        lua_pushvalue(p->L, p->null_index);
+    else
+        lua_pushnil(p->L);
+}
+
+static int walk_too_long(json_parser *p, const unsigned char *at, size_t len)
+{
+    return json_fail(p, "limit", at, 0, NULL, NULL, "a string of %zu bytes is over max_string (%zu)",
+                     len, p->limits.max_string);
+}
+
+/* The string on top of the stack against its field's format and known values. */
+static int walk_check_text(json_parser *p, const schema_field *f, const json_frame *frame,
+                           const unsigned char *at)
+{
+    size_t len, i, used;
+    const char *text = lua_tolstring(p->L, -1, &len), *problem;
+    char known[120];
+    double epoch;
+
+    if (f->format == SCHEMA_NONEMPTY && len == 0)
+        return json_fail(p, "format", at, 1, frame, NULL, "must not be empty");
+    if (f->format == SCHEMA_DATETIME && (problem = datetime_check(text, len, &epoch)) != NULL)
+        return json_fail(p, "format", at, 1, frame, NULL, "not an RFC 3339 date-time: %s", problem);
+    if (f->values && p->strict) {
+        for (i = 0; f->values[i]; i++)
+            if (strlen(f->values[i]) == len && memcmp(f->values[i], text, len) == 0)
+                return 0;
+        for (i = 0, used = 0; f->values[i] && used < sizeof known; i++)
+            used += (size_t)snprintf(known + used, sizeof known - used, "%s%s", i ? ", " : "",
+                                     f->values[i]);
+        return json_fail(p, "enum", at, 1, frame, NULL, "not one of the known values (%s)", known);
+    }
+    return 0;
+}
+
+static int walk_string(json_parser *p, const schema_field *f, const json_frame *frame)
+{
+    const unsigned char *at = p->cur;
+    json_string s;
+    if (json_scan_string(p, &s, frame))
+        return JSON_ERROR;
+    if (s.len > p->limits.max_string)
+        return walk_too_long(p, at, s.len);
+    json_push_string(p->L, &s);
+    if (f && (f->format != SCHEMA_TEXT || f->values))
+        return walk_check_text(p, f, frame, at);
+    return 0;
+}
+
+/* Items from base+1 to the top become one table of exactly that many slots, left at base+1. */
+static int walk_flush(lua_State *L, int base)
+{
+    int n = lua_gettop(L) - base, i;
+    lua_createtable(L, n, 0);
+    for (i = 1; i <= n; i++) {
+        lua_pushvalue(L, base + i);
+        lua_rawseti(L, -2, i);
+    }
+    if (n > 0) {
+        lua_replace(L, base + 1);
+        lua_settop(L, base + 1);
+    }
+    return base + 1;
+}
+
+/* An array at p->cur; `item` describes each item (NULL: any JSON). */
+static int walk_array(json_parser *p, const schema_field *item, const json_frame *frame)
+{
+    lua_State *L = p->L;
+    int base = lua_gettop(L), table = 0;
+    size_t n = 0;
+    json_frame child;
+
+    if (json_enter(p))
+        return JSON_ERROR;
+    child.parent = frame;
+    child.key = NULL;
+    p->cur++;
+    json_skip_space(p);
+    if (*p->cur != ']') {
+        for (;;) {
+            if (n == p->limits.max_items)
+                return json_fail(p, "limit", p->cur, 0, NULL, NULL,
+                                 "an array of more than max_items (%zu) items", n);
+            child.index = n++;
+            if (walk_value(p, item, &child))
+                return JSON_ERROR;
+            if (table)
+                lua_rawseti(L, table, (int)n);
+            else if (n == WALK_BATCH || !lua_checkstack(L, 4))
+                table = walk_flush(L, base);
+            json_skip_space(p);
+            if (*p->cur == ',') {
+                p->cur++;
+                json_skip_space(p);
+                continue;
+            }
+            if (*p->cur == ']')
+                break;
+            return json_unexpected(p, "',' or ']'");
+        }
+    }
+    p->cur++;
+    if (!table)
+        walk_flush(L, base);
+    json_leave(p);
+    return 0;
+}
+
+/* The index of the field named by key, or -1. Looks at `guess` first: keys tend to come in the
+ * same order in every delivery. */
+static int walk_find_field(lua_State *L, const schema_type *t, const json_string *key, size_t guess)
+{
+    const char *name = (const char *)key->raw;
+    size_t len = key->raw_len, k, i;
+    int found = -1;
+    if (key->has_escapes) {
+        json_push_string(L, key);
+        name = lua_tolstring(L, -1, &len);
+    }
+    for (k = 0; k < t->nfields; k++) {
+        i = (guess + k) % t->nfields;
+        if (t->fields[i].name_len == len && memcmp(t->fields[i].name, name, len) == 0) {
+            found = (int)i;
+            break;
+        }
+    }
+    if (key->has_escapes)
+        lua_pop(L, 1);
+    return found;
+}
+
+/* Whether the key on top was already read in the object at `object` (stored there, or
+ * remembered in the table of unstored keys at object + 2). */
+static int walk_seen(lua_State *L, int object)
+{
+    int seen;
+    lua_pushvalue(L, -1);
+    lua_rawget(L, object);
+    seen = !lua_isnil(L, -1);
+    lua_pop(L, 1);
+    if (!seen && !lua_isnil(L, object + 2)) {
+        lua_pushvalue(L, -1);
+        lua_rawget(L, object + 2);
+        seen = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+    }
+    return seen;
+}
+
+/* Remembers the key on top (popping it) as read but not stored: a null or a dropped key. */
+static void walk_remember(lua_State *L, int object)
+{
+    if (lua_isnil(L, object + 2)) {
+        lua_newtable(L);
+        lua_replace(L, object + 2);
+    }
+    lua_pushboolean(L, 1);
+    lua_rawset(L, object + 2);
+}
+
+/* A key that is not one of t's fields (t NULL: every key of a plain JSON object). */
+static int walk_other_key(json_parser *p, const schema_type *t, const json_string *key,
+                          const json_frame *child, int object)
+{
+    lua_State *L = p->L;
+    if (t && p->unknown_keys == JSON_REJECT)
+        return json_fail(p, "unknown_key", child->key, 1, child, NULL,
+                         "the key is not part of %s", t->name);
+    json_push_string(L, key);
+    if (p->reject_duplicates && walk_seen(L, object))
+        return json_fail(p, "duplicate", child->key, 1, child, NULL, "the key appears twice");
+    if (walk_value(p, NULL, child))
+        return JSON_ERROR;
+    if (p->reject_duplicates && (lua_isnil(L, -1) || (t && p->unknown_keys == JSON_DROP))) {
+        lua_pop(L, 1);
+        walk_remember(L, object);
+    } else {
+        lua_rawset(L, object); /* for plain JSON a later duplicate wins, as in RFC 8259 parsers */
+    }
+    return 0;
+}
+
+/* The first required field of t that is not in `present`, or NULL. */
+static const schema_field *walk_missing(const json_parser *p, const schema_type *t,
+                                        uint32_t present)
+{
+    size_t i;
+    unsigned required = SCHEMA_REQUIRED | (p->strict ? SCHEMA_STRICT_REQUIRED : 0);
+    for (i = 0; i < t->nfields; i++)
+        if (!(present & ((uint32_t)1 << i)) && (t->fields[i].flags & required))
+            return &t->fields[i];
+    return NULL;
+}
+
+/* An object at p->cur, of type t (NULL: plain JSON). */
+static int walk_object(json_parser *p, const schema_type *t, const json_frame *frame)
+{
+    lua_State *L = p->L;
+    int object;
+    uint32_t present = 0;
+    size_t nkeys = 0, guess = 0;
+    json_frame child;
+    json_string key;
+    const schema_field *missing;
+
+    if (json_enter(p))
+        return JSON_ERROR;
+    lua_createtable(L, 0, t ? (int)t->nfields : 0);
+    object = lua_gettop(L);
+    if (t) { /* object + 1: the type's interned keys, then its metatable */
+        lua_pushlightuserdata(L, (void *)(uintptr_t)t);
+        lua_rawget(L, p->cache_index);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushnil(L); /* object + 2: the keys read but not stored, made when first needed */
+    child.parent = frame;
+    child.index = 0;
+    p->cur++;
+    json_skip_space(p);
+    if (*p->cur != '}') {
+        for (;;) {
+            int field;
+            if (*p->cur != '"')
+                return json_unexpected(p, "a key in double quotes");
+            child.key = p->cur;
+            if (json_scan_string(p, &key, frame))
+                return JSON_ERROR;
+            if (key.len > p->limits.max_string)
+                return walk_too_long(p, child.key, key.len);
+            if (++nkeys > p->limits.max_keys)
+                return json_fail(p, "limit", child.key, 0, NULL, NULL,
+                                 "an object of more than max_keys (%zu) keys", p->limits.max_keys);
+            json_skip_space(p);
+            if (*p->cur != ':')
+                return json_unexpected(p, "':'");
+            p->cur++;
+            json_skip_space(p);
+
+            field = t ? walk_find_field(L, t, &key, guess) : -1;
+            if (field < 0) {
+                if (walk_other_key(p, t, &key, &child, object))
+                    return JSON_ERROR;
+            } else {
+                if (present & ((uint32_t)1 << field))
+                    return json_fail(p, "duplicate", child.key, 1, &child, NULL,
+                                     "the key appears twice");
+                present |= (uint32_t)1 << field;
+                guess = (size_t)field + 1;
+                lua_rawgeti(L, object + 1, field + 1);
+                if (walk_value(p, &t->fields[field], &child))
+                    return JSON_ERROR;
+                if (lua_isnil(L, -1))
+                    lua_pop(L, 2);
+                else
+                    lua_rawset(L, object);
+            }
+
+            json_skip_space(p);
+            if (*p->cur == ',') {
+                p->cur++;
+                json_skip_space(p);
+                continue;
+            }
+            if (*p->cur == '}')
+                break;
+            return json_unexpected(p, "',' or '}'");
+        }
+    }
+    if (t) {
+        if ((missing = walk_missing(p, t, present)) != NULL)
+            return json_fail(p, "missing", p->cur, 1, frame, missing->name,
+                             "the required key \"%s\" is absent", missing->name);
+        lua_rawgeti(L, object + 1, (int)t->nfields + 1);
+        lua_setmetatable(L, object);
+    }
+    p->cur++;
+    lua_settop(L, object);
+    json_leave(p);
+    return 0;
+}
+
+/* Any JSON value at p->cur. */
+static int walk_any(json_parser *p, const json_frame *frame)
+{
+    int literal;
+    switch (*p->cur) {
+    case '{': return walk_object(p, NULL, frame);
+    case '[': return walk_array(p, NULL, frame);
+    case '"': return walk_string(p, NULL, frame);
+    case '-': case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+        return json_number(p, frame);
+    default:
+        literal = json_literal(p);
+        if (literal == JSON_ERROR)
+            return JSON_ERROR;
+        if (literal == JSON_LITERAL_NULL)
+            walk_push_null(p);
+        else
+            lua_pushboolean(p->L, literal);
+        return 0;
+    }
+}
+
+/* The lenient level's reading of a lone string where a list of strings belongs. */
+static int walk_string_as_list(json_parser *p, const schema_field *f, const json_frame *frame)
+{
+    if (walk_string(p, f->items, frame))
+        return JSON_ERROR;
+    lua_createtable(p->L, 1, 0);
+    lua_insert(p->L, -2);
+    lua_rawseti(p->L, -2, 1);
+    return 0;
+}
+
+/* The value at p->cur, as field f says (f NULL: any JSON). Pushes exactly one Lua value. */
+static int walk_value(json_parser *p, const schema_field *f, const json_frame *frame)
+{
+    const char *got;
+    if (++p->values > p->limits.max_values)
+        return json_fail(p, "limit", p->cur, 0, NULL, NULL, "more than max_values (%zu) values",
+                         p->limits.max_values);
+    if (!f)
+        return walk_any(p, frame);
+    switch (f->kind) {
+    case SCHEMA_STRING:
+        if (*p->cur == '"')
+            return walk_string(p, f, frame);
+        break;
+    case SCHEMA_OBJECT:
+        if (*p->cur == '{')
+            return walk_object(p, f->type, frame);
+        break;
+    case SCHEMA_ARRAY:
+        if (*p->cur == '[')
+            return walk_array(p, f->items, frame);
+        if (*p->cur == '"' && (f->flags & SCHEMA_STRING_AS_LIST) && !p->strict)
+            return walk_string_as_list(p, f, frame);
+        break;
+    }
+    got = json_type_name(p);
+    if (!got)
+        return json_unexpected(p, "a value");
+    if (*p->cur == 'n' && (f->flags & SCHEMA_NULLABLE)) {
+        p->cur += 4;
+        walk_push_null(p);
+        return 0;
+    }
+    return json_fail(p, "type", p->cur, 1, frame, NULL, "expected %s%s, got %s",
+                     schema_kind_name(f->kind), (f->flags & SCHEMA_NULLABLE) ? " or null" : "", got);
+}
+
+int walk_document(json_parser *p, const schema_type *root)
+{
+    const char *got;
+    json_skip_space(p);
+    if (root) {
+        if (*p->cur != '{') {
+            got = json_type_name(p);
+            if (!got)
+                return json_unexpected(p, "a JSON object");
+            return json_fail(p, "type", p->cur, 1, NULL, NULL, "expected object, got %s", got);
+        }
+        p->values++;
+        if (walk_object(p, root, NULL))
+            return JSON_ERROR;
+    } else if (walk_value(p, NULL, NULL)) {
+        return JSON_ERROR;
+    }
+    json_skip_space(p);
+    if (p->cur != p->end)
+        return json_unexpected(p, "the end of the input");
+    return 0;
+}
