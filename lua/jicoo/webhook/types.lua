@@ -1,0 +1,141 @@
+-- The typed tables' helpers. The C core gives every parsed table its metatable (named after
+-- its type, e.g. jicoo.webhook.Booking); this module fills in the methods.
+local core = require "jicoo.webhook.core"
+
+local time = core.time
+local type = type
+local ipairs = ipairs
+local concat = table.concat
+local gsub = string.gsub
+local match = string.match
+
+local _M = {}
+
+-- The known event names, in the schema's order, and what each one says.
+local EVENTS = {}
+local event_parts = {}
+for _, field in ipairs(core.schema.Event.fields) do
+  if field.name == "event" then
+    for i, name in ipairs(field.values) do
+      EVENTS[i] = name
+      local actor, kind = match(name, "^(%a+)_(%a+)$")
+      event_parts[name] = { actor = actor, kind = kind }
+    end
+  end
+end
+_M.EVENTS = EVENTS
+
+local function epoch(value)
+  if type(value) == "string" then
+    return time(value)
+  end
+  return nil
+end
+
+-- "/" separates the key's parts and "%" escapes, so both are escaped inside a part.
+local function key_part(s)
+  return (gsub(s, "[%%/]", { ["%"] = "%25", ["/"] = "%2F" }))
+end
+
+local Event = {}
+
+-- "booked", "rescheduled" or "cancelled"; nil for an event this version does not know.
+function Event:kind()
+  local parts = event_parts[self.event]
+  return parts and parts.kind
+end
+
+-- "guest" or "host"; nil for an unknown event.
+function Event:actor()
+  local parts = event_parts[self.event]
+  return parts and parts.actor
+end
+
+function Event:is_known()
+  return event_parts[self.event] ~= nil
+end
+
+function Event:created_at()
+  return epoch(self.createdAt)
+end
+
+-- The idempotency key. Jicoo sends no delivery id: a retry repeats the event name, the booking
+-- and the envelope's createdAt, while two real changes of one booking differ in one of them.
+function Event:key()
+  return key_part(self.event) .. "/" .. key_part(self.object.uid) .. "/" .. self.createdAt
+end
+
+local Booking = {}
+
+function Booking:starts_at()
+  return epoch(self.startedAt)
+end
+
+function Booking:ends_at()
+  return epoch(self.endedAt)
+end
+
+-- Seconds from start to end.
+function Booking:duration()
+  return epoch(self.endedAt) - epoch(self.startedAt)
+end
+
+function Booking:is_cancelled()
+  return self.status == "cancel"
+end
+
+-- Epoch seconds of the cancellation, or nil.
+function Booking:cancelled_at()
+  return epoch(self.cancelledAt)
+end
+
+-- The content list the guest gave for `question`, or nil.
+function Booking:answer(question)
+  for _, answer in ipairs(self.answers) do
+    if answer.question == question then
+      return answer.content
+    end
+  end
+  return nil
+end
+
+local Answer = {}
+
+-- The content as one string, items joined by `separator` (default ", ").
+function Answer:text(separator)
+  return concat(self.content, separator or ", ")
+end
+
+local Contact = {}
+
+-- "Name <email>", or whichever of the two is present.
+function Contact:display()
+  local name = type(self.name) == "string" and self.name ~= "" and self.name or nil
+  local email = type(self.email) == "string" and self.email ~= "" and self.email or nil
+  if name and email then
+    return name .. " <" .. email .. ">"
+  end
+  return name or email
+end
+
+local Tracking = {}
+
+-- Whether the booking page visit carried any UTM parameter.
+function Tracking:has_utm()
+  for _, name in ipairs({ "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term" }) do
+    if type(self[name]) == "string" then
+      return true
+    end
+  end
+  return false
+end
+
+_M.methods = {
+  Event = Event, Booking = Booking, Answer = Answer, Contact = Contact, Tracking = Tracking,
+}
+
+for name, methods in pairs(_M.methods) do
+  core.metatables[name].__index = methods
+end
+
+return _M

@@ -1,0 +1,69 @@
+-- What the specs share: where ../shared is, reading files, the fixture lists, shell commands.
+local support = {}
+
+support.shared = os.getenv("JICOO_SHARED") or "../shared"
+support.fixtures = support.shared .. "/fixtures"
+
+function support.read(path)
+  local file = assert(io.open(path, "rb"))
+  local data = file:read("*a")
+  file:close()
+  return data
+end
+
+function support.write(path, data)
+  local file = assert(io.open(path, "wb"))
+  file:write(data)
+  file:close()
+end
+
+-- The lines a shell command prints, and whether it succeeded.
+function support.run(command)
+  local pipe = assert(io.popen(command .. "; echo \"exit:$?\""))
+  local out = pipe:read("*a")
+  pipe:close()
+  local body, status = out:match("^(.-)exit:(%d+)%s*$")
+  return body, tonumber(status) == 0
+end
+
+function support.quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- The names of the files in a folder that match a Lua pattern, sorted.
+function support.list(folder, pattern)
+  local names = {}
+  local out = assert(support.run("ls -1 " .. support.quote(folder)))
+  for name in out:gmatch("[^\n]+") do
+    if name:match(pattern) then
+      names[#names + 1] = name
+    end
+  end
+  table.sort(names)
+  return names
+end
+
+-- The rows of a fixtures folder's expect.tsv: { file =, level =, code =, path = }.
+-- The path column holds '-' for none and '""' for the root.
+function support.expectations(folder)
+  local rows = {}
+  for line in support.read(support.fixtures .. "/" .. folder .. "/expect.tsv"):gmatch("[^\n]+") do
+    if not line:match("^#") then
+      local file, level, code, path = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)")
+      if path == "-" then
+        path = nil
+      elseif path == '""' then
+        path = ""
+      end
+      rows[#rows + 1] = { file = file, level = level, code = code, path = path }
+    end
+  end
+  return rows
+end
+
+-- A temporary file's path, removed by the caller.
+function support.tmpname()
+  return os.tmpname()
+end
+
+return support
