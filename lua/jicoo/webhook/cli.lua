@@ -11,6 +11,7 @@ local tostring = tostring
 local tonumber = tonumber
 local string_match = string.match
 local string_gsub = string.gsub
+local string_find = string.find
 local io_open = io.open
 local io_stdin = io.stdin
 local io_stdout = io.stdout
@@ -64,7 +65,7 @@ end
 
 local function describe_location(info)
   if info.path == "" then
-    return "at \"\" (the document root)"
+    return "at JSON pointer \"\", the document root"
   elseif info.path then
     return "at " .. info.path
   elseif info.offset then
@@ -98,7 +99,14 @@ local function run_check(args)
         local note = ev:is_known() and "" or " (unknown event, accepted at the lenient level)"
         out(path, ": ok: ", ev.event, " ", ev.object.uid, note)
       else
-        out(path, ": invalid ", describe_location(info or {}), ": ", msg)
+        info = info or {}
+        -- The parser's message names the pointer and offset; add what it leaves out.
+        local where = ""
+        if info.path == "" or (info.path and not string_find(msg, info.path, 1, true))
+          or (not info.path and info.offset and not string_find(msg, "offset", 1, true)) then
+          where = " (" .. describe_location(info) .. ")"
+        end
+        out(path, ": invalid: ", msg, where)
         status = EXIT_FAILURE
       end
     end
