@@ -1,5 +1,6 @@
 std = "max"
 max_line_length = 110
+exclude_files = { "build*/**" }
 -- Specs hold tables of cases, one case a line.
 files["spec/"] = { std = "+busted", max_line_length = 140 }
 files["lua/jicoo/webhook/openresty.lua"] = { std = "+ngx_lua" }
