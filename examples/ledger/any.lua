@@ -1,0 +1,50 @@
+-- Booking ledger: one JSON line per booking state Jicoo tells us about, appended to
+-- <output_dir>/ledger.jsonl. Deliveries may arrive out of order: sort by event_at to rebuild a
+-- booking's history.
+local cjson = require "cjson.safe"
+
+-- A setting from ctx.config (jicoo-webhook run --set NAME=VALUE), else the environment;
+-- empty counts as unset.
+local function setting(ctx, name, env_name, default)
+  local value = ctx.config[name]
+  if value == nil or value == "" then
+    value = os.getenv(env_name)
+  end
+  if value == nil or value == "" then
+    value = default
+  end
+  return value
+end
+
+local function ledger_path(ctx)
+  local dir = setting(ctx, "output_dir", "JICOO_OUTPUT_DIR", ".")
+  return dir .. "/ledger.jsonl"
+end
+
+return function(ev, ctx)
+  local booking = ev.object
+  local line = assert(cjson.encode({
+    key = ctx.key,                -- the delivery's idempotency key
+    event = ev.event,
+    kind = ev:kind(),             -- nil (left out) for an event this library does not know
+    actor = ev:actor(),
+    event_at = ev.createdAt,
+    received_at = ctx.received_at,
+    uid = booking.uid,
+    event_type = booking.eventTypeUid,
+    status = booking.status,
+    starts_at = booking.startedAt,
+    ends_at = booking.endedAt,
+    time_zone = booking.timeZone,
+    guest_name = booking.contact.name,
+    guest_email = booking.contact.email,
+    cancelled_by = booking.cancelledBy,
+    cancel_reason = booking.cancelReason,
+  }))
+  local path = ledger_path(ctx)
+  local file = assert(io.open(path, "a"))
+  -- One write per line: concurrent writers append whole lines.
+  assert(file:write(line .. "\n"))
+  assert(file:close())
+  ctx.log("ledger: %s %s (%s)", booking.uid, booking.status, ev.event)
+end

@@ -1,0 +1,11 @@
+-- The guest cancelled: tell the team, with the reason the guest gave.
+-- luacheck: read globals SCRIPT_DIR
+local outbox = dofile(SCRIPT_DIR .. "_outbox.lua")
+local post, utc = outbox.post, outbox.utc
+
+return function(ev, ctx)
+  local booking = ev.object
+  post(ctx, string.format("Cancelled by the guest: %s <%s> cancelled %s. Reason: %s",
+    booking.contact.name, booking.contact.email, utc(booking:starts_at()),
+    booking.cancelReason or "(none given)"))
+end

@@ -1,0 +1,10 @@
+-- The host moved the meeting: tell the team, and remind them the guest was told by Jicoo.
+-- luacheck: read globals SCRIPT_DIR
+local outbox = dofile(SCRIPT_DIR .. "_outbox.lua")
+local post, utc = outbox.post, outbox.utc
+
+return function(ev, ctx)
+  local booking = ev.object
+  post(ctx, string.format("Rescheduled by the host: the meeting with %s <%s> is now at %s",
+    booking.contact.name, booking.contact.email, utc(booking:starts_at())))
+end

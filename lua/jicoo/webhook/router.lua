@@ -1,0 +1,700 @@
+-- The receive path for one delivery: size check, verify, parse, claim (exactly once), dispatch
+-- to Lua handlers, and the HTTP answer. Handlers always run here, in Lua, never from C.
+
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local error = error
+local select = select
+local pcall = pcall
+local xpcall = xpcall
+local rawget = rawget
+local require = require
+local setfenv = rawget(_G, "setfenv")   -- Lua 5.1 and LuaJIT only
+local loadstring = rawget(_G, "loadstring") or load
+local load = load
+local traceback = debug.traceback
+local debug_getinfo = debug.getinfo
+local string_format = string.format
+local string_lower = string.lower
+local string_byte = string.byte
+local string_gsub = string.gsub
+local string_match = string.match
+local string_find = string.find
+local string_sub = string.sub
+local table_concat = table.concat
+local table_sort = table.sort
+local table_insert = table.insert
+local math_floor = math.floor
+local math_huge = math.huge
+local io_open = io.open
+local io_popen = io.popen
+local io_stderr = io.stderr
+local os_time = os.time
+local global_env = _G
+
+local store = require "jicoo.webhook.store"
+
+local _M = {}
+
+local SIGNATURE_HEADER = "jicoo-webhook-signature"
+local DEFAULT_MAX_SIZE = 1024 * 1024
+local ANY = "*"
+
+local OPTION_NAMES = {
+  secrets = true, tolerance = true, verify = true,
+  level = true, unknown_keys = true, null = true, max_size = true, max_depth = true,
+  store = true, ttl = true, now = true, log = true, config = true,
+}
+local PARSE_OPTION_NAMES = { "level", "unknown_keys", "null", "max_size", "max_depth" }
+
+-- The facade is required lazily: it exposes webhook.router, so requiring it while this module
+-- loads could form a require loop.
+local webhook
+
+local Router = {}
+Router.__index = Router
+
+---------------------------------------------------------------------------------------------
+-- A tiny JSON writer for the flat response documents (no dependency on cjson).
+
+local JSON_ESCAPES = {
+  ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+}
+
+local function escape_char(c)
+  return JSON_ESCAPES[c] or string_format("\\u%04x", string_byte(c))
+end
+
+-- Length of the strict UTF-8 sequence (shortest form, no surrogates, up to U+10FFFF) that
+-- starts at byte i, or nil when the byte there starts none.
+local function utf8_sequence_length(s, i)
+  local c = string_byte(s, i)
+  if c < 0x80 then
+    return 1
+  end
+  local extra, code, min
+  if c >= 0xC2 and c <= 0xDF then
+    extra, code, min = 1, c - 0xC0, 0x80
+  elseif c >= 0xE0 and c <= 0xEF then
+    extra, code, min = 2, c - 0xE0, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then
+    extra, code, min = 3, c - 0xF0, 0x10000
+  else
+    return nil
+  end
+  for j = i + 1, i + extra do
+    local b = string_byte(s, j)
+    if not b or b < 0x80 or b > 0xBF then
+      return nil
+    end
+    code = code * 64 + (b - 0x80)
+  end
+  if code < min or code > 0x10FFFF or (code >= 0xD800 and code <= 0xDFFF) then
+    return nil
+  end
+  return extra + 1
+end
+
+-- Response bodies must be valid JSON: a message quoting broken input gets U+FFFD for each
+-- byte that is not part of a valid UTF-8 sequence.
+local function valid_utf8(s)
+  if not string_find(s, "[\128-\255]") then
+    return s
+  end
+  local parts, i, n = {}, 1, #s
+  while i <= n do
+    local length = utf8_sequence_length(s, i)
+    if length then
+      parts[#parts + 1] = string_sub(s, i, i + length - 1)
+      i = i + length
+    else
+      parts[#parts + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table_concat(parts)
+end
+
+local function json_string(s)
+  return '"' .. string_gsub(valid_utf8(s), '[%c"\\]', escape_char) .. '"'
+end
+
+local function json_value(v)
+  local kind = type(v)
+  if kind == "string" then
+    return json_string(v)
+  elseif kind == "boolean" then
+    return v and "true" or "false"
+  elseif kind == "number" then
+    if v ~= v or v == math_huge or v == -math_huge then
+      return "null"
+    elseif v == math_floor(v) and v > -2^53 and v < 2^53 then
+      return string_format("%d", v)
+    end
+    return string_format("%.17g", v)
+  end
+  return "null"
+end
+
+-- Encodes a table of scalar values as one JSON object, keys sorted (stable output).
+local function json_object(t)
+  local keys = {}
+  for k in pairs(t) do
+    keys[#keys + 1] = k
+  end
+  table_sort(keys)
+  local parts = {}
+  for i, k in ipairs(keys) do
+    parts[i] = json_string(k) .. ":" .. json_value(t[k])
+  end
+  return "{" .. table_concat(parts, ",") .. "}"
+end
+
+_M.json_object = json_object
+
+---------------------------------------------------------------------------------------------
+-- Helpers
+
+local function is_callable(f)
+  if type(f) == "function" then
+    return true
+  end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and type(rawget(mt, "__call")) == "function"
+end
+
+-- Looks a header up case-insensitively; a header sent several times (a list, as
+-- ngx.req.get_headers gives it) is joined with "," as HTTP combines repeated fields.
+local function header_value(headers, lower_name)
+  local value = headers[lower_name]
+  if value == nil then
+    for name, v in pairs(headers) do
+      if type(name) == "string" and string_lower(name) == lower_name then
+        value = v
+        break
+      end
+    end
+  end
+  if type(value) == "table" then
+    local parts = {}
+    for i, v in ipairs(value) do
+      parts[i] = tostring(v)
+    end
+    value = table_concat(parts, ",")
+  elseif value ~= nil then
+    value = tostring(value)
+  end
+  return value
+end
+
+_M.header_value = header_value
+
+local function default_log(level, message)
+  io_stderr:write("jicoo-webhook [", level, "] ", message, "\n")
+end
+
+local function first_line(s)
+  return string_match(s, "^[^\n]*")
+end
+
+-- The logger handed to handlers as ctx.log: ctx.log("fmt", ...) logs at info level;
+-- ctx.log.debug/info/warn/error(fmt, ...) pick the level. Messages are prefixed with the
+-- handler that wrote them.
+local function new_context_logger(sink, ctx)
+  local function emit(level, fmt, ...)
+    local message
+    if select("#", ...) > 0 then
+      message = string_format(fmt, ...)
+    else
+      message = tostring(fmt)
+    end
+    if ctx.handler then
+      message = ctx.handler .. ": " .. message
+    end
+    sink(level, message)
+  end
+  local logger = {}
+  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+    logger[level] = function(fmt, ...)
+      emit(level, fmt, ...)
+    end
+  end
+  return setmetatable(logger, {
+    __call = function(_, fmt, ...)
+      emit("info", fmt, ...)
+    end,
+  })
+end
+
+local function describe_function(fn)
+  if type(fn) == "function" then
+    local info = debug_getinfo(fn, "S")
+    if info and info.short_src and info.linedefined and info.linedefined > 0 then
+      return info.short_src .. ":" .. info.linedefined
+    end
+  end
+  return tostring(fn)
+end
+
+local function message_handler(err)
+  return traceback(tostring(err), 2)
+end
+
+---------------------------------------------------------------------------------------------
+-- Construction and registration
+
+local function check_secrets(secrets)
+  if type(secrets) == "string" then
+    return secrets ~= ""
+  end
+  if type(secrets) ~= "table" or secrets[1] == nil then
+    return false
+  end
+  for _, s in ipairs(secrets) do
+    if type(s) ~= "string" or s == "" then
+      return false
+    end
+  end
+  return true
+end
+
+function _M.new(opts)
+  if opts == nil then
+    opts = {}
+  elseif type(opts) ~= "table" then
+    error("webhook.router: opts must be a table, got " .. type(opts), 2)
+  end
+  for name in pairs(opts) do
+    if not OPTION_NAMES[name] then
+      error("webhook.router: unknown option '" .. tostring(name) .. "'", 2)
+    end
+  end
+  webhook = webhook or require "jicoo.webhook"
+
+  local verify = opts.verify ~= false
+  if verify and not check_secrets(opts.secrets) then
+    error("webhook.router: opts.secrets (a secret or a list of secrets) is required"
+      .. " unless opts.verify is false", 2)
+  end
+
+  local parse_opts = {}
+  for _, name in ipairs(PARSE_OPTION_NAMES) do
+    parse_opts[name] = opts[name]
+  end
+  -- Let the parser judge the parse options now (it raises on bad ones), not on the first
+  -- delivery.
+  local ok, err = pcall(webhook.parse, "{}", parse_opts)
+  if not ok then
+    error("webhook.router: " .. tostring(err), 2)
+  end
+
+  local max_size = opts.max_size or DEFAULT_MAX_SIZE
+  local id_store = opts.store
+  if id_store == nil then
+    id_store = store.memory()
+  elseif not store.is_store(id_store) then
+    error("webhook.router: opts.store must have add(key, ttl) and delete(key) methods", 2)
+  end
+  local ttl = opts.ttl or store.DEFAULT_TTL
+  if type(ttl) ~= "number" or ttl <= 0 then
+    error("webhook.router: opts.ttl must be a positive number of seconds", 2)
+  end
+  local now = opts.now
+  if now ~= nil and type(now) ~= "number" and not is_callable(now) then
+    error("webhook.router: opts.now must be a number or a function", 2)
+  end
+  local log = opts.log or default_log
+  if not is_callable(log) then
+    error("webhook.router: opts.log must be a function(level, message)", 2)
+  end
+  local config = opts.config or {}
+  if type(config) ~= "table" then
+    error("webhook.router: opts.config must be a table", 2)
+  end
+
+  return setmetatable({
+    verify = verify,
+    secrets = opts.secrets,
+    tolerance = opts.tolerance,
+    parse_opts = parse_opts,
+    max_size = max_size,
+    store = id_store,
+    ttl = ttl,
+    now_option = now,
+    log = log,
+    config = config,
+    routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
+    error_handlers = {},
+  }, Router)
+end
+
+local function add_route(self, name, fn, label)
+  local routes = self.routes
+  routes[#routes + 1] = { event = name, fn = fn, label = label }
+end
+
+-- Registers fn(ev, ctx) for one event name, or for every event with "*".
+function Router:on(name, fn)
+  if type(name) ~= "string" or name == "" then
+    error("router:on: event name must be a non-empty string", 2)
+  end
+  if not is_callable(fn) then
+    error("router:on: handler must be a function, got " .. type(fn), 2)
+  end
+  add_route(self, name, fn, name .. " handler at " .. describe_function(fn))
+  return self
+end
+
+-- Registers fn(message, ev, ctx), called when a handler raises or the store fails.
+function Router:on_error(fn)
+  if not is_callable(fn) then
+    error("router:on_error: handler must be a function, got " .. type(fn), 2)
+  end
+  local handlers = self.error_handlers
+  handlers[#handlers + 1] = fn
+  return self
+end
+
+---------------------------------------------------------------------------------------------
+-- Handler scripts
+
+local function shell_quote(s)
+  return "'" .. string_gsub(s, "'", "'\\''") .. "'"
+end
+
+local function list_directory(dir)
+  local has_lfs, lfs = pcall(require, "lfs")
+  local names = {}
+  if has_lfs and type(lfs) == "table" and lfs.dir then
+    local ok, iter, state = pcall(lfs.dir, dir)
+    if not ok then
+      return nil, "cannot open directory " .. dir .. ": " .. tostring(iter)
+    end
+    for name in iter, state do
+      names[#names + 1] = name
+    end
+  else
+    local quoted = shell_quote(dir)
+    local pipe = io_popen("if [ -d " .. quoted .. " ]; then ls -1a " .. quoted
+      .. "; else echo '/missing'; fi")
+    if not pipe then
+      return nil, "cannot list directory " .. dir
+    end
+    for name in pipe:lines() do
+      if name == "/missing" then
+        pipe:close()
+        return nil, "cannot open directory " .. dir .. ": not a directory"
+      end
+      names[#names + 1] = name
+    end
+    pipe:close()
+  end
+  table_sort(names)
+  return names
+end
+
+-- A script's globals live in its own table; reads fall through to the real globals.
+-- SCRIPT_DIR (the folder, ending in "/") lets scripts dofile shared "_helper.lua" files.
+local function new_script_env(script_dir)
+  local env = setmetatable({}, { __index = global_env })
+  -- `_G.x = 1` in a script stays in the script too.
+  env._G = env
+  env.SCRIPT_DIR = script_dir
+  return env
+end
+
+local function compile_script(source, chunk_name, env)
+  if string_byte(source, 1) == 27 then
+    return nil, string_sub(chunk_name, 2) .. ": binary chunks are not accepted"
+  end
+  if setfenv then
+    local fn, err = loadstring(source, chunk_name)
+    if not fn then
+      return nil, err
+    end
+    setfenv(fn, env)
+    return fn
+  end
+  return load(source, chunk_name, "t", env)
+end
+
+-- Runs one script file and returns its list of handler functions.
+local function load_script(path, script_dir)
+  local file, open_err = io_open(path, "rb")
+  if not file then
+    return nil, "cannot open " .. tostring(open_err)
+  end
+  local source = file:read("*a")
+  file:close()
+  if not source then
+    return nil, path .. ": cannot read"
+  end
+
+  local chunk, compile_err = compile_script(source, "@" .. path, new_script_env(script_dir))
+  if not chunk then
+    return nil, compile_err
+  end
+  local ok, result = xpcall(chunk, message_handler)
+  if not ok then
+    return nil, result
+  end
+  if is_callable(result) then
+    return { result }
+  end
+  if type(result) == "table" then
+    local list = {}
+    for i = 1, #result do
+      if not is_callable(result[i]) then
+        return nil, path .. ": item " .. i .. " of the returned list is a " .. type(result[i])
+          .. ", expected a function"
+      end
+      list[i] = result[i]
+    end
+    local keys = 0
+    for _ in pairs(result) do
+      keys = keys + 1
+    end
+    if keys ~= #result then
+      return nil, path .. ": returns a table with keys other than 1.." .. #result
+        .. ", expected a list of functions"
+    end
+    return list
+  end
+  return nil, path .. ": returns " .. type(result) .. ", expected a function or a list of functions"
+end
+
+local function is_known_event(name)
+  for _, known in ipairs(webhook.EVENTS or {}) do
+    if known == name then
+      return true
+    end
+  end
+  return false
+end
+
+-- Loads dir/<event>.lua (handlers for that event) and dir/any.lua (every event). Files whose
+-- name starts with "_" or "." are left alone (helpers, editor files). Returns the number of
+-- handlers registered, or nil, message, failures when some script failed: the scripts that
+-- did load stay registered (one bad script never stops the others).
+function Router:load(dir)
+  if type(dir) ~= "string" or dir == "" then
+    error("router:load: dir must be a non-empty string", 2)
+  end
+  local names, list_err = list_directory(dir)
+  if not names then
+    return nil, list_err, { { file = dir, message = list_err } }
+  end
+  local prefix = string_sub(dir, -1) == "/" and dir or dir .. "/"
+
+  -- any.lua first: its handlers run before the per-event ones.
+  local scripts = {}
+  for _, name in ipairs(names) do
+    local event = string_match(name, "^([%w][%w_%-]*)%.lua$")
+    if event == "any" then
+      table_insert(scripts, 1, { path = prefix .. name, event = ANY })
+    elseif event then
+      scripts[#scripts + 1] = { path = prefix .. name, event = event }
+    end
+  end
+
+  local registered, failures = 0, {}
+  for _, script in ipairs(scripts) do
+    local handlers, err = load_script(script.path, prefix)
+    if handlers then
+      if script.event ~= ANY and not is_known_event(script.event) then
+        self.log("warn", script.path .. ": '" .. script.event .. "' is not a known Jicoo event;"
+          .. " its handlers run only if Jicoo sends that event name")
+      end
+      for i, fn in ipairs(handlers) do
+        local label = script.path
+        if #handlers > 1 then
+          label = label .. "#" .. i
+        end
+        add_route(self, script.event, fn, label)
+        registered = registered + 1
+      end
+    else
+      failures[#failures + 1] = { file = script.path, message = err }
+    end
+  end
+
+  if #failures > 0 then
+    local lines = {}
+    for i, failure in ipairs(failures) do
+      lines[i] = failure.message
+    end
+    return nil, table_concat(lines, "\n"), failures
+  end
+  return registered
+end
+
+---------------------------------------------------------------------------------------------
+-- handle
+
+local function respond(status, doc, event, errors)
+  return {
+    status = status,
+    body = json_object(doc),
+    event = event,
+    errors = errors or {},
+  }
+end
+
+local function current_time(self)
+  local now = self.now_option
+  if now == nil then
+    return os_time()
+  elseif type(now) == "number" then
+    return now
+  end
+  return now()
+end
+
+local function report_error(self, message, ev, ctx)
+  local handlers = self.error_handlers
+  if #handlers == 0 then
+    self.log("error", message)
+    return
+  end
+  for _, fn in ipairs(handlers) do
+    local ok, err = pcall(fn, message, ev, ctx)
+    if not ok then
+      self.log("error", "on_error handler failed: " .. tostring(err) .. " (reporting: " .. message .. ")")
+    end
+  end
+end
+
+-- Claims the key; a store that raises counts as a failed store.
+local function claim(self, key)
+  local ok, claimed, err = pcall(self.store.add, self.store, key, self.ttl)
+  if not ok then
+    return nil, tostring(claimed)
+  end
+  if claimed == nil then
+    return nil, tostring(err or "store:add returned nil")
+  end
+  return claimed
+end
+
+local function release(self, key)
+  local ok, released, err = pcall(self.store.delete, self.store, key)
+  if not ok or released == nil then
+    local message = tostring(ok and (err or "store:delete returned nil") or released)
+    self.log("error", "cannot release the claim on " .. key .. " (the retry will be taken for a"
+      .. " duplicate until the claim expires): " .. message)
+  end
+end
+
+-- The whole receive path: returns { status, body, event, errors, key, handlers }.
+function Router:handle(body, headers)
+  if type(body) ~= "string" then
+    error("router:handle: body must be a string, got " .. type(body), 2)
+  end
+  if headers == nil then
+    headers = {}
+  elseif type(headers) ~= "table" then
+    error("router:handle: headers must be a table, got " .. type(headers), 2)
+  end
+
+  if #body > self.max_size then
+    local message = string_format("limit: body of %d bytes is over the %d-byte size limit",
+      #body, self.max_size)
+    return respond(413, { ok = false, error = "too_large", max_size = self.max_size }, nil,
+      { { stage = "size", code = "limit", message = message } })
+  end
+
+  local now = current_time(self)
+  if self.verify then
+    local header = header_value(headers, SIGNATURE_HEADER)
+    local ok, msg, code = webhook.verify(body, header, self.secrets,
+      { tolerance = self.tolerance, now = now })
+    if not ok then
+      return respond(401, { ok = false, error = "bad_signature", code = code }, nil,
+        { { stage = "signature", code = code, message = msg } })
+    end
+  end
+
+  local ev, msg, info = webhook.parse(body, self.parse_opts)
+  if not ev then
+    info = info or {}
+    return respond(400, {
+      ok = false, error = "invalid_payload", code = info.code, path = info.path,
+      offset = info.offset, message = msg,
+    }, nil, { { stage = "parse", code = info.code, path = info.path, offset = info.offset,
+      message = msg } })
+  end
+
+  local key = ev:key()
+  local known = ev:is_known()
+  local ctx = {
+    headers = headers,
+    body = body,
+    received_at = now,
+    key = key,
+    config = self.config,
+  }
+  ctx.log = new_context_logger(self.log, ctx)
+
+  local claimed, store_err = claim(self, key)
+  if claimed == nil then
+    local message = "store: cannot claim " .. key .. ": " .. store_err
+    report_error(self, message, ev, ctx)
+    local res = respond(500, { ok = false, error = "store_failed", event = ev.event }, ev,
+      { { stage = "store", message = message } })
+    res.key = key
+    return res
+  end
+  if claimed == false then
+    self.log("info", "duplicate delivery " .. key .. ": already claimed, handlers not run")
+    local res = respond(200, {
+      ok = true, result = "duplicate", event = ev.event, unknown = (not known) or nil,
+    }, ev)
+    res.key = key
+    res.duplicate = true
+    return res
+  end
+
+  local ran, errors = {}, {}
+  for _, route in ipairs(self.routes) do
+    if route.event == ev.event or route.event == ANY then
+      local fn = route.fn
+      ctx.handler = route.label
+      local ok, err = xpcall(function()
+        return fn(ev, ctx)
+      end, message_handler)
+      ctx.handler = nil
+      if ok then
+        ran[#ran + 1] = { handler = route.label, ok = true }
+      else
+        local message = route.label .. " failed: " .. tostring(err)
+        ran[#ran + 1] = { handler = route.label, ok = false, error = first_line(tostring(err)) }
+        errors[#errors + 1] = { stage = "handler", handler = route.label,
+          message = first_line(tostring(err)) }
+        report_error(self, message, ev, ctx)
+      end
+    end
+  end
+
+  local res
+  if #errors > 0 then
+    release(self, key)
+    res = respond(500, {
+      ok = false, error = "handler_failed", event = ev.event, failed = #errors,
+    }, ev, errors)
+  else
+    res = respond(200, {
+      ok = true, result = "handled", event = ev.event, handlers = #ran,
+      unknown = (not known) or nil,
+    }, ev)
+  end
+  res.key = key
+  res.handlers = ran
+  return res
+end
+
+return _M

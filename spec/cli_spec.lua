@@ -1,0 +1,257 @@
+-- The jicoo-webhook command, run as a subprocess with the interpreter running this spec.
+local webhook = require "jicoo.webhook"
+local support = require "support"
+local runner = require "cli_runner"
+
+local FIXTURES = support.fixtures
+local SECRET = "whsec_cli_spec"
+local jicoo = runner.run
+
+local function fixture_path(folder, name)
+  return FIXTURES .. "/" .. folder .. "/" .. name
+end
+
+local function q(s)
+  return support.quote(s)
+end
+
+describe("jicoo-webhook", function()
+  local help_cases = {
+    { "--help", { "check", "sign", "verify", "run", "Exit status" } },
+    { "check --help", { "Usage: jicoo-webhook check", "--strict" } },
+    { "sign --help", { "Usage: jicoo-webhook sign", "--secret", "--time" } },
+    { "verify --help", { "Usage: jicoo-webhook verify", "--header", "--tolerance" } },
+    { "run --help", { "Usage: jicoo-webhook run", "--set" } },
+  }
+  for _, case in ipairs(help_cases) do
+    it(case[1] .. " prints help and exits 0", function()
+      local code, out = jicoo(case[1])
+      assert.are.equal(0, code)
+      for _, text in ipairs(case[2]) do
+        assert.truthy(out:find(text, 1, true), text)
+      end
+    end)
+  end
+
+  local usage_cases = {
+    { "no command", "" },
+    { "an unknown command", "frobnicate" },
+    { "check without files", "check" },
+    { "an unknown option", "check --lenient x.json" },
+    { "sign with a bad --time", "sign --secret s --time yesterday x.json" },
+    { "verify without --header", "verify --secret s x.json" },
+    { "run without files", "run examples/ledger" },
+    { "run with a bad --set", "run --set novalue examples/ledger " .. fixture_path("valid", "guest_cancelled.json") },
+  }
+  for _, case in ipairs(usage_cases) do
+    it(case[1] .. " is a usage error (exit 2)", function()
+      local code, _, err = jicoo(case[2], "JICOO_WEBHOOK_SECRET=")
+      assert.are.equal(2, code)
+      assert.truthy(err:find("Error", 1, true) or err:find("--set", 1, true), err)
+    end)
+  end
+end)
+
+describe("jicoo-webhook check", function()
+  for _, name in ipairs(support.list(FIXTURES .. "/valid", "%.json$")) do
+    it("accepts valid/" .. name .. " at both levels", function()
+      for _, flag in ipairs({ "", "--strict " }) do
+        local code, out = jicoo("check " .. flag .. q(fixture_path("valid", name)))
+        assert.are.equal(0, code, out)
+        assert.truthy(out:find(name .. ": ok", 1, true), out)
+      end
+    end)
+  end
+
+  for _, row in ipairs(support.expectations("invalid")) do
+    it("rejects invalid/" .. row.file .. " naming the file and " .. tostring(row.path), function()
+      local code, out = jicoo("check " .. q(fixture_path("invalid", row.file)))
+      assert.are.equal(1, code)
+      local line = out:match("[^\n]*" .. row.file:gsub("%p", "%%%0") .. "[^\n]*")
+      assert.truthy(line, out)
+      assert.truthy(line:find(": invalid: " .. row.code .. ":", 1, true), line)
+      if row.path == "" then
+        assert.truthy(line:find('JSON pointer ""', 1, true), line)
+      elseif row.path then
+        assert.truthy(line:find(row.path, 1, true), line)
+      else
+        assert.truthy(line:find("offset %d+"), line)
+      end
+    end)
+  end
+
+  for _, row in ipairs(support.expectations("lenient")) do
+    it("lenient/" .. row.file .. ": ok by default, " .. row.code .. " with --strict", function()
+      local path = q(fixture_path("lenient", row.file))
+      assert.are.equal(0, (jicoo("check " .. path)))
+      local code, out = jicoo("check --strict " .. path)
+      assert.are.equal(1, code)
+      assert.truthy(out:find("invalid: " .. row.code .. ": " .. row.path, 1, true), out)
+    end)
+  end
+
+  it("checks every file and exits 1 when any fails", function()
+    local code, out = jicoo("check " .. q(fixture_path("valid", "host_cancelled.json")) .. " "
+      .. q(fixture_path("invalid", "empty_uid.json")) .. " "
+      .. q(fixture_path("valid", "guest_cancelled.json")))
+    assert.are.equal(1, code)
+    local _, lines = out:gsub("\n", "")
+    assert.are.equal(3, lines)
+  end)
+
+  it("reports a file it cannot read", function()
+    local code, _, err = jicoo("check /nonexistent/delivery.json")
+    assert.are.equal(1, code)
+    assert.truthy(err:find("/nonexistent/delivery.json", 1, true))
+  end)
+
+  it("reads standard input for '-'", function()
+    local code, out = jicoo("check -", nil, fixture_path("valid", "tokyo_no_utm_compact.json"))
+    assert.are.equal(0, code)
+    assert.truthy(out:find("-: ok: guest_booked bk_7Hq2", 1, true), out)
+  end)
+end)
+
+describe("jicoo-webhook sign and verify", function()
+  local file = fixture_path("valid", "guest_cancelled.json")
+  local body = support.read(file)
+  local t = 1662520836
+  local header = webhook.sign(SECRET, body, t)
+
+  it("sign prints the header webhook.sign computes", function()
+    local code, out = jicoo("sign --secret " .. q(SECRET) .. " --time " .. t .. " " .. q(file))
+    assert.are.equal(0, code)
+    assert.are.equal(header .. "\n", out)
+  end)
+
+  it("sign takes the secret from JICOO_WEBHOOK_SECRET", function()
+    local code, out = jicoo("sign --time " .. t .. " " .. q(file), "JICOO_WEBHOOK_SECRET=" .. SECRET)
+    assert.are.equal(0, code)
+    assert.are.equal(header .. "\n", out)
+  end)
+
+  it("sign without any secret is a usage error", function()
+    local code, _, err = jicoo("sign " .. q(file), "JICOO_WEBHOOK_SECRET=")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("secret", 1, true))
+  end)
+
+  it("sign defaults the time to now", function()
+    local before = os.time()
+    local _, out = jicoo("sign --secret " .. q(SECRET) .. " " .. q(file))
+    local signed_at = tonumber(out:match("^t=(%d+),v1=%x+\n$"))
+    assert.truthy(signed_at and signed_at >= before and signed_at <= os.time() + 1, out)
+  end)
+
+  local verify_cases = {
+    { "a good signature", SECRET, header, "--now " .. t, 0, "signature valid" },
+    { "the wrong secret", "whsec_other", header, "--now " .. t, 1, "(mismatch)" },
+    { "an old signature", SECRET, header, "--now " .. (t + 301), 1, "(expired)" },
+    { "an old signature with --tolerance 0", SECRET, header, "--tolerance 0", 0, "signature valid" },
+    { "a header without v1", SECRET, "t=" .. t, "--now " .. t, 1, "(no_signature)" },
+    { "a malformed header", SECRET, "v1=abc", "--now " .. t, 1, "(malformed_header)" },
+  }
+  for _, case in ipairs(verify_cases) do
+    it("verify: " .. case[1] .. " -> exit " .. case[5], function()
+      local code, out = jicoo("verify --secret " .. q(case[2]) .. " --header " .. q(case[3]) .. " "
+        .. case[4] .. " " .. q(file))
+      assert.are.equal(case[5], code)
+      assert.truthy(out:find(case[6], 1, true), out)
+      assert.truthy(out:find(file, 1, true), out)
+    end)
+  end
+end)
+
+describe("jicoo-webhook run", function()
+  local dir
+
+  before_each(function()
+    dir = runner.temp_dir()
+  end)
+
+  after_each(function()
+    runner.remove_dir(dir)
+  end)
+
+  local function script(name, source)
+    support.write(dir .. "/" .. name, source)
+  end
+
+  local booked = fixture_path("lenient", "portal_guest_booked.json")
+  local cancelled = fixture_path("valid", "guest_cancelled.json")
+
+  it("replays files through the scripts and prints what each handler did", function()
+    script("guest_booked.lua", [[
+      return function(ev, ctx)
+        print("welcome " .. ev.object.contact.name)
+        ctx.log("greeted %s", ev.object.uid)
+      end]])
+    script("any.lua", "return function(ev, ctx) ctx.log.warn('saw ' .. ev.event) end\n")
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(booked) .. " " .. q(cancelled) .. " " .. q(booked))
+    assert.are.equal(0, code, out)
+    local expected = {
+      "== " .. booked,
+      "  [warn] " .. dir .. "/any.lua: saw guest_booked",
+      "welcome John Doe",
+      "  [info] " .. dir .. "/guest_booked.lua: greeted ACDADADASS",
+      "  ran " .. dir .. "/any.lua",
+      "  ran " .. dir .. "/guest_booked.lua",
+      '  -> 200 {"event":"guest_booked","handlers":2,"ok":true,"result":"handled"}',
+      "== " .. cancelled,
+      "  [warn] " .. dir .. "/any.lua: saw guest_cancelled",
+      "  ran " .. dir .. "/any.lua",
+      '  -> 200 {"event":"guest_cancelled","handlers":1,"ok":true,"result":"handled"}',
+      "== " .. booked,
+    }
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do
+      lines[#lines + 1] = line
+    end
+    for i, line in ipairs(expected) do
+      assert.are.equal(line, lines[i])
+    end
+    -- The same delivery twice: the second is a duplicate and runs nothing.
+    assert.truthy(lines[#lines]:find('"result":"duplicate"', 1, true), out)
+  end)
+
+  it("--set fills ctx.config", function()
+    script("guest_booked.lua", "return function(_, ctx) print('channel=' .. ctx.config.channel) end\n")
+    local code, out = jicoo("run --set channel=#sales=1 " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(0, code)
+    assert.truthy(out:find("channel=#sales=1\n", 1, true), out)
+  end)
+
+  it("a failing handler: exit 1, FAILED and 500 shown", function()
+    script("guest_booked.lua", "return function() error('smtp down') end\n")
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("FAILED " .. dir .. "/guest_booked.lua: " .. dir .. "/guest_booked.lua:1: smtp down",
+      1, true), out)
+    assert.truthy(out:find("-> 500", 1, true), out)
+  end)
+
+  it("a broken script: exit 1 naming the file; the other scripts still run", function()
+    script("guest_booked.lua", "return function( print('x') end\n")
+    script("any.lua", "return function() print('any ran') end\n")
+    local code, out, err = jicoo("run " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(1, code)
+    assert.truthy(err:find(dir .. "/guest_booked.lua:1:", 1, true), err)
+    assert.truthy(out:find("any ran", 1, true), out)
+    assert.truthy(out:find("-> 200", 1, true), out)
+  end)
+
+  it("an invalid payload: exit 1 with the code and pointer", function()
+    script("any.lua", "return function() print('must not run') end\n")
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(fixture_path("invalid", "uid_number.json")))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("parse error at /object/uid: type:", 1, true), out)
+    assert.truthy(out:find("-> 400", 1, true), out)
+    assert.falsy(out:find("must not run", 1, true))
+  end)
+
+  it("--strict parses at the strict level", function()
+    local code, out = jicoo("run --strict " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(1, code)
+    assert.truthy(out:find('"code":"missing"', 1, true), out)
+  end)
+end)

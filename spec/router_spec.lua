@@ -1,0 +1,663 @@
+-- The router: every fixture and signature failure to its status, exactly-once dispatch,
+-- failing handlers and stores, handler scripts.
+local webhook = require "jicoo.webhook"
+local store = require "jicoo.webhook.store"
+local cjson = require "cjson"   -- an independent reader of the response bodies
+local support = require "support"
+
+local SECRET = "whsec_router_spec"
+local NOW = 1700000000
+local SIGNATURE = "Jicoo-Webhook-Signature"
+
+local function fixture(folder, name)
+  return support.read(support.fixtures .. "/" .. folder .. "/" .. name)
+end
+
+local function signed(body, t, secret)
+  return { [SIGNATURE] = webhook.sign(secret or SECRET, body, t or NOW) }
+end
+
+-- A router on a fixed clock that records its log lines instead of writing them.
+local function new_router(opts)
+  opts = opts or {}
+  local lines = {}
+  if opts.verify ~= false then
+    opts.secrets = opts.secrets or SECRET
+  end
+  opts.now = opts.now or NOW
+  opts.log = opts.log or function(level, message)
+    lines[#lines + 1] = level .. ": " .. message
+  end
+  return webhook.router(opts), lines
+end
+
+-- Records each handler call as "<label>:<event>".
+local function recorder(router, names)
+  local calls = {}
+  for _, name in ipairs(names) do
+    router:on(name, function(ev)
+      calls[#calls + 1] = name .. ":" .. ev.event
+    end)
+  end
+  return calls
+end
+
+local function decode(res)
+  return cjson.decode(res.body)
+end
+
+local BOOKED = fixture("lenient", "portal_guest_booked.json")
+
+describe("router: fixtures", function()
+  local valid = support.list(support.fixtures .. "/valid", "%.json$")
+  it("finds the valid fixtures", function()
+    assert.is_true(#valid >= 4)
+  end)
+  for _, level in ipairs({ "lenient", "strict" }) do
+    for _, name in ipairs(valid) do
+      it("valid/" .. name .. " -> 200 at the " .. level .. " level", function()
+        local body = fixture("valid", name)
+        local r = new_router({ level = level })
+        local calls = recorder(r, { "*" })
+        local res = r:handle(body, signed(body))
+        assert.are.equal(200, res.status)
+        local doc = decode(res)
+        assert.is_true(doc.ok)
+        assert.are.equal("handled", doc.result)
+        assert.are.equal(cjson.decode(body).event, doc.event)
+        assert.are.same({ "*:" .. doc.event }, calls)
+        assert.are.equal(doc.event, res.event.event)
+      end)
+    end
+  end
+
+  for _, row in ipairs(support.expectations("lenient")) do
+    it("lenient/" .. row.file .. " -> 200 lenient, 400 " .. row.code .. " strict", function()
+      local body = fixture("lenient", row.file)
+      local res = new_router():handle(body, signed(body))
+      assert.are.equal(200, res.status)
+
+      local strict = new_router({ level = "strict" })
+      local calls = recorder(strict, { "*" })
+      res = strict:handle(body, signed(body))
+      assert.are.equal(400, res.status)
+      local doc = decode(res)
+      assert.are.equal("invalid_payload", doc.error)
+      assert.are.equal(row.code, doc.code)
+      assert.are.equal(row.path, doc.path)
+      assert.are.same({}, calls)
+    end)
+  end
+
+  for _, row in ipairs(support.expectations("invalid")) do
+    it("invalid/" .. row.file .. " -> 400 " .. row.code .. " at " .. tostring(row.path), function()
+      local body = fixture("invalid", row.file)
+      for _, level in ipairs({ "lenient", "strict" }) do
+        local r = new_router({ level = level })
+        local calls = recorder(r, { "*" })
+        local res = r:handle(body, signed(body))
+        assert.are.equal(400, res.status)
+        local doc = decode(res)
+        assert.is_false(doc.ok)
+        assert.are.equal(row.code, doc.code)
+        assert.are.equal(row.path, doc.path)
+        assert.are.equal("string", type(doc.message))
+        assert.are.equal(row.code, res.errors[1].code)
+        assert.are.same({}, calls)
+      end
+    end)
+  end
+
+  it("an unknown event (lenient) reaches '*' handlers only and says it was unknown", function()
+    local body = fixture("lenient", "drift.json")
+    local r = new_router()
+    local calls = recorder(r, { "guest_booked", "*" })
+    local res = r:handle(body, signed(body))
+    assert.are.equal(200, res.status)
+    local doc = decode(res)
+    assert.is_true(doc.unknown)
+    assert.are.equal("guest_assigned", doc.event)
+    assert.are.same({ "*:guest_assigned" }, calls)
+  end)
+
+  it("an event with no handler answers 200", function()
+    local res = new_router():handle(BOOKED, signed(BOOKED))
+    assert.are.equal(200, res.status)
+    assert.are.equal(0, decode(res).handlers)
+    assert.is_nil(decode(res).unknown)
+  end)
+end)
+
+describe("router: signatures", function()
+  local tampered_body = BOOKED:gsub("John Doe", "John Dough")
+  local good = webhook.sign(SECRET, BOOKED, NOW)
+  local good_hex = good:match("v1=(%x+)")
+  local flipped_hex = (good_hex:sub(1, 1) == "0" and "1" or "0") .. good_hex:sub(2)
+
+  local failures = {
+    { "no header", nil, "missing_header" },
+    { "a header without t", "v1=" .. good_hex, "malformed_header" },
+    { "a non-integer t", "t=soon,v1=" .. good_hex, "malformed_header" },
+    { "no v1 signature", "t=" .. NOW, "no_signature" },
+    { "only an unknown scheme", "t=" .. NOW .. ",v0=" .. good_hex, "no_signature" },
+    { "a timestamp 301 s old", webhook.sign(SECRET, BOOKED, NOW - 301), "expired" },
+    { "a timestamp 301 s ahead", webhook.sign(SECRET, BOOKED, NOW + 301), "expired" },
+    { "the wrong secret", webhook.sign("whsec_other", BOOKED, NOW), "mismatch" },
+    { "one flipped hex digit", "t=" .. NOW .. ",v1=" .. flipped_hex, "mismatch" },
+    { "t changed after signing", "t=" .. (NOW + 1) .. ",v1=" .. good_hex, "mismatch" },
+    { "a body changed after signing", webhook.sign(SECRET, tampered_body, NOW), "mismatch" },
+  }
+  for _, case in ipairs(failures) do
+    it(case[1] .. " -> 401 " .. case[3], function()
+      local r = new_router()
+      local calls = recorder(r, { "*" })
+      local res = r:handle(BOOKED, { [SIGNATURE] = case[2] })
+      assert.are.equal(401, res.status)
+      local doc = decode(res)
+      assert.are.equal("bad_signature", doc.error)
+      assert.are.equal(case[3], doc.code)
+      assert.are.equal(case[3], res.errors[1].code)
+      assert.are.same({}, calls)
+    end)
+  end
+
+  local accepted = {
+    { "the exact header name", { [SIGNATURE] = good } },
+    { "a lower-case header name", { ["jicoo-webhook-signature"] = good } },
+    { "an upper-case header name", { ["JICOO-WEBHOOK-SIGNATURE"] = good } },
+    { "the header sent twice (a list)", { [SIGNATURE] = { "t=" .. NOW, "v1=" .. good_hex } } },
+    { "upper-case hex", { [SIGNATURE] = "t=" .. NOW .. ",v1=" .. good_hex:upper() } },
+    { "spaces after commas", { [SIGNATURE] = "t=" .. NOW .. ", v0=00, v1=" .. good_hex } },
+    { "a second, wrong v1 before the right one",
+      { [SIGNATURE] = "t=" .. NOW .. ",v1=" .. flipped_hex .. ",v1=" .. good_hex } },
+    { "a timestamp 300 s old", signed(BOOKED, NOW - 300) },
+  }
+  for _, case in ipairs(accepted) do
+    it(case[1] .. " -> 200", function()
+      local res = new_router():handle(BOOKED, case[2])
+      assert.are.equal(200, res.status, res.body)
+    end)
+  end
+
+  it("accepts any of several secrets (rotation)", function()
+    local r = new_router({ secrets = { "whsec_old", SECRET } })
+    assert.are.equal(200, r:handle(BOOKED, signed(BOOKED)).status)
+    local r2 = new_router({ secrets = { "whsec_old", "whsec_older" } })
+    assert.are.equal(401, r2:handle(BOOKED, signed(BOOKED)).status)
+  end)
+
+  it("tolerance 0 turns the time check off", function()
+    local r = new_router({ tolerance = 0 })
+    assert.are.equal(200, r:handle(BOOKED, signed(BOOKED, NOW - 86400)).status)
+  end)
+
+  it("verify = false skips the signature", function()
+    local r = new_router({ verify = false })
+    assert.are.equal(200, r:handle(BOOKED, {}).status)
+    assert.are.equal(200, new_router({ verify = false }):handle(BOOKED).status)
+  end)
+
+  it("checks the signature before parsing (an unsigned bad body is 401, not 400)", function()
+    local res = new_router():handle("{not json", {})
+    assert.are.equal(401, res.status)
+  end)
+end)
+
+describe("router: size limit", function()
+  local padded_to = function(size)
+    return BOOKED .. string.rep(" ", size - #BOOKED)
+  end
+  local cases = {
+    { "one byte over the default 1 MiB", nil, padded_to(1024 * 1024 + 1), 413 },
+    { "exactly the default 1 MiB", nil, padded_to(1024 * 1024), 200 },
+    { "one byte over a max_size of 2000", 2000, padded_to(2001), 413 },
+    { "exactly a max_size of 2000", 2000, padded_to(2000), 200 },
+  }
+  for _, case in ipairs(cases) do
+    it(case[1] .. " -> " .. case[4], function()
+      local r = new_router({ max_size = case[2] })
+      local calls = recorder(r, { "*" })
+      local res = r:handle(case[3], signed(case[3]))
+      assert.are.equal(case[4], res.status)
+      if case[4] == 413 then
+        local doc = decode(res)
+        assert.are.equal("too_large", doc.error)
+        assert.are.equal(case[2] or 1024 * 1024, doc.max_size)
+        assert.are.same({}, calls)
+      else
+        assert.are.same({ "*:guest_booked" }, calls)
+      end
+    end)
+  end
+
+  it("answers 413 even before checking the signature", function()
+    local body = padded_to(3000)
+    assert.are.equal(413, new_router({ max_size = 2000 }):handle(body, {}).status)
+  end)
+end)
+
+describe("router: exactly once", function()
+  it("runs the handlers of a delivery sent twice once; the second answer is 200 duplicate", function()
+    local r = new_router()
+    local calls = recorder(r, { "guest_booked", "*" })
+    local first = r:handle(BOOKED, signed(BOOKED))
+    local second = r:handle(BOOKED, signed(BOOKED, NOW + 60))   -- a retry, signed again
+    assert.are.equal(200, first.status)
+    assert.are.equal("handled", decode(first).result)
+    assert.are.equal(200, second.status)
+    assert.are.equal("duplicate", decode(second).result)
+    assert.is_true(second.duplicate)
+    assert.are.same({ "guest_booked:guest_booked", "*:guest_booked" }, calls)
+  end)
+
+  it("runs two different changes of one booking both", function()
+    local r = new_router()
+    local calls = recorder(r, { "*" })
+    local rescheduled = fixture("lenient", "portal_guest_rescheduled.json")
+    local later = BOOKED:gsub('"createdAt": "2020%-11%-23T17:51:19.000Z"',
+      '"createdAt": "2020-11-23T18:00:00.000Z"', 1)
+    assert.are_not.equal(BOOKED, later)
+    for _, body in ipairs({ BOOKED, rescheduled, later, BOOKED }) do
+      assert.are.equal(200, r:handle(body, signed(body)).status)
+    end
+    assert.are.same({ "*:guest_booked", "*:guest_rescheduled", "*:guest_booked" }, calls)
+  end)
+
+  it("takes the same event in another JSON layout for the same delivery", function()
+    -- Same event, uid and createdAt: the key says it is the same delivery.
+    local r = new_router()
+    local calls = recorder(r, { "*" })
+    local full = fixture("valid", "strict_guest_booked_full.json")
+    assert.are.equal("handled", decode(r:handle(BOOKED, signed(BOOKED))).result)
+    assert.are.equal("duplicate", decode(r:handle(full, signed(full))).result)
+    assert.are.equal(1, #calls)
+  end)
+
+  it("a duplicate arriving while the first is still running does not run the handlers", function()
+    local r = new_router()
+    local runs, nested = 0, nil
+    r:on("guest_booked", function()
+      runs = runs + 1
+      if runs == 1 then
+        -- The sender's retry arrives before this handler has finished.
+        nested = r:handle(BOOKED, signed(BOOKED))
+      end
+    end)
+    local res = r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(200, res.status)
+    assert.are.equal(1, runs)
+    assert.are.equal(200, nested.status)
+    assert.are.equal("duplicate", decode(nested).result)
+  end)
+
+  it("uses ev:key() as the store key, with the router's ttl", function()
+    local seen = {}
+    local spy_store = {
+      add = function(_, key, ttl)
+        seen[#seen + 1] = { key, ttl }
+        return true
+      end,
+      delete = function() return true end,
+    }
+    local r = new_router({ store = spy_store, ttl = 3600 })
+    local res = r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(200, res.status)
+    assert.are.same({ { "guest_booked/ACDADADASS/2020-11-23T17:51:19.000Z", 3600 } }, seen)
+    assert.are.equal(seen[1][1], res.key)
+  end)
+end)
+
+describe("router: failures", function()
+  it("a handler that raises: the others still run, 500, on_error told, claim released", function()
+    local r = new_router()
+    local order, reported = {}, {}
+    r:on("guest_booked", function()
+      order[#order + 1] = "first"
+    end)
+    local fail = true
+    r:on("guest_booked", function()
+      order[#order + 1] = "failing"
+      if fail then
+        error("boom: mail server down")
+      end
+    end)
+    r:on("*", function()
+      order[#order + 1] = "any"
+    end)
+    r:on_error(function(message, ev, ctx)
+      reported[#reported + 1] = { message = message, event = ev.event, key = ctx.key }
+    end)
+
+    local res = r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(500, res.status)
+    local doc = decode(res)
+    assert.are.equal("handler_failed", doc.error)
+    assert.are.equal(1, doc.failed)
+    assert.are.same({ "first", "failing", "any" }, order)
+    assert.are.equal(1, #reported)
+    assert.truthy(reported[1].message:find("boom: mail server down", 1, true))
+    assert.truthy(reported[1].message:find("stack traceback", 1, true))
+    assert.are.equal("guest_booked", reported[1].event)
+    assert.are.equal("guest_booked/ACDADADASS/2020-11-23T17:51:19.000Z", reported[1].key)
+    assert.are.equal("handler", res.errors[1].stage)
+    assert.truthy(res.errors[1].message:find("boom", 1, true))
+    assert.is_false(res.handlers[2].ok)
+
+    -- The retry runs everything again, and succeeds now.
+    fail = false
+    res = r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(200, res.status)
+    assert.are.same({ "first", "failing", "any", "first", "failing", "any" }, order)
+    -- Handled now: a third delivery is a duplicate.
+    assert.are.equal("duplicate", decode(r:handle(BOOKED, signed(BOOKED))).result)
+  end)
+
+  it("catches errors that are not strings", function()
+    local r = new_router()
+    r:on("*", function()
+      error({ reason = "table error" })
+    end)
+    local res = r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(500, res.status)
+  end)
+
+  it("logs a handler failure when no on_error is registered", function()
+    local r, lines = new_router()
+    r:on("*", function()
+      error("kaput")
+    end)
+    assert.are.equal(500, r:handle(BOOKED, signed(BOOKED)).status)
+    assert.truthy(table.concat(lines, "\n"):find("error: .*kaput"))
+  end)
+
+  it("an on_error that raises is logged and does not change the answer", function()
+    local r, lines = new_router()
+    r:on("*", function() error("first") end)
+    r:on_error(function() error("reporter broken") end)
+    assert.are.equal(500, r:handle(BOOKED, signed(BOOKED)).status)
+    assert.truthy(table.concat(lines, "\n"):find("reporter broken", 1, true))
+  end)
+
+  local broken_stores = {
+    { "returns nil, err", function() return nil, "connection refused" end, "connection refused" },
+    { "raises", function() error("redis exploded") end, "redis exploded" },
+    { "returns nothing", function() end, "store:add returned nil" },
+  }
+  for _, case in ipairs(broken_stores) do
+    it("a store that " .. case[1] .. " -> 500 and no handler runs", function()
+      local r = new_router({ store = { add = case[2], delete = function() return true end } })
+      local calls = recorder(r, { "*" })
+      local reported = {}
+      r:on_error(function(message) reported[#reported + 1] = message end)
+      local res = r:handle(BOOKED, signed(BOOKED))
+      assert.are.equal(500, res.status)
+      assert.are.equal("store_failed", decode(res).error)
+      assert.are.same({}, calls)
+      assert.are.equal(1, #reported)
+      assert.truthy(reported[1]:find(case[3], 1, true))
+      assert.are.equal("store", res.errors[1].stage)
+    end)
+  end
+
+  it("a store that says false -> 200 duplicate, no handler runs", function()
+    local r = new_router({ store = { add = function() return false end, delete = function() end } })
+    local calls = recorder(r, { "*" })
+    local res = r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(200, res.status)
+    assert.are.equal("duplicate", decode(res).result)
+    assert.are.same({}, calls)
+  end)
+
+  it("releases the claim through store:delete when a handler fails", function()
+    local deleted = {}
+    local memory = store.memory()
+    local spy = {
+      add = function(_, key, ttl) return memory:add(key, ttl) end,
+      delete = function(_, key)
+        deleted[#deleted + 1] = key
+        return memory:delete(key)
+      end,
+    }
+    local r = new_router({ store = spy })
+    r:on("*", function() error("no") end)
+    r:handle(BOOKED, signed(BOOKED))
+    assert.are.same({ "guest_booked/ACDADADASS/2020-11-23T17:51:19.000Z" }, deleted)
+  end)
+
+  it("a failing release is logged, the answer stays 500", function()
+    local r, lines = new_router({ store = {
+      add = function() return true end,
+      delete = function() return nil, "timeout" end,
+    } })
+    r:on("*", function() error("no") end)
+    assert.are.equal(500, r:handle(BOOKED, signed(BOOKED)).status)
+    assert.truthy(table.concat(lines, "\n"):find("cannot release.*timeout"))
+  end)
+end)
+
+describe("router: handlers and ctx", function()
+  it("runs handlers in registration order, named and '*' alike", function()
+    local r = new_router()
+    local calls = recorder(r, { "*", "guest_booked", "host_cancelled", "*", "guest_booked" })
+    r:handle(BOOKED, signed(BOOKED))
+    assert.are.same({ "*:guest_booked", "guest_booked:guest_booked", "*:guest_booked",
+      "guest_booked:guest_booked" }, calls)
+  end)
+
+  it("gives handlers the parsed event and a ctx with headers, body, time, key, log, config", function()
+    local r, lines = new_router({ config = { channel = "#team" } })
+    local got
+    r:on("guest_booked", function(ev, ctx)
+      got = { ev = ev, ctx = ctx }
+      ctx.log("booked %s", ev.object.uid)
+      ctx.log.warn("careful")
+      ctx.log("100% literal")
+    end)
+    local headers = signed(BOOKED)
+    r:handle(BOOKED, headers)
+    assert.are.equal("ACDADADASS", got.ev.object.uid)
+    assert.are.equal("John Doe", got.ev.object.contact.name)
+    assert.are.equal(headers, got.ctx.headers)
+    assert.are.equal(BOOKED, got.ctx.body)
+    assert.are.equal(NOW, got.ctx.received_at)
+    assert.are.equal(got.ev:key(), got.ctx.key)
+    assert.are.equal("#team", got.ctx.config.channel)
+    assert.are.equal(3, #lines)
+    assert.truthy(lines[1]:match("^info: guest_booked handler at .*router_spec%.lua:%d+: booked ACDADADASS$"),
+      lines[1])
+    assert.truthy(lines[2]:match("^warn: .*: careful$"), lines[2])
+    assert.truthy(lines[3]:match(": 100%% literal$"), lines[3])
+  end)
+
+  it("takes now from a function", function()
+    local t = NOW + 5
+    local r = new_router({ now = function() return t end })
+    local seen
+    r:on("*", function(_, ctx) seen = ctx.received_at end)
+    r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(NOW + 5, seen)
+  end)
+
+  it("writes valid JSON response bodies whatever the message holds", function()
+    -- An undocumented key with a control character, a quote and a slash, rejected by name.
+    local body = BOOKED:gsub("^{", '{"we\\u0001ird\\"/key\\u00e9": 1,', 1)
+    local res = new_router({ verify = false, unknown_keys = "reject" }):handle(body)
+    assert.are.equal(400, res.status)
+    local doc = decode(res)
+    assert.are.equal("unknown_key", doc.code)
+    assert.are.equal("/we\1ird\"~1key\195\169", doc.path)
+    local encoded = require("jicoo.webhook.router").json_object({
+      a = "quote \" backslash \\ nl \n ctrl \1 bad \255 utf8 ü", n = 1.5, i = 3, t = true,
+    })
+    assert.are.same({ a = "quote \" backslash \\ nl \n ctrl \1 bad \239\191\189 utf8 ü", n = 1.5, i = 3, t = true },
+      cjson.decode(encoded))
+  end)
+
+  local misuse = {
+    { "an unknown option", function() webhook.router({ verify = false, secret = "s" }) end,
+      "unknown option 'secret'" },
+    { "no secrets", function() webhook.router({}) end, "secrets" },
+    { "an empty secret list", function() webhook.router({ secrets = {} }) end, "secrets" },
+    { "a bad parse level", function() webhook.router({ verify = false, level = "loose" }) end,
+      "level" },
+    { "a store without delete", function()
+      webhook.router({ verify = false, store = { add = function() end } })
+    end, "store" },
+    { "a negative ttl", function() webhook.router({ verify = false, ttl = -5 }) end, "ttl" },
+    { "on with a non-function", function() new_router():on("guest_booked", "nope") end,
+      "handler must be a function" },
+    { "on with an empty name", function() new_router():on("", function() end) end, "event name" },
+    { "on_error with a non-function", function() new_router():on_error(42) end, "on_error" },
+    { "handle with a non-string body", function() new_router():handle(nil, {}) end,
+      "body must be a string" },
+    { "handle with non-table headers", function() new_router():handle(BOOKED, "h") end,
+      "headers must be a table" },
+    { "load with a non-string dir", function() new_router():load(7) end, "dir" },
+  }
+  for _, case in ipairs(misuse) do
+    it("raises on " .. case[1], function()
+      local ok, err = pcall(case[2])
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find(case[3], 1, true), tostring(err))
+    end)
+  end
+end)
+
+describe("router: handler scripts", function()
+  local dir
+
+  local function write_script(name, source)
+    support.write(dir .. "/" .. name, source)
+  end
+
+  before_each(function()
+    dir = os.tmpname()
+    os.remove(dir)
+    assert(support.run("mkdir -p " .. support.quote(dir)))
+  end)
+
+  after_each(function()
+    support.run("rm -rf " .. support.quote(dir))
+    rawset(_G, "jicoo_spec_calls", nil)
+  end)
+
+  -- Scripts report to the spec through ctx.config, the one table they share on purpose.
+  local function run_scripts(body)
+    local calls = {}
+    local r, lines = new_router({ verify = false, config = { calls = calls } })
+    local loaded, err, failures = r:load(dir)
+    local res = body and r:handle(body)
+    return { loaded = loaded, err = err, failures = failures, res = res, calls = calls,
+      lines = lines }
+  end
+
+  it("loads <event>.lua and any.lua (a function or a list of functions), any.lua first", function()
+    write_script("guest_booked.lua", [[
+      return function(ev, ctx) table.insert(ctx.config.calls, "booked " .. ev.object.uid) end]])
+    write_script("any.lua", [[
+      return {
+        function(ev, ctx) table.insert(ctx.config.calls, "any1 " .. ev.event) end,
+        function(ev, ctx) table.insert(ctx.config.calls, "any2 " .. ev.event) end,
+      }]])
+    write_script("host_cancelled.lua", [[
+      return function(_, ctx) table.insert(ctx.config.calls, "host_cancelled") end]])
+    local out = run_scripts(BOOKED)
+    assert.are.equal(4, out.loaded)
+    assert.is_nil(out.err)
+    assert.are.equal(200, out.res.status)
+    assert.are.same({ "any1 guest_booked", "any2 guest_booked", "booked ACDADADASS" }, out.calls)
+    assert.are.equal(dir .. "/any.lua#1", out.res.handlers[1].handler)
+    assert.are.equal(dir .. "/guest_booked.lua", out.res.handlers[3].handler)
+  end)
+
+  it("keeps each script's globals to itself", function()
+    write_script("guest_booked.lua", [[
+      counter = 1
+      _G.leaked_through_G = true
+      return function(_, ctx)
+        counter = counter + 1
+        handler_global = "set in a handler"
+        table.insert(ctx.config.calls, "booked counter=" .. counter)
+      end]])
+    write_script("any.lua", [[
+      return function(_, ctx)
+        table.insert(ctx.config.calls, "any sees counter=" .. tostring(counter)
+          .. " handler_global=" .. tostring(handler_global)
+          .. " leaked=" .. tostring(leaked_through_G))
+      end]])
+    write_script("guest_cancelled.lua", [[
+      string_backup = string
+      return function() end]])
+    local out = run_scripts(BOOKED)
+    assert.are.equal(200, out.res.status)
+    assert.are.same({ "any sees counter=nil handler_global=nil leaked=nil", "booked counter=2" },
+      out.calls)
+    for _, name in ipairs({ "counter", "handler_global", "leaked_through_G", "string_backup" }) do
+      assert.is_nil(rawget(_G, name), name)
+    end
+  end)
+
+  it("reports every broken script naming its file, and still loads the others", function()
+    write_script("guest_booked.lua", [[
+      return function(_, ctx) table.insert(ctx.config.calls, "booked") end]])
+    write_script("host_cancelled.lua", "return function(ev, ctx)\n  if then\nend\n")
+    write_script("guest_cancelled.lua", "error('cannot connect to the room service')\n")
+    write_script("guest_rescheduled.lua", "return 42\n")
+    write_script("host_rescheduled.lua", "return { function() end, 'two' }\n")
+    local out = run_scripts(BOOKED)
+    assert.is_nil(out.loaded)
+    assert.are.equal(4, #out.failures)
+    local by_file = {}
+    for _, failure in ipairs(out.failures) do
+      by_file[failure.file:match("[^/]+$")] = failure.message
+    end
+    assert.truthy(by_file["host_cancelled.lua"]:find(dir .. "/host_cancelled.lua:2:", 1, true))
+    assert.truthy(by_file["guest_cancelled.lua"]:find("cannot connect to the room service", 1, true))
+    assert.truthy(by_file["guest_cancelled.lua"]:find(dir .. "/guest_cancelled.lua:1:", 1, true))
+    assert.truthy(by_file["guest_rescheduled.lua"]:find("returns number, expected a function", 1, true))
+    assert.truthy(by_file["host_rescheduled.lua"]:find("item 2", 1, true))
+    for name in pairs(by_file) do
+      assert.truthy(out.err:find(name, 1, true), name)
+    end
+    assert.are.equal(200, out.res.status)
+    assert.are.same({ "booked" }, out.calls)
+  end)
+
+  it("leaves helpers (_name.lua), hidden files and other files alone; SCRIPT_DIR finds helpers", function()
+    write_script("_helper.lua", "error('a helper must not be loaded as a script')\n")
+    write_script(".hidden.lua", "error('hidden files are not scripts')\n")
+    write_script("notes.txt", "not lua")
+    write_script("_format.lua", "return { shout = function(s) return s:upper() end }\n")
+    write_script("guest_booked.lua", [[
+      local format = dofile(SCRIPT_DIR .. "_format.lua")
+      return function(ev, ctx) table.insert(ctx.config.calls, format.shout(ev.object.contact.name)) end]])
+    local out = run_scripts(BOOKED)
+    assert.are.equal(1, out.loaded)
+    assert.are.same({ "JOHN DOE" }, out.calls)
+  end)
+
+  it("loads a script for an event name it does not know, with a warning", function()
+    write_script("guest_assigned.lua", [[
+      return function(_, ctx) table.insert(ctx.config.calls, "assigned") end]])
+    local out = run_scripts(fixture("lenient", "drift.json"))
+    assert.are.equal(1, out.loaded)
+    assert.are.same({ "assigned" }, out.calls)
+    assert.truthy(out.lines[1]:find("^warn: .*guest_assigned.lua: 'guest_assigned' is not a known"))
+  end)
+
+  it("reports a folder that does not exist", function()
+    local r = new_router({ verify = false })
+    local loaded, err = r:load(dir .. "/nope")
+    assert.is_nil(loaded)
+    assert.truthy(err:find(dir .. "/nope", 1, true))
+  end)
+
+  it("a script error at dispatch time is a failing handler like any other", function()
+    write_script("guest_booked.lua", "return function() local t = nil; return t.x end\n")
+    write_script("any.lua", "return function(_, ctx) table.insert(ctx.config.calls, 'any') end\n")
+    local out = run_scripts(BOOKED)
+    assert.are.equal(500, out.res.status)
+    assert.are.same({ "any" }, out.calls)
+    assert.truthy(out.res.errors[1].message:find("guest_booked.lua:1:", 1, true))
+  end)
+end)
