@@ -18,20 +18,19 @@ static int datetime_month_length(long year, int month)
 }
 
 /* Days from 0000-01-01 to the first day of `year` (year >= 0; 0000 is a leap year). */
-static long datetime_days_before_year(long year)
-{
-    return 365 * year + (year + 3) / 4 - (year + 99) / 100 + (year + 399) / 400;
-}
+#define DATETIME_DAYS_BEFORE_YEAR(year) \
+    (365 * (year) + ((year) + 3) / 4 - ((year) + 99) / 100 + ((year) + 399) / 400)
 
-/* The value of n digits at s, or -1 when one of them is not a digit. */
+/* The value of n digits at s (n <= 4), or -1 when one of them is not a digit. */
 static long datetime_number(const char *s, int n)
 {
     long v = 0;
     int i;
     for (i = 0; i < n; i++) {
-        if (!DATETIME_DIGIT(s[i]))
+        unsigned digit = (unsigned)(unsigned char)s[i] - '0';
+        if (digit > 9)
             return -1;
-        v = v * 10 + (s[i] - '0');
+        v = v * 10 + (long)digit;
     }
     return v;
 }
@@ -94,7 +93,7 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
     if (i != len)
         return "unexpected characters after the offset";
 
-    days = datetime_days_before_year(year) - datetime_days_before_year(1970) +
+    days = DATETIME_DAYS_BEFORE_YEAR(year) - DATETIME_DAYS_BEFORE_YEAR(1970L) +
            datetime_month_start[month - 1] + (month > 2 && datetime_is_leap(year)) + day - 1;
     *epoch = (double)(days * 86400 + hour * 3600 + minute * 60 + second - offset) + fraction;
     return NULL;

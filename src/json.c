@@ -166,6 +166,17 @@ static size_t json_utf8_encode(unsigned long cp, char *out)
     return 4;
 }
 
+/* Whether none of eight bytes needs a closer look: no control byte, '"', '\\' or non-ASCII. */
+static int json_word_is_plain(uint64_t v)
+{
+    const uint64_t ones = UINT64_C(0x0101010101010101), highs = UINT64_C(0x8080808080808080);
+    uint64_t quote = v ^ (ones * '"'), backslash = v ^ (ones * '\\');
+    uint64_t special = (v - ones * 0x20) |             /* a byte below 0x20 borrows */
+                       ((quote - ones) & ~quote) |     /* a zero byte: '"' */
+                       ((backslash - ones) & ~backslash);
+    return ((special & ~v) | v) & highs ? 0 : 1;
+}
+
 int json_scan_string(json_parser *p, json_string *s, const json_frame *frame)
 {
     const unsigned char *c = p->cur + 1;
@@ -176,6 +187,9 @@ int json_scan_string(json_parser *p, json_string *s, const json_frame *frame)
     s->raw = c;
     s->has_escapes = 0;
     for (;;) {
+        uint64_t word;
+        while (p->end - c >= 8 && (memcpy(&word, c, 8), json_word_is_plain(word)))
+            c += 8;
         while (json_plain[*c])
             c++;
         if (*c == '"')

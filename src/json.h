@@ -8,9 +8,13 @@
 #define JICOO_JSON_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include "compat.h"
 
 #define JSON_ERROR (-1)
+
+#define JSON_EIGHT_SPACES UINT64_C(0x2020202020202020)
 
 /* The limits one parse enforces (see README "Limits"); each one can be overridden per call. */
 typedef struct json_limits {
@@ -99,11 +103,25 @@ int json_literal(json_parser *p);
 int json_enter(json_parser *p);
 #define json_leave(p) ((p)->depth--)
 
+/* Whitespace comes in runs of indentation in pretty-printed deliveries: eight spaces are
+ * skipped at a time. */
 static inline void json_skip_space(json_parser *p)
 {
     const unsigned char *c = p->cur;
-    while (*c == ' ' || *c == '\n' || *c == '\r' || *c == '\t')
+    uint64_t word;
+    if (*c > ' ')
+        return;
+    for (;;) {
+        if (*c == ' ') {
+            while (p->end - c >= 8 && (memcpy(&word, c, 8), word == JSON_EIGHT_SPACES))
+                c += 8;
+            while (*c == ' ')
+                c++;
+        }
+        if (*c != '\n' && *c != '\r' && *c != '\t')
+            break;
         c++;
+    }
     p->cur = c;
 }
 

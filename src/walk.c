@@ -28,12 +28,12 @@ static int walk_too_long(json_parser *p, const unsigned char *at, size_t len)
                      len, p->limits.max_string);
 }
 
-/* The string on top of the stack against its field's format and known values. */
+/* A decoded string against its field's format and known values. */
 static int walk_check_text(json_parser *p, const schema_field *f, const json_frame *frame,
-                           const unsigned char *at)
+                           const unsigned char *at, const char *text, size_t len)
 {
-    size_t len, i, used;
-    const char *text = lua_tolstring(p->L, -1, &len), *problem;
+    size_t i, used;
+    const char *problem;
     char known[120];
     double epoch;
 
@@ -62,8 +62,11 @@ static int walk_string(json_parser *p, const schema_field *f, const json_frame *
     if (s.len > p->limits.max_string)
         return walk_too_long(p, at, s.len);
     json_push_string(p->L, &s);
-    if (f && (f->format != SCHEMA_TEXT || f->values))
-        return walk_check_text(p, f, frame, at);
+    if (f && (f->format != SCHEMA_TEXT || f->values)) {
+        size_t len = s.raw_len;
+        const char *text = s.has_escapes ? lua_tolstring(p->L, -1, &len) : (const char *)s.raw;
+        return walk_check_text(p, f, frame, at, text, len);
+    }
     return 0;
 }
 
@@ -140,7 +143,8 @@ static int walk_find_field(lua_State *L, const schema_type *t, const json_string
     }
     for (k = 0; k < t->nfields; k++) {
         i = (guess + k) % t->nfields;
-        if (t->fields[i].name_len == len && memcmp(t->fields[i].name, name, len) == 0) {
+        if (t->fields[i].name_len == len && t->fields[i].name[0] == name[0] &&
+            memcmp(t->fields[i].name, name, len) == 0) {
             found = (int)i;
             break;
         }
@@ -271,7 +275,7 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
                 lua_rawgeti(L, object + 1, field + 1);
                 if (walk_value(p, &t->fields[field], &child))
                     return JSON_ERROR;
-                if (lua_isnil(L, -1))
+                if ((t->fields[field].flags & SCHEMA_NULLABLE) && lua_isnil(L, -1))
                     lua_pop(L, 2);
                 else
                     lua_rawset(L, object);
