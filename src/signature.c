@@ -17,6 +17,7 @@
 #include <string.h>
 #include <limits.h>
 
+#include <openssl/opensslv.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -25,6 +26,11 @@
 
 #include "compat.h"
 #include "signature.h"
+
+/* EVP_MAC and OSSL_PARAM arrived in 3.0; LibreSSL (version 2.x here) has neither. */
+#if OPENSSL_VERSION_NUMBER < 0x30000000L
+#error "jicoo-webhook needs OpenSSL 3.0 or later (EVP_MAC); build against OpenResty's openssl3"
+#endif
 
 #define SIGNATURE_DIGEST_SIZE 32
 #define SIGNATURE_HEX_SIZE (2 * SIGNATURE_DIGEST_SIZE)
