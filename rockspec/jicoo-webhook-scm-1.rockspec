@@ -17,7 +17,7 @@ dependencies = {
   "lua >= 5.1",
 }
 external_dependencies = {
-  OPENSSL = { header = "openssl/hmac.h", library = "crypto" },
+  OPENSSL = { header = "openssl/core_names.h", library = "crypto" },  -- OpenSSL 3 (EVP_MAC)
 }
 build = {
   type = "cmake",
