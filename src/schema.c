@@ -47,27 +47,28 @@ static const schema_field answer_fields[] = {
 static const schema_type answer_type = TYPE("Answer", answer_fields);
 
 static const schema_field booking_answer_item = OBJECT("", 0, answer_type);
+/* In the order Jicoo sends them, which is the order the walk tries first. */
 static const schema_field booking_fields[] = {
-    TEXT("uid",            REQUIRED, SCHEMA_NONEMPTY, NULL),
-    TEXT("eventTypeUid",   REQUIRED, SCHEMA_NONEMPTY, NULL),
     TEXT("status",         REQUIRED, SCHEMA_TEXT, booking_statuses),
     TEXT("timeZone",       REQUIRED, SCHEMA_NONEMPTY, NULL),
-    TEXT("createdAt",      REQUIRED, SCHEMA_DATETIME, NULL),
-    TEXT("updatedAt",      REQUIRED, SCHEMA_DATETIME, NULL),
     TEXT("startedAt",      REQUIRED, SCHEMA_DATETIME, NULL),
     TEXT("endedAt",        REQUIRED, SCHEMA_DATETIME, NULL),
-    TEXT("cancelReason",   STRICT_REQUIRED | NULLABLE, SCHEMA_TEXT, NULL),
-    TEXT("cancelledAt",    STRICT_REQUIRED | NULLABLE, SCHEMA_DATETIME, NULL),
-    TEXT("cancelledBy",    STRICT_REQUIRED | NULLABLE, SCHEMA_TEXT, NULL),
+    TEXT("createdAt",      REQUIRED, SCHEMA_DATETIME, NULL),
+    TEXT("updatedAt",      REQUIRED, SCHEMA_DATETIME, NULL),
+    TEXT("uid",            REQUIRED, SCHEMA_NONEMPTY, NULL),
+    TEXT("eventTypeUid",   REQUIRED, SCHEMA_NONEMPTY, NULL),
     OBJECT("contact",      REQUIRED, contact_type),
     LIST("answers",        REQUIRED, booking_answer_item),
     OBJECT("tracking",     REQUIRED, tracking_type),
+    TEXT("cancelReason",   STRICT_REQUIRED | NULLABLE, SCHEMA_TEXT, NULL),
+    TEXT("cancelledAt",    STRICT_REQUIRED | NULLABLE, SCHEMA_DATETIME, NULL),
+    TEXT("cancelledBy",    STRICT_REQUIRED | NULLABLE, SCHEMA_TEXT, NULL),
 };
 static const schema_type booking_type = TYPE("Booking", booking_fields);
 
 static const schema_field event_fields[] = {
-    TEXT("event",     REQUIRED, SCHEMA_TEXT, event_names),
     TEXT("createdAt", REQUIRED, SCHEMA_DATETIME, NULL),
+    TEXT("event",     REQUIRED, SCHEMA_TEXT, event_names),
     OBJECT("object",  REQUIRED, booking_type),
 };
 const schema_type schema_event = TYPE("Event", event_fields);

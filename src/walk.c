@@ -130,27 +130,37 @@ static int walk_array(json_parser *p, const schema_field *item, const json_frame
     return 0;
 }
 
-/* The index of the field named by key, or -1. Looks at `guess` first: keys tend to come in the
- * same order in every delivery. */
-static int walk_find_field(lua_State *L, const schema_type *t, const json_string *key, size_t guess)
+/* The field whose name stands in quotes at c, or -1. Field names are plain ASCII, so when the
+ * bytes after the quote are a name and then a quote, that is the whole key and it needs no
+ * scanning. Tries `guess` first: keys tend to come in the same order in every delivery. */
+static int walk_match_key(const schema_type *t, const unsigned char *c, const unsigned char *end,
+                          size_t guess)
 {
-    const char *name = (const char *)key->raw;
-    size_t len = key->raw_len, k, i;
+    size_t room = (size_t)(end - c), k, i = guess;
+    for (k = 0; k < t->nfields; k++, i++) {
+        const schema_field *f;
+        if (i == t->nfields)
+            i = 0;
+        f = &t->fields[i];
+        if (f->name_len + 2 <= room && c[1 + f->name_len] == '"' &&
+            memcmp(c + 1, f->name, f->name_len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* The field named by a key written with escapes (e.g. "\\u0075id"), or -1. */
+static int walk_match_escaped_key(lua_State *L, const schema_type *t, const json_string *key)
+{
+    size_t len, i;
+    const char *name;
     int found = -1;
-    if (key->has_escapes) {
-        json_push_string(L, key);
-        name = lua_tolstring(L, -1, &len);
-    }
-    for (k = 0; k < t->nfields; k++) {
-        i = (guess + k) % t->nfields;
-        if (t->fields[i].name_len == len && t->fields[i].name[0] == name[0] &&
-            memcmp(t->fields[i].name, name, len) == 0) {
+    json_push_string(L, key);
+    name = lua_tolstring(L, -1, &len);
+    for (i = 0; i < t->nfields && found < 0; i++)
+        if (t->fields[i].name_len == len && memcmp(t->fields[i].name, name, len) == 0)
             found = (int)i;
-            break;
-        }
-    }
-    if (key->has_escapes)
-        lua_pop(L, 1);
+    lua_pop(L, 1);
     return found;
 }
 
@@ -249,10 +259,17 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
             if (*p->cur != '"')
                 return json_unexpected(p, "a key in double quotes");
             child.key = p->cur;
-            if (json_scan_string(p, &key, frame))
-                return JSON_ERROR;
-            if (key.len > p->limits.max_string)
-                return walk_too_long(p, child.key, key.len);
+            field = t ? walk_match_key(t, p->cur, p->end, guess) : -1;
+            if (field >= 0) {
+                p->cur += t->fields[field].name_len + 2;
+            } else {
+                if (json_scan_string(p, &key, frame))
+                    return JSON_ERROR;
+                if (key.len > p->limits.max_string)
+                    return walk_too_long(p, child.key, key.len);
+                if (t && key.has_escapes)
+                    field = walk_match_escaped_key(L, t, &key);
+            }
             if (++nkeys > p->limits.max_keys)
                 return json_fail(p, "limit", child.key, 0, NULL, NULL,
                                  "an object of more than max_keys (%zu) keys", p->limits.max_keys);
@@ -262,7 +279,6 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
             p->cur++;
             json_skip_space(p);
 
-            field = t ? walk_find_field(L, t, &key, guess) : -1;
             if (field < 0) {
                 if (walk_other_key(p, t, &key, &child, object))
                     return JSON_ERROR;
