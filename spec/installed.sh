@@ -1,14 +1,24 @@
 #!/bin/sh
 # Installs the rock from this checkout into a fresh tree with `luarocks make` (no network),
-# then runs the parse spec against the installed module alone.
+# then runs the parse and signature specs against the installed modules alone, and the
+# installed jicoo-webhook command on the shared fixtures.
 # Usage: spec/installed.sh INTERPRETER LUA_VERSION LUA_INCDIR
 set -eu
 interpreter=$1 version=$2 incdir=$3
+fixtures=${JICOO_SHARED:-../shared}/fixtures
 tree=$(mktemp -d)
 trap 'rm -rf "$tree" build.luarocks' EXIT
 luarocks --lua-version "$version" --tree "$tree" make rockspec/jicoo-webhook-scm-1.rockspec \
   LUA_INCDIR="$incdir" > "$tree/make.log" 2>&1 || { cat "$tree/make.log"; exit 1; }
-test -x "$tree/bin/jicoo-webhook"
+
 LUA_PATH="$tree/share/lua/$version/?.lua;$tree/share/lua/$version/?/init.lua;spec/?.lua;;" \
 LUA_CPATH="$tree/lib/lua/$version/?.so;;" \
-  "$interpreter" "$(command -v busted)" --output=TAP spec/parse_spec.lua
+  "$interpreter" "$(command -v busted)" --output=TAP spec/parse_spec.lua spec/signature_spec.lua
+
+# The command, as a user runs it: valid fixtures pass, an invalid one fails with its path.
+"$tree/bin/jicoo-webhook" check "$fixtures"/valid/*.json
+if "$tree/bin/jicoo-webhook" check "$fixtures/invalid/missing_object_uid.json" > "$tree/out" 2>&1; then
+  echo "jicoo-webhook check accepted an invalid delivery"; exit 1
+fi
+grep -q "/object/uid" "$tree/out"
+echo "ok - installed jicoo-webhook command"
