@@ -114,29 +114,34 @@ local function run_check(args)
   return status
 end
 
-local function run_sign(args)
+-- The secret and the body of FILE that sign and verify need; or nil and the exit status (and
+-- a usage message).
+local function secret_and_body(args)
   local secret, secret_err = require_secret(args)
   if not secret then
-    return EXIT_USAGE, secret_err
+    return nil, nil, EXIT_USAGE, secret_err
   end
   local body, read_err = read_body(args.file)
   if not body then
     err_out(args.file, ": ", read_err)
-    return EXIT_FAILURE
+    return nil, nil, EXIT_FAILURE
+  end
+  return secret, body
+end
+
+local function run_sign(args)
+  local secret, body, status, usage = secret_and_body(args)
+  if not secret then
+    return status, usage
   end
   out(webhook.sign(secret, body, args.time))
   return EXIT_OK
 end
 
 local function run_verify(args)
-  local secret, secret_err = require_secret(args)
+  local secret, body, status, usage = secret_and_body(args)
   if not secret then
-    return EXIT_USAGE, secret_err
-  end
-  local body, read_err = read_body(args.file)
-  if not body then
-    err_out(args.file, ": ", read_err)
-    return EXIT_FAILURE
+    return status, usage
   end
   local ok, msg, code = webhook.verify(body, args.header, secret,
     { tolerance = args.tolerance, now = args.now })
