@@ -37,19 +37,26 @@ local os_time = os.time
 local global_env = _G
 
 local store = require "jicoo.webhook.store"
+local core = require "jicoo.webhook.core"
+local signature = require "jicoo.webhook.signature"
 
 local _M = {}
 
 local SIGNATURE_HEADER = "jicoo-webhook-signature"
-local DEFAULT_MAX_SIZE = 1024 * 1024
 local ANY = "*"
 
+-- The router's own options; every parse option (the limits included) is passed on to parse.
 local OPTION_NAMES = {
   secrets = true, tolerance = true, verify = true,
-  level = true, unknown_keys = true, null = true, max_size = true, max_depth = true,
   store = true, ttl = true, now = true, log = true, config = true,
 }
-local PARSE_OPTION_NAMES = { "level", "unknown_keys", "null", "max_size", "max_depth" }
+local PARSE_OPTION_NAMES = { "level", "unknown_keys", "null" }
+for name in pairs(core.limits) do
+  PARSE_OPTION_NAMES[#PARSE_OPTION_NAMES + 1] = name
+end
+for _, name in ipairs(PARSE_OPTION_NAMES) do
+  OPTION_NAMES[name] = true
+end
 
 -- The facade is required lazily: it exposes webhook.router, so requiring it while this module
 -- loads could form a require loop.
@@ -248,21 +255,6 @@ end
 ---------------------------------------------------------------------------------------------
 -- Construction and registration
 
-local function check_secrets(secrets)
-  if type(secrets) == "string" then
-    return secrets ~= ""
-  end
-  if type(secrets) ~= "table" or secrets[1] == nil then
-    return false
-  end
-  for _, s in ipairs(secrets) do
-    if type(s) ~= "string" or s == "" then
-      return false
-    end
-  end
-  return true
-end
-
 function _M.new(opts)
   if opts == nil then
     opts = {}
@@ -277,7 +269,7 @@ function _M.new(opts)
   webhook = webhook or require "jicoo.webhook"
 
   local verify = opts.verify ~= false
-  if verify and not check_secrets(opts.secrets) then
+  if verify and signature.secrets_problem(opts.secrets) then
     error("webhook.router: opts.secrets (a secret or a list of secrets) is required"
       .. " unless opts.verify is false", 2)
   end
@@ -293,7 +285,7 @@ function _M.new(opts)
     error("webhook.router: " .. tostring(err), 2)
   end
 
-  local max_size = opts.max_size or DEFAULT_MAX_SIZE
+  local max_size = opts.max_size or core.limits.max_size
   local id_store = opts.store
   if id_store == nil then
     id_store = store.memory()

@@ -31,6 +31,7 @@ local function is_number(v)
 end
 
 -- nil when secrets is a non-empty string or a non-empty list of them, else what is wrong
+-- (also the router's check of its secrets option).
 local function secrets_problem(secrets)
   if type(secrets) == "string" then
     if secrets == "" then
@@ -53,6 +54,8 @@ local function secrets_problem(secrets)
   end
   return nil
 end
+
+_M.secrets_problem = secrets_problem
 
 -- A header sent more than once arrives from ngx.req.get_headers() as a list; HTTP joins such
 -- field lines with ",", which is also what splits our elements.
