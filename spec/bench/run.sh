@@ -1,0 +1,42 @@
+#!/bin/sh
+# The benchmark on lua5.1, lua5.4 and luajit, printed as one table (README "Performance").
+#
+#   sh spec/bench/run.sh [--quick] [bench.lua options]
+#
+# Run from the repository root after the CMake build. JICOO_BUILD names the build folder
+# (default: build), JICOO_SHARED the shared folder (default: ../shared). The exit status is
+# non-zero only when something errors, never because of a ratio.
+set -u
+
+build=${JICOO_BUILD:-build}
+runtimes=${JICOO_BENCH_RUNTIMES:-"lua5.1 lua5.4 luajit"}
+out=$(mktemp -d) || exit 2
+trap 'rm -rf "$out"' EXIT INT TERM
+
+status=0
+reporter=
+for rt in $runtimes; do
+  if ! command -v "$rt" >/dev/null 2>&1; then
+    echo "run.sh: $rt not installed, skipped" >&2
+    continue
+  fi
+  if [ ! -f "$build/$rt/jicoo/webhook/core.so" ]; then
+    echo "run.sh: $build/$rt/jicoo/webhook/core.so missing (build first, or set JICOO_BUILD)" >&2
+    status=1
+    continue
+  fi
+  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/$rt/?.so;;" \
+    "$rt" spec/bench/bench.lua --out "$out/$rt.tsv" "$@" || status=1
+  [ -f "$out/$rt.tsv" ] && reporter=$rt
+done
+
+if [ -z "$reporter" ]; then
+  echo "run.sh: no runtime produced results" >&2
+  exit 1
+fi
+set --
+for rt in $runtimes; do
+  [ -f "$out/$rt.tsv" ] && set -- "$@" "$out/$rt.tsv"
+done
+"$reporter" spec/bench/bench.lua --report "$@" || status=1
+exit $status
