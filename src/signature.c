@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <limits.h>
+#include <time.h>
 
 #include <openssl/opensslv.h>
 #include <openssl/crypto.h>
@@ -35,6 +36,7 @@
 #define SIGNATURE_DIGEST_SIZE 32
 #define SIGNATURE_HEX_SIZE (2 * SIGNATURE_DIGEST_SIZE)
 #define SIGNATURE_TEMPLATE_NAME "jicoo.webhook.HmacTemplate"
+#define SIGNATURE_DEFAULT_TOLERANCE 300 /* seconds either side of the receiver's clock */
 
 /* Userdata holding the keyless HMAC-SHA256 template; upvalue 1 of every function here. */
 typedef struct {
@@ -129,37 +131,34 @@ static void signature_trim(const char **s, size_t *len)
     }
 }
 
-static int signature_hex_value(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
+/* Each byte's value as a hex digit (either case), or 0xFF; a constant table, no start-up step. */
+#define H(c) ((c) >= '0' && (c) <= '9' ? (c) - '0' : (c) >= 'a' && (c) <= 'f' ? (c) - 'a' + 10 \
+              : (c) >= 'A' && (c) <= 'F' ? (c) - 'A' + 10 : 0xFF)
+#define H4(c) H(c), H((c) + 1), H((c) + 2), H((c) + 3)
+#define H16(c) H4(c), H4((c) + 4), H4((c) + 8), H4((c) + 12)
+static const unsigned char signature_hex_values[256] = {
+    H16(0x00), H16(0x10), H16(0x20), H16(0x30), H16(0x40), H16(0x50), H16(0x60), H16(0x70),
+    H16(0x80), H16(0x90), H16(0xA0), H16(0xB0), H16(0xC0), H16(0xD0), H16(0xE0), H16(0xF0)};
+#undef H16
+#undef H4
+#undef H
 
 /* Decodes exactly 64 hex digits (either case) into 32 bytes; 0 when the value is not that. */
 static int signature_hex_decode(const char *s, size_t len, unsigned char out[SIGNATURE_DIGEST_SIZE])
 {
     size_t i;
+    unsigned char bad = 0;
 
     if (len != SIGNATURE_HEX_SIZE) {
         return 0;
     }
     for (i = 0; i < SIGNATURE_DIGEST_SIZE; i++) {
-        int hi = signature_hex_value(s[2 * i]);
-        int lo = signature_hex_value(s[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            return 0;
-        }
-        out[i] = (unsigned char)(hi << 4 | lo);
+        unsigned char hi = signature_hex_values[(unsigned char)s[2 * i]];
+        unsigned char lo = signature_hex_values[(unsigned char)s[2 * i + 1]];
+        bad |= (unsigned char)(hi | lo);
+        out[i] = (unsigned char)(hi << 4 | (lo & 15));
     }
-    return 1;
+    return (bad & 0xF0) == 0;
 }
 
 /* A plain decimal integer that fits in a long long (64 bits): digits only, no sign, not empty. */
@@ -330,7 +329,7 @@ static long long signature_check_time(lua_State *L, int arg)
     luaL_argcheck(L, is_integer && t >= 0, arg, "non-negative integer expected");
     return (long long)t;
 #else
-    lua_Number t = luaL_checknumber(L, arg);
+    lua_Number t = lua_type(L, arg) == LUA_TNUMBER ? lua_tonumber(L, arg) : -1;
     luaL_argcheck(L, t >= 0 && t <= 9007199254740992.0 && floor(t) == t, arg,
                   "non-negative integer expected");
     return (long long)t;
@@ -363,14 +362,14 @@ static int signature_hmac_sha256(lua_State *L)
     return 1;
 }
 
-/* core.sign(secret, body, t) -> "t=<t>,v1=<64 lower-case hex>" */
+/* core.sign(secret, body [, t]) -> "t=<t>,v1=<64 lower-case hex>", t defaulting to now */
 static int signature_sign(lua_State *L)
 {
     const signature_template *tpl = signature_get_template(L);
     size_t secret_len, body_len;
     const char *secret = luaL_checklstring(L, 1, &secret_len);
     const char *body = luaL_checklstring(L, 2, &body_len);
-    long long t = signature_check_time(L, 3);
+    long long t = lua_isnoneornil(L, 3) ? (long long)time(NULL) : signature_check_time(L, 3);
     unsigned char digest[SIGNATURE_DIGEST_SIZE];
     signature_part parts[2];
     char head[32]; /* "<at most 19 digits>." */
@@ -416,29 +415,97 @@ static int signature_check_secrets(lua_State *L, int arg)
     return n;
 }
 
+/* The verify options at `arg` (nil or a table): tolerance (default 300 s, 0 = no time check)
+ * and now (default the system clock); any other name raises. */
+static void signature_read_options(lua_State *L, int arg, lua_Number *tolerance, lua_Number *now)
+{
+    const char *name;
+    *tolerance = SIGNATURE_DEFAULT_TOLERANCE;
+    *now = (lua_Number)time(NULL);
+    if (lua_isnoneornil(L, arg)) {
+        return;
+    }
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, arg)) {
+        name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+        if (strcmp(name, "tolerance") == 0) {
+            *tolerance = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+            if (!(*tolerance >= 0))
+                luaL_error(L, "option 'tolerance' must be a number of seconds, 0 or more");
+        } else if (strcmp(name, "now") == 0) {
+            *now = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+            if (!(*now == *now) || *now == HUGE_VAL || *now == -HUGE_VAL)
+                luaL_error(L, "option 'now' must be a time in Unix seconds");
+        } else {
+            luaL_error(L, "unknown option '%s'", name);
+        }
+        lua_pop(L, 1);
+    }
+}
+
+/* The header at `arg` as one string: a header sent several times arrives as a list (as
+ * ngx.req.get_headers gives it) and is joined with ',', as HTTP joins repeated fields. */
+static const char *signature_read_header(lua_State *L, int arg, size_t *len)
+{
+    luaL_Buffer b;
+    int i, n;
+    *len = 0;
+    if (lua_isnoneornil(L, arg))
+        return NULL;
+    if (lua_type(L, arg) != LUA_TTABLE) {
+        luaL_argcheck(L, lua_type(L, arg) == LUA_TSTRING, arg, "string, list of strings or nil expected");
+        return lua_tolstring(L, arg, len);
+    }
+    n = (int)lua_rawlen(L, arg);
+    for (i = 1; i <= n; i++) { /* check first: a raise must not interrupt the buffer */
+        lua_rawgeti(L, arg, i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, arg,
+                      "a list of header values must hold strings");
+        lua_pop(L, 1);
+    }
+    luaL_buffinit(L, &b);
+    for (i = 1; i <= n; i++) {
+        if (i > 1)
+            luaL_addchar(&b, ',');
+        lua_rawgeti(L, arg, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    lua_replace(L, arg);
+    return lua_tolstring(L, arg, len);
+}
+
+/* Forgets a digest: a loop through a volatile pointer, which no compiler may drop. */
+static void signature_forget(unsigned char digest[SIGNATURE_DIGEST_SIZE])
+{
+    volatile unsigned char *v = digest;
+    int i;
+    for (i = 0; i < SIGNATURE_DIGEST_SIZE; i++)
+        v[i] = 0;
+}
+
 /*
- * core.verify(body, header, secrets, tolerance, now) -> true | false, msg, code
+ * core.verify(body, header, secrets [, opts]) -> true | false, msg, code
  * The signature is checked before the time, so "expired" is only ever said of a delivery
  * that is authentic (a replay or a skewed clock), never of a forgery.
  */
 static int signature_verify(lua_State *L)
 {
     const signature_template *tpl = signature_get_template(L);
-    size_t body_len, header_len = 0, secret_len;
-    const char *body = luaL_checklstring(L, 1, &body_len);
-    const char *header = lua_isnoneornil(L, 2) ? NULL : luaL_checklstring(L, 2, &header_len);
-    int nsecrets = signature_check_secrets(L, 3);
-    lua_Number tolerance = luaL_checknumber(L, 4);
-    lua_Number now = luaL_checknumber(L, 5);
+    size_t body_len, header_len, secret_len;
+    const char *body, *header, *code, *msg = NULL, *secret;
+    int nsecrets, i, matched = 0, failed = 0;
+    lua_Number tolerance, now, age;
     signature_header h;
     signature_part parts[3];
     unsigned char expected[SIGNATURE_DIGEST_SIZE];
-    const char *code, *msg = NULL, *secret;
-    int i, matched = 0, failed = 0;
-    lua_Number age;
 
-    luaL_argcheck(L, tolerance >= 0, 4, "non-negative number expected");
-    luaL_argcheck(L, now == now, 5, "number expected, got NaN");
+    luaL_checktype(L, 1, LUA_TSTRING);
+    body = lua_tolstring(L, 1, &body_len);
+    header = signature_read_header(L, 2, &header_len);
+    nsecrets = signature_check_secrets(L, 3);
+    signature_read_options(L, 4, &tolerance, &now);
     if (header == NULL || signature_is_blank(header, header_len)) {
         return signature_push_failure(L, "missing_header",
                                       "missing_header: no Jicoo-Webhook-Signature header");
@@ -472,7 +539,7 @@ static int signature_verify(lua_State *L)
             lua_pop(L, 1); /* the table still anchors the string */
         }
     }
-    OPENSSL_cleanse(expected, sizeof expected);
+    signature_forget(expected);
     if (failed) {
         return signature_fail_openssl(L);
     }

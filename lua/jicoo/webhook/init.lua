@@ -2,9 +2,8 @@
 -- this facade gathers the public API (README "API").
 local core = require "jicoo.webhook.core"
 local types = require "jicoo.webhook.types"
-local signature = require "jicoo.webhook.signature"
 
-local verify = signature.verify
+local verify = core.verify
 local parse_signed = core.parse_signed
 local require = require
 
@@ -16,7 +15,7 @@ local _M = {
   null = core.null,
   EVENTS = types.EVENTS,
   verify = verify,
-  sign = signature.sign,
+  sign = core.sign,
 }
 
 -- Every limit with its default (README "Limits"); a copy, so changing it changes nothing.

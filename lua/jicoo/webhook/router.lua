@@ -38,7 +38,6 @@ local global_env = _G
 
 local store = require "jicoo.webhook.store"
 local core = require "jicoo.webhook.core"
-local signature = require "jicoo.webhook.signature"
 
 local _M = {}
 
@@ -269,7 +268,8 @@ function _M.new(opts)
   webhook = webhook or require "jicoo.webhook"
 
   local verify = opts.verify ~= false
-  if verify and signature.secrets_problem(opts.secrets) then
+  -- Let verify judge the secrets now (it raises on bad ones), not on the first delivery.
+  if verify and (opts.secrets == nil or not pcall(core.verify, "", nil, opts.secrets)) then
     error("webhook.router: opts.secrets (a secret or a list of secrets) is required"
       .. " unless opts.verify is false", 2)
   end
