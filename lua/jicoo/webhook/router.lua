@@ -198,7 +198,6 @@ local function header_value(headers, lower_name)
   return value
 end
 
-_M.header_value = header_value
 
 local function default_log(level, message)
   io_stderr:write("jicoo-webhook [", level, "] ", message, "\n")
@@ -582,21 +581,23 @@ local function release(self, key)
   end
 end
 
--- The whole receive path: returns { status, body, event, errors, key, handlers }.
-function Router:handle(body, headers)
+-- The checks before any handler runs: size, signature, payload, and the claim on the
+-- delivery's key. Returns the delivery to dispatch, or nil and the final answer (413, 401, 400,
+-- 500 when the store fails, 200 for a duplicate).
+function Router:accept(body, headers)
   if type(body) ~= "string" then
-    error("router:handle: body must be a string, got " .. type(body), 2)
+    error("router:accept: body must be a string, got " .. type(body), 2)
   end
   if headers == nil then
     headers = {}
   elseif type(headers) ~= "table" then
-    error("router:handle: headers must be a table, got " .. type(headers), 2)
+    error("router:accept: headers must be a table, got " .. type(headers), 2)
   end
 
   if #body > self.max_size then
     local message = string_format("limit: body of %d bytes is over the %d-byte size limit",
       #body, self.max_size)
-    return respond(413, { ok = false, error = "too_large", max_size = self.max_size }, nil,
+    return nil, respond(413, { ok = false, error = "too_large", max_size = self.max_size }, nil,
       { { stage = "size", code = "limit", message = message } })
   end
 
@@ -606,15 +607,14 @@ function Router:handle(body, headers)
     local ok, msg, code = webhook.verify(body, header, self.secrets,
       { tolerance = self.tolerance, now = now })
     if not ok then
-      return respond(401, { ok = false, error = "bad_signature", code = code }, nil,
+      return nil, respond(401, { ok = false, error = "bad_signature", code = code }, nil,
         { { stage = "signature", code = code, message = msg } })
     end
   end
 
   local ev, msg, info = webhook.parse(body, self.parse_opts)
   if not ev then
-    info = info or {}
-    return respond(400, {
+    return nil, respond(400, {
       ok = false, error = "invalid_payload", code = info.code, path = info.path,
       offset = info.offset, message = msg,
     }, nil, { { stage = "parse", code = info.code, path = info.path, offset = info.offset,
@@ -622,7 +622,6 @@ function Router:handle(body, headers)
   end
 
   local key = ev:key()
-  local known = ev:is_known()
   local ctx = {
     headers = headers,
     body = body,
@@ -633,24 +632,30 @@ function Router:handle(body, headers)
   ctx.log = new_context_logger(self.log, ctx)
 
   local claimed, store_err = claim(self, key)
+  local res
   if claimed == nil then
     local message = "store: cannot claim " .. key .. ": " .. store_err
     report_error(self, message, ev, ctx)
-    local res = respond(500, { ok = false, error = "store_failed", event = ev.event }, ev,
+    res = respond(500, { ok = false, error = "store_failed", event = ev.event }, ev,
       { { stage = "store", message = message } })
-    res.key = key
-    return res
-  end
-  if claimed == false then
+  elseif claimed == false then
     self.log("info", "duplicate delivery " .. key .. ": already claimed, handlers not run")
-    local res = respond(200, {
-      ok = true, result = "duplicate", event = ev.event, unknown = (not known) or nil,
+    res = respond(200, {
+      ok = true, result = "duplicate", event = ev.event, unknown = (not ev:is_known()) or nil,
     }, ev)
-    res.key = key
     res.duplicate = true
-    return res
+  else
+    return { event = ev, ctx = ctx, key = key }
   end
+  res.key = key
+  return nil, res
+end
 
+-- Runs the handlers of an accepted delivery, in registration order. When one raises, the
+-- others still run, the claim is released (so the sender's retry runs them again) and the
+-- answer is 500.
+function Router:dispatch(delivery)
+  local ev, ctx = delivery.event, delivery.ctx
   local ran, errors = {}, {}
   for _, route in ipairs(self.routes) do
     if route.event == ev.event or route.event == ANY then
@@ -674,19 +679,35 @@ function Router:handle(body, headers)
 
   local res
   if #errors > 0 then
-    release(self, key)
+    self:release(delivery)
     res = respond(500, {
       ok = false, error = "handler_failed", event = ev.event, failed = #errors,
     }, ev, errors)
   else
     res = respond(200, {
       ok = true, result = "handled", event = ev.event, handlers = #ran,
-      unknown = (not known) or nil,
+      unknown = (not ev:is_known()) or nil,
     }, ev)
   end
-  res.key = key
+  res.key = delivery.key
   res.handlers = ran
   return res
+end
+
+-- Gives up an accepted delivery's claim without running it (e.g. it could not be scheduled),
+-- so that the sender's retry is not taken for a duplicate.
+function Router:release(delivery)
+  release(self, delivery.key)
+end
+
+-- The whole receive path, accept then dispatch: returns
+-- { status, body, event, errors, key, handlers, duplicate }.
+function Router:handle(body, headers)
+  local delivery, res = self:accept(body, headers)
+  if not delivery then
+    return res
+  end
+  return self:dispatch(delivery)
 end
 
 return _M
