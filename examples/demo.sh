@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# The main job in one command, on Debian 12: install what is missing, build, start nginx on
+# 127.0.0.1 with the example automations (examples/openresty/nginx.conf as shipped, paths and
+# port filled in), send the example deliveries signed as Jicoo signs them (plus a retry and a
+# forged one), show each answer and what each handler did, then stop nginx.
+#
+#   examples/demo.sh           run, show, stop (nothing keeps running)
+#   examples/demo.sh --keep    leave the receiver running and say how to stop it
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+keep=no
+[ "${1:-}" = "--keep" ] && keep=yes
+
+say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
+
+# 1. Debian packages: the toolchain, LuaJIT (OpenResty's branch), nginx with its Lua module.
+packages=(build-essential cmake libssl-dev openssl luajit2 libluajit2-5.1-dev lua-cjson
+  nginx-core libnginx-mod-http-lua lua-resty-core curl)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "Installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+nginx=$(command -v nginx || echo /usr/sbin/nginx)
+
+# 2. Build the C core (build/luajit/jicoo/webhook/core.so is the one nginx loads).
+say "Building"
+cmake -S . -B build >/dev/null
+cmake --build build -j2 >/dev/null
+echo "built $root/build/luajit/jicoo/webhook/core.so"
+
+# 3. A run folder and a free port; a fresh secret only this demo knows.
+run=$(mktemp -d /tmp/jicoo-demo.XXXXXX)
+mkdir -p "$run/logs" "$run/tmp" "$run/out"
+port=""
+for _ in $(seq 1 50); do
+  candidate=$((20000 + RANDOM % 40000))
+  if ! (exec 3<>"/dev/tcp/127.0.0.1/$candidate") 2>/dev/null; then
+    port=$candidate
+    break
+  fi
+done
+[ -n "$port" ] || { echo "no free port found" >&2; exit 1; }
+secret=$(openssl rand -hex 24)
+user_line="# user www-data;"
+[ "$(id -u)" -eq 0 ] && user_line="user root;"   # workers write to $run/out
+sed -e "s|/srv/jicoo-webhook|$root|g" \
+    -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$port;|" \
+    -e "s|^# user www-data;|$user_line|" \
+    examples/openresty/nginx.conf > "$run/nginx.conf"
+
+# 4. Start nginx: the secret and the output folder come from the environment.
+say "Starting nginx on 127.0.0.1:$port (prefix $run)"
+JICOO_WEBHOOK_SECRET=$secret JICOO_OUTPUT_DIR=$run/out "$nginx" -p "$run" -c "$run/nginx.conf"
+pid=""
+for _ in $(seq 1 50); do
+  pid=$(cat "$run/logs/nginx.pid" 2>/dev/null || true)
+  [ -n "$pid" ] && curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$port/jicoo/stats" && break
+  sleep 0.1
+done
+stop() {
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  fi
+}
+if [ "$keep" = no ]; then
+  trap 'stop; echo; echo "nginx (pid $pid) stopped; the files it wrote stay in $run"' EXIT
+fi
+url="http://127.0.0.1:$port/jicoo/webhook"
+echo "receiver: POST $url   (nginx master pid $pid)"
+
+# 5. Send: sign like Jicoo (HMAC-SHA256 of "<t>.<body>", computed by openssl), POST with curl,
+#    and show the answer and the handlers' log lines it produced.
+log_offset=$(stat -c %s "$run/logs/error.log")
+send() {   # send LABEL FILE SECRET
+  local label=$1 file=$2 key=$3 t hex status answer
+  t=$(date +%s)
+  hex=$( (printf '%s.' "$t"; cat "$file") | openssl dgst -sha256 -hmac "$key" -r | cut -d' ' -f1)
+  answer=$(curl -s --max-time 10 -w '\n%{http_code}' -H 'Content-Type: application/json' \
+    -H "Jicoo-Webhook-Signature: t=$t,v1=$hex" --data-binary @"$file" "$url")
+  status=${answer##*$'\n'}
+  printf '\n%s  %-37s %s\n' "$status" "$label" "${answer%$'\n'*}"
+  # The handlers' ctx.log lines and the receiver's rejections, without nginx's request suffix.
+  tail -c +$((log_offset + 1)) "$run/logs/error.log" | grep -a 'jicoo-webhook: ' \
+    | sed -e 's/.*jicoo-webhook: /       /' -e 's/, client: 127.0.0.1.*//' \
+    | sed -e "s|$root/examples/openresty/../||" -e "s|$root/examples/||" || true
+  log_offset=$(stat -c %s "$run/logs/error.log")
+}
+
+say "Deliveries (status, delivery, answer; below each, what the handlers did)"
+for file in examples/openresty/deliveries/*.json; do
+  send "$(basename "$file")" "$file" "$secret"
+done
+send "1-guest_booked.json (Jicoo retries)" examples/openresty/deliveries/1-guest_booked.json "$secret"
+forged="$run/forged.json"
+sed 's/hanako.sato@example.jp/attacker@example.net/' examples/openresty/deliveries/1-guest_booked.json > "$forged"
+send "forged (signed with a wrong secret)" "$forged" "not-the-endpoint-secret"
+
+# 6. What the automations wrote.
+say "What the automations wrote in $run/out"
+for name in ledger.jsonl outbox.jsonl cancellations.jsonl slots.json campaigns.json; do
+  if [ -f "$run/out/$name" ]; then
+    echo "--- $name"
+    cat "$run/out/$name"
+    [ -n "$(tail -c 1 "$run/out/$name")" ] && echo
+  fi
+done
+echo "--- GET /jicoo/stats (counted in a shared dict by examples/openresty/handlers/any.lua)"
+curl -s --max-time 5 "http://127.0.0.1:$port/jicoo/stats"
+
+if [ "$keep" = yes ]; then
+  say "The receiver keeps running on $url (secret: $secret)"
+  echo "Stop it with:  kill $pid        (logs: $run/logs/error.log)"
+fi

@@ -1,0 +1,225 @@
+-- The nginx adapter: serves a router from content_by_lua*. Reads the raw body (from memory or
+-- from nginx's temp file), answers the router's status and JSON body, logs through ngx.log.
+-- Handlers run here in Lua (never inside a C call), so they may use cosockets and ngx.sleep.
+
+local ngx = ngx
+local ngx_log = ngx.log
+local ngx_req = ngx.req
+local ngx_timer_at = ngx.timer.at
+local ngx_print = ngx.print
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local error = error
+local tostring = tostring
+local tonumber = tonumber
+local io_open = io.open
+local string_format = string.format
+local string_match = string.match
+local table_concat = table.concat
+
+local webhook = require "jicoo.webhook"
+local router_module = require "jicoo.webhook.router"
+
+local json_object = router_module.json_object
+
+local _M = {}
+
+local MAX_HEADERS = 100
+local SERVE_OPTIONS = { answer_first = true, max_size = true }
+
+local LEVELS = {
+  debug = ngx.DEBUG,
+  info = ngx.INFO,
+  warn = ngx.WARN,
+  error = ngx.ERR,
+}
+
+-- The router's log sink: function(level, message) onto nginx's error log.
+function _M.log(level, message)
+  ngx_log(LEVELS[level] or ngx.NOTICE, "jicoo-webhook: ", message)
+end
+
+-- webhook.router(opts) with opts.log defaulting to ngx.log; opts as webhook.router takes them.
+function _M.router(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("openresty.router: opts must be a table, got " .. type(opts), 2)
+  end
+  local copy = {}
+  for name, value in pairs(opts or {}) do
+    copy[name] = value
+  end
+  copy.log = copy.log or _M.log
+  local ok, router = pcall(webhook.router, copy)
+  if not ok then
+    error(router, 2)
+  end
+  return router
+end
+
+---------------------------------------------------------------------------------------------
+-- The request
+
+local function send(status, body)
+  ngx.status = status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Content-Length"] = #body
+  ngx.header["Cache-Control"] = "no-store"
+  ngx_print(body)
+end
+
+local function describe_error(e)
+  local parts = {}
+  if e.stage then parts[#parts + 1] = "stage=" .. e.stage end
+  if e.code then parts[#parts + 1] = "code=" .. e.code end
+  if e.path then parts[#parts + 1] = "path=" .. (e.path == "" and '""' or e.path) end
+  if e.offset then parts[#parts + 1] = "offset=" .. e.offset end
+  if e.handler then parts[#parts + 1] = "handler=" .. e.handler end
+  if e.message then parts[#parts + 1] = "(" .. (string_match(e.message, "^[^\n]*")) .. ")" end
+  return table_concat(parts, " ")
+end
+
+-- One line per rejection: 4xx are the sender's problem (warn), 5xx ours (error).
+local function log_rejection(res)
+  local level = res.status >= 500 and ngx.ERR or ngx.WARN
+  local errors = res.errors or {}
+  if #errors == 0 then
+    ngx_log(level, "jicoo-webhook: answered ", res.status, " ", res.body)
+    return
+  end
+  for _, e in ipairs(errors) do
+    ngx_log(level, "jicoo-webhook: answered ", res.status, ": ", describe_error(e))
+  end
+end
+
+-- The raw body: nil when it is over max_size (judged from Content-Length before reading),
+-- else the bytes, from memory or from the file nginx spooled them to.
+local function read_body(max_size)
+  local length = tonumber(ngx.var.http_content_length)
+  if length and length > max_size then
+    return nil, length
+  end
+  ngx_req.read_body()
+  local body = ngx_req.get_body_data()
+  if body then
+    return body
+  end
+  local path = ngx_req.get_body_file()
+  if not path then
+    return ""   -- no body at all
+  end
+  -- nginx wrote the body to a temp file (over client_body_buffer_size): one read of a local
+  -- file of at most client_max_body_size bytes.
+  local file, err = io_open(path, "rb")
+  if not file then
+    return false, "cannot open the request body file " .. path .. ": " .. tostring(err)
+  end
+  body = file:read("*a")
+  file:close()
+  if not body then
+    return false, "cannot read the request body file " .. path
+  end
+  return body
+end
+
+local function too_large(length, max_size)
+  return {
+    status = 413,
+    body = json_object({ ok = false, error = "too_large", max_size = max_size }),
+    errors = { { stage = "size", code = "limit",
+      message = string_format("limit: body of %d bytes is over the %d-byte size limit", length,
+        max_size) } },
+  }
+end
+
+local function failure(status, error_name, message, event)
+  return {
+    status = status,
+    body = json_object({ ok = false, error = error_name, event = event }),
+    errors = { { stage = "server", message = message } },
+  }
+end
+
+---------------------------------------------------------------------------------------------
+-- Answer first, work after
+
+local function dispatch_later(premature, router, delivery)
+  if premature then
+    ngx_log(ngx.WARN, "jicoo-webhook: worker exiting; handling ", delivery.key, " before it stops")
+  end
+  local ok, res = pcall(router.dispatch, router, delivery)
+  if not ok or res.status ~= 200 then
+    ngx_log(ngx.ERR, "jicoo-webhook: answered 200 first, then ", delivery.key, " failed: ",
+      ok and res.body or tostring(res), "; Jicoo will not retry it, replay it with `jicoo-webhook run`")
+  end
+end
+
+-- Accepts the delivery now (checks, and the claim: a store failure still answers 500 and Jicoo
+-- retries), answers, and leaves the handlers to a zero-delay timer.
+local function answer_first(router, body, headers)
+  local delivery, res = router:accept(body, headers)
+  if not delivery then
+    return res
+  end
+  local scheduled, timer_err = ngx_timer_at(0, dispatch_later, router, delivery)
+  if not scheduled then
+    router:release(delivery)
+    return failure(500, "busy", "cannot schedule the handlers of " .. delivery.key .. ": "
+      .. tostring(timer_err) .. " (raise lua_max_pending_timers)", delivery.event.event)
+  end
+  return { status = 200, key = delivery.key, event = delivery.event, errors = {},
+    body = json_object({ ok = true, result = "accepted", event = delivery.event.event }) }
+end
+
+---------------------------------------------------------------------------------------------
+
+-- Serves one request: res (as router:handle gives it) after answering; also in ngx.ctx.jicoo_webhook.
+function _M.serve(router, opts)
+  if type(router) ~= "table" or type(router.handle) ~= "function" then
+    error("openresty.serve: router must be a jicoo.webhook router", 2)
+  end
+  if opts == nil then
+    opts = {}
+  elseif type(opts) ~= "table" then
+    error("openresty.serve: opts must be a table, got " .. type(opts), 2)
+  end
+  for name in pairs(opts) do
+    if not SERVE_OPTIONS[name] then
+      error("openresty.serve: unknown option '" .. tostring(name) .. "'", 2)
+    end
+  end
+
+  local res
+  if ngx.req.get_method() ~= "POST" then
+    ngx.header["Allow"] = "POST"
+    res = { status = 405, body = json_object({ ok = false, error = "method_not_allowed" }),
+      errors = { { stage = "method", message = "method " .. ngx.req.get_method() } } }
+  else
+    local max_size = opts.max_size or router.max_size
+    local body, problem = read_body(max_size)
+    if body == nil then
+      res = too_large(problem, max_size)
+    elseif body == false then
+      res = failure(500, "server_error", problem)
+    else
+      local headers = ngx_req.get_headers(MAX_HEADERS)
+      local serve_one = opts.answer_first and answer_first or router.handle
+      local ok, handled = pcall(serve_one, router, body, headers)
+      if ok then
+        res = handled
+      else
+        res = failure(500, "server_error", "the router raised: " .. tostring(handled))
+      end
+    end
+  end
+
+  if res.status >= 400 then
+    log_rejection(res)
+  end
+  ngx.ctx.jicoo_webhook = res
+  send(res.status, res.body)
+  return res
+end
+
+return _M

@@ -1,0 +1,327 @@
+-- jicoo.webhook.openresty inside a real nginx (Debian's nginx with the Lua module), on
+-- 127.0.0.1: every fixture and signature failure to its status, size limits, the temp-file
+-- body, answer-first mode, the example nginx.conf, and a bounded wrk run. Deliveries are signed
+-- by the openssl command line and sent by curl. Runs as the ctest integration-openresty
+-- (JICOO_INTEGRATION=1); the per-runtime Busted passes skip it.
+if os.getenv("JICOO_INTEGRATION") ~= "1" then
+  describe("openresty integration", function()
+    pending("runs as the ctest integration-openresty (JICOO_INTEGRATION=1)")
+  end)
+  return
+end
+
+local cjson = require "cjson"
+local support = require "support"
+local servers = require "servers"
+
+local SECRET = "whsec_openresty_spec"
+local HANDLERS = servers.spec_dir .. "/nginx_handlers"
+
+local missing = servers.missing(false)
+if #missing > 0 then
+  describe("openresty integration", function()
+    pending("needs " .. table.concat(missing, ", "))
+  end)
+  return
+end
+
+local function fixture(folder, name)
+  return support.fixtures .. "/" .. folder .. "/" .. name
+end
+
+-- The idempotency key as the README defines it, computed here from an independent decoder.
+local function key_of(path)
+  local doc = cjson.decode(support.read(path))
+  local function escape(s)
+    return (s:gsub("%%", "%%25"):gsub("/", "%%2F"))
+  end
+  return escape(doc.event) .. "/" .. escape(doc.object.uid) .. "/" .. doc.createdAt
+end
+
+-- handled.log as { [key] = runs }.
+local function handled(dir)
+  local counts, total = {}, 0
+  local file = io.open(dir .. "/handled.log", "rb")
+  if file then
+    for line in file:lines() do
+      local key = line:match("^([^\t]+)")
+      counts[key] = (counts[key] or 0) + 1
+      total = total + 1
+    end
+    file:close()
+  end
+  return counts, total
+end
+
+local function wait_for(predicate, seconds)
+  for _ = 1, seconds * 10 do
+    if predicate() then
+      return true
+    end
+    servers.sleep(0.1)
+  end
+  return predicate()
+end
+
+local function signed_post(server, path, t)
+  t = t or os.time()
+  return servers.post(server:url(), path,
+    { ["Jicoo-Webhook-Signature"] = servers.sign(SECRET, t, path) })
+end
+
+-- The nginx servers of one describe block: started in setup, stopped by pid in teardown.
+local function with_servers()
+  local state = { servers = {} }
+  function state.start(name, opts, env)
+    opts = opts or {}
+    local output = state.dir .. "/" .. name .. "-out"
+    assert(support.run("mkdir -p " .. support.quote(output)))
+    local full_env = {
+      JICOO_WEBHOOK_SECRET = SECRET,
+      JICOO_HANDLERS = opts.handlers or HANDLERS,
+      JICOO_OUTPUT_DIR = output,
+    }
+    for k, v in pairs(env or {}) do
+      full_env[k] = v
+    end
+    local render = opts.render or function(port)
+      return servers.config(port, opts)
+    end
+    local server, log = servers.nginx_server(state.dir, name, render, full_env)
+    assert(server, "nginx did not start:\n" .. tostring(log))
+    server.output = output
+    state.servers[#state.servers + 1] = server
+    return server
+  end
+  setup(function()
+    state.dir = servers.temp_dir()
+  end)
+  teardown(function()
+    for _, server in ipairs(state.servers) do
+      server:stop()
+    end
+    servers.remove_dir(state.dir)
+  end)
+  return state
+end
+
+describe("openresty: one nginx, shared-dict store", function()
+  local state = with_servers()
+  local server
+
+  setup(function()
+    server = state.start("main")
+  end)
+
+  it("answers 200 to every valid and lenient fixture, and runs each delivery once", function()
+    local paths = {}
+    for _, folder in ipairs({ "valid", "lenient" }) do
+      for _, name in ipairs(support.list(support.fixtures .. "/" .. folder, "%.json$")) do
+        paths[#paths + 1] = fixture(folder, name)
+      end
+    end
+    assert.is_true(#paths >= 8)
+    local seen, expected = {}, {}
+    for _, path in ipairs(paths) do
+      local key = key_of(path)
+      local status, body = signed_post(server, path)
+      assert.are.equal("200", status, path .. ": " .. body)
+      local answer = cjson.decode(body)
+      assert.are.equal(seen[key] and "duplicate" or "handled", answer.result, path)
+      seen[key] = true
+      expected[key] = 1
+    end
+    assert.are.same(expected, (handled(server.output)))
+  end)
+
+  local invalid = support.expectations("invalid")
+  for _, case in ipairs(invalid) do
+    it("answers 400 " .. case.code .. " " .. tostring(case.path) .. " to invalid/" .. case.file, function()
+      local status, body = signed_post(server, fixture("invalid", case.file))
+      assert.are.equal("400", status, body)
+      local answer = cjson.decode(body)
+      assert.are.equal("invalid_payload", answer.error)
+      assert.are.equal(case.code, answer.code)
+      assert.are.equal(case.path, answer.path)
+      -- The rejection is in the error log with its code and path.
+      local logged = "answered 400: stage=parse code=" .. case.code
+        .. (case.path and (" path=" .. (case.path == "" and '""' or case.path)) or "")
+      assert.truthy(server:log():find(logged, 1, true), logged)
+    end)
+  end
+
+  local booked = fixture("valid", "host_cancelled.json")
+  local signature_cases = {
+    { "missing", nil, "missing_header" },
+    { "malformed", function() return "not a signature" end, "malformed_header" },
+    { "without v1", function(t) return "t=" .. t .. ",v0=" .. string.rep("ab", 32) end, "no_signature" },
+    { "expired", function(t) return servers.sign(SECRET, t - 3600, booked) end, "expired" },
+    { "from another secret", function(t) return servers.sign("whsec_other", t, booked) end, "mismatch" },
+  }
+  for _, case in ipairs(signature_cases) do
+    it("answers 401 " .. case[3] .. " to a signature " .. case[1], function()
+      local headers = {}
+      if case[2] then
+        headers["Jicoo-Webhook-Signature"] = case[2](os.time())
+      end
+      local status, body = servers.post(server:url(), booked, headers)
+      assert.are.equal("401", status, body)
+      assert.are.same({ ok = false, error = "bad_signature", code = case[3] }, cjson.decode(body))
+      assert.truthy(server:log():find("answered 401: stage=signature code=" .. case[3], 1, true))
+    end)
+  end
+
+  it("answers 413 to a body over max_size, from Content-Length, before reading it", function()
+    local path = state.dir .. "/big.json"
+    support.write(path, string.rep(" ", 1024 * 1024 + 1))
+    local status, body = signed_post(server, path)
+    assert.are.equal("413", status, body)
+    assert.are.same({ ok = false, error = "too_large", max_size = 1048576 }, cjson.decode(body))
+    assert.truthy(server:log():find("answered 413: stage=size code=limit", 1, true))
+  end)
+
+  it("answers 413 to a chunked body over max_size (no Content-Length), after reading it", function()
+    local path = state.dir .. "/big-chunked.json"
+    support.write(path, string.rep(" ", 1536 * 1024))
+    local status, body = servers.post(server:url(), path, { ["Transfer-Encoding"] = "chunked" })
+    assert.are.equal("413", status, body)
+    assert.are.equal("too_large", cjson.decode(body).error)
+  end)
+
+  it("answers nginx's own 413 (as JSON) to a body over client_max_body_size", function()
+    local path = state.dir .. "/huge.json"
+    support.write(path, string.rep(" ", 3 * 1024 * 1024))
+    local status, body = signed_post(server, path)
+    assert.are.equal("413", status, body)
+    assert.are.same({ ok = false, error = "too_large" }, cjson.decode(body))
+  end)
+
+  it("answers 405 to a GET", function()
+    assert.are.equal("405", servers.get(server:url()))
+  end)
+end)
+
+describe("openresty: a body nginx buffered to a temp file", function()
+  local state = with_servers()
+
+  it("is read from the file and handled", function()
+    local server = state.start("spool", { client_body_buffer_size = "1k" })
+    -- Past what nginx reads with the headers, so the body goes through the temp file; the
+    -- trailing whitespace keeps it one valid JSON document.
+    local path = state.dir .. "/padded.json"
+    support.write(path, support.read(fixture("valid", "guest_cancelled.json")) .. string.rep(" ", 64 * 1024))
+    local status, body = signed_post(server, path)
+    assert.are.equal("200", status, body)
+    assert.are.equal("handled", cjson.decode(body).result)
+    assert.are.same({ [key_of(path)] = 1 }, (handled(server.output)))
+    assert.truthy(server:log():find("a client request body is buffered to a temporary file", 1, true))
+  end)
+end)
+
+describe("openresty: answer-first mode", function()
+  local state = with_servers()
+
+  it("answers 200 before the handler ran, then runs it once, in a timer", function()
+    local server = state.start("first", nil, { JICOO_ANSWER_FIRST = "1", JICOO_TEST_SLEEP = "1" })
+    local path = fixture("valid", "host_cancelled.json")
+    local key = key_of(path)
+    local status, body = signed_post(server, path)
+    assert.are.equal("200", status, body)
+    assert.are.equal("accepted", cjson.decode(body).result)
+    assert.is_nil(handled(server.output)[key])   -- the handler is still asleep
+    status, body = signed_post(server, path)
+    assert.are.equal("200", status)
+    assert.are.equal("duplicate", cjson.decode(body).result)
+    assert.is_true(wait_for(function()
+      return handled(server.output)[key] == 1
+    end, 5))
+    -- Rejections are still answered synchronously.
+    status = servers.post(server:url(), path, {})
+    assert.are.equal("401", status)
+    status = signed_post(server, fixture("invalid", "missing_object_uid.json"))
+    assert.are.equal("400", status)
+    assert.are.same({}, server:error_lines())
+  end)
+end)
+
+describe("openresty: examples/openresty/nginx.conf as shipped", function()
+  local state = with_servers()
+
+  it("boots, runs the example automations and counts in /jicoo/stats", function()
+    local example = support.read(servers.root .. "/examples/openresty/nginx.conf")
+    local server = state.start("example", {
+      handlers = "",   -- the receiver's default: the example handler folders
+      render = function(port)
+        local conf, n = example:gsub("/srv/jicoo%-webhook", servers.root)
+        assert(n >= 3, "the example no longer names /srv/jicoo-webhook")
+        conf, n = conf:gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
+        assert(n == 1, "the example no longer listens on 127.0.0.1:8080")
+        if support.run("id -u"):match("^0") then
+          conf = conf:gsub("# user www%-data;", "user root;")
+        end
+        return conf
+      end,
+    })
+    local path = fixture("lenient", "portal_guest_booked.json")
+    local status, body = signed_post(server, path)
+    assert.are.equal("200", status, body)
+    local answer = cjson.decode(body)
+    assert.are.equal("handled", answer.result)
+    assert.is_true(answer.handlers >= 4)
+    local ledger = support.read(server.output .. "/ledger.jsonl")
+    assert.truthy(ledger:find('"uid":"ACDADADASS"', 1, true))
+    assert.truthy(support.read(server.output .. "/outbox.jsonl"):find("New booking: John Doe", 1, true))
+    local stats = support.run("curl -s --max-time 5 " .. support.quote(server:url("/jicoo/stats")))
+    assert.are.same({ all = 1, guest_booked = 1 }, cjson.decode(stats))
+    assert.are.same({}, server:error_lines())
+  end)
+end)
+
+describe("openresty: load", function()
+  local state = with_servers()
+  local have_wrk = servers.wrk ~= nil
+
+  it("serves a 10 s wrk run of signed deliveries with no non-2xx answer and no error", function()
+    if not have_wrk then
+      pending("wrk is not installed")
+      return
+    end
+    local server = state.start("load")
+    -- 500 distinct deliveries, signed by one openssl run over "t." .. body files.
+    local t = os.time()
+    local template = support.read(fixture("valid", "tokyo_no_utm_compact.json")):gsub("%s+$", "")
+    local bodies, signed_files = {}, {}
+    for i = 1, 500 do
+      bodies[i] = template:gsub('"uid":"bk_7Hq2"', '"uid":"load' .. i .. '"')
+      signed_files[i] = state.dir .. "/load-" .. i
+      support.write(signed_files[i], t .. "." .. bodies[i])
+    end
+    local hexes = servers.sign_prefixed(SECRET, signed_files)
+    local records = {}
+    for i = 1, #bodies do
+      records[i] = "t=" .. t .. ",v1=" .. hexes[i] .. "\n" .. #bodies[i] .. "\n" .. bodies[i]
+    end
+    local data = state.dir .. "/wrk.data"
+    support.write(data, table.concat(records))
+
+    local out = support.run("wrk -t2 -c16 -d10s --timeout 5s -s "
+      .. support.quote(servers.spec_dir .. "/wrk_deliveries.lua") .. " "
+      .. support.quote(server:url()) .. " -- " .. support.quote(data) .. " 2>&1")
+    print("\n" .. out)
+    local total = tonumber(out:match("(%d+) requests in"))
+    local rate = tonumber(out:match("Requests/sec:%s+([%d%.]+)"))
+    local non2xx = tonumber(out:match("Non%-2xx or 3xx responses:%s+(%d+)") or "0")
+    local socket_errors = out:match("Socket errors:[^\n]*")
+    assert.truthy(total and total > 500, out)
+    assert.truthy(rate, out)
+    assert.are.equal(0, non2xx)
+    assert.is_nil(socket_errors)
+    assert.are.same({}, server:error_lines())
+    -- Every distinct delivery ran exactly once; the rest were duplicates.
+    local counts, runs = handled(server.output)
+    assert.are.equal(#bodies, runs)
+    for i = 1, #bodies do
+      assert.are.equal(1, counts["guest_booked/load" .. i .. "/2024-03-01T10:00:05+09:00"])
+    end
+  end)
+end)

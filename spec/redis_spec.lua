@@ -1,0 +1,173 @@
+-- store.redis between two real nginx instances sharing one redis-server (no persistence), on
+-- 127.0.0.1: a storm of concurrent duplicates runs the handler once; with Redis stopped the
+-- answer is 500 (never a skipped delivery), and the retries after it returns are handled once.
+-- Runs as the ctest integration-redis (JICOO_INTEGRATION=1); the per-runtime Busted passes
+-- skip it.
+if os.getenv("JICOO_INTEGRATION") ~= "1" then
+  describe("redis integration", function()
+    pending("runs as the ctest integration-redis (JICOO_INTEGRATION=1)")
+  end)
+  return
+end
+
+local cjson = require "cjson"
+local support = require "support"
+local servers = require "servers"
+
+local SECRET = "whsec_redis_spec"
+local STORM = 50
+
+local missing = servers.missing(true)
+if #missing > 0 then
+  describe("redis integration", function()
+    pending("needs " .. table.concat(missing, ", "))
+  end)
+  return
+end
+
+local TEMPLATE = support.read(support.fixtures .. "/valid/tokyo_no_utm_compact.json"):gsub("%s+$", "")
+local CREATED_AT = "2024-03-01T10:00:05+09:00"
+
+-- A delivery of its own (the Tokyo fixture under another booking uid), written to a file.
+local function delivery(dir, uid)
+  local path = dir .. "/" .. uid .. ".json"
+  support.write(path, (TEMPLATE:gsub('"uid":"bk_7Hq2"', '"uid":"' .. uid .. '"')))
+  return path, "guest_booked/" .. uid .. "/" .. CREATED_AT
+end
+
+local function signature(path)
+  return { ["Jicoo-Webhook-Signature"] = servers.sign(SECRET, os.time(), path) }
+end
+
+local function handled(dir)
+  local counts = {}
+  local file = io.open(dir .. "/handled.log", "rb")
+  if file then
+    for line in file:lines() do
+      local key = line:match("^([^\t]+)")
+      counts[key] = (counts[key] or 0) + 1
+    end
+    file:close()
+  end
+  return counts
+end
+
+describe("redis store: two nginx instances, one redis-server", function()
+  local dir, output, redis
+  local nginx = {}
+
+  setup(function()
+    dir = servers.temp_dir()
+    output = dir .. "/out"   -- both instances write their runs here
+    assert(support.run("mkdir -p " .. support.quote(output)))
+    local log
+    redis, log = servers.redis(dir)
+    assert(redis, "redis-server did not start: " .. tostring(log))
+    for i = 1, 2 do
+      local server
+      server, log = servers.nginx_server(dir, "nginx" .. i, function(port)
+        return servers.config(port, { workers = 2 })
+      end, {
+        JICOO_WEBHOOK_SECRET = SECRET,
+        JICOO_HANDLERS = servers.spec_dir .. "/nginx_handlers",
+        JICOO_OUTPUT_DIR = output,
+        JICOO_REDIS = "127.0.0.1:" .. redis.port,
+        JICOO_TEST_SLEEP = "0.2",
+      })
+      assert(server, "nginx did not start:\n" .. tostring(log))
+      nginx[i] = server
+    end
+  end)
+
+  teardown(function()
+    for _, server in ipairs(nginx) do
+      server:stop()
+    end
+    if redis then
+      redis:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  it("runs the handler once for " .. STORM .. " concurrent copies of one delivery", function()
+    local path, key = delivery(dir, "storm1")
+    local urls = {}
+    for i = 1, STORM do
+      urls[i] = nginx[i % 2 + 1]:url()
+    end
+    local answers = servers.post_parallel(urls, path, signature(path))
+    assert.are.equal(STORM, #answers)
+    local results = {}
+    for _, answer in ipairs(answers) do
+      local status, body = answer:match("^(%d+) (.*)$")
+      assert.are.equal("200", status, answer)
+      local result = cjson.decode(body).result
+      results[result] = (results[result] or 0) + 1
+    end
+    print(string.format("\nstorm: %d copies to 2 nginx -> %d handled, %d duplicate",
+      STORM, results.handled or 0, results.duplicate or 0))
+    assert.are.same({ handled = 1, duplicate = STORM - 1 }, results)
+    assert.are.same({ [key] = 1 }, handled(output))
+    assert.are.equal("1", redis:cli("GET " .. support.quote("handled:" .. key)))
+    -- The claim: SET NX EX with the router's ttl (3 days).
+    local ttl = tonumber(redis:cli("TTL " .. support.quote("jicoo-webhook:claim:" .. key)))
+    assert.truthy(ttl and ttl > 3 * 24 * 3600 - 60 and ttl <= 3 * 24 * 3600, tostring(ttl))
+  end)
+
+  it("answers 500 while Redis is down, and handles every retry once it is back", function()
+    local deliveries = {}
+    for i = 1, 6 do
+      local path, key = delivery(dir, "outage" .. i)
+      deliveries[i] = { path = path, key = key, server = nginx[i % 2 + 1] }
+    end
+    -- The first two are handled before the outage.
+    for i = 1, 2 do
+      local status = servers.post(deliveries[i].server:url(), deliveries[i].path, signature(deliveries[i].path))
+      assert.are.equal("200", status)
+    end
+
+    redis:stop()
+    local failed = 0
+    for i = 3, 6 do
+      local d = deliveries[i]
+      local status, body = servers.post(d.server:url(), d.path, signature(d.path))
+      assert.are.equal("500", status, body)
+      assert.are.equal("store_failed", cjson.decode(body).error)
+      failed = failed + 1
+    end
+    for _, server in ipairs(nginx) do
+      assert.truthy(server:log():find("answered 500: stage=store", 1, true))
+    end
+
+    assert.is_true(redis:start(), "redis-server did not restart on port " .. redis.port)
+    -- Jicoo retries what got 500: a few attempts each, as its retry schedule would.
+    local attempts = 0
+    for i = 3, 6 do
+      local d = deliveries[i]
+      local status, body
+      for _ = 1, 3 do
+        attempts = attempts + 1
+        status, body = servers.post(d.server:url(), d.path, signature(d.path))
+        if status == "200" then
+          break
+        end
+        servers.sleep(0.2)
+      end
+      assert.are.equal("200", status, body)
+      assert.are.equal("handled", cjson.decode(body).result)
+    end
+    print(string.format("\noutage: %d deliveries answered 500 while Redis was down;"
+      .. " after the restart %d attempts handled all of them", failed, attempts))
+    -- A further retry of each is a duplicate now.
+    for i = 3, 6 do
+      local d = deliveries[i]
+      local status, body = servers.post(d.server:url(), d.path, signature(d.path))
+      assert.are.equal("200", status)
+      assert.are.equal("duplicate", cjson.decode(body).result)
+    end
+    local counts = handled(output)
+    for _, d in ipairs(deliveries) do
+      assert.are.equal(1, counts[d.key], d.key)
+    end
+  end)
+end)
