@@ -15,20 +15,7 @@ keep=no
 say() { printf '\n\033[1m%s\033[0m\n' "$*"; }
 
 # 1. Debian packages: the toolchain, LuaJIT (OpenResty's branch), nginx with its Lua module.
-packages=(build-essential cmake libssl-dev openssl luajit2 libluajit2-5.1-dev lua-cjson
-  nginx-core libnginx-mod-http-lua lua-resty-core curl)
-missing=()
-for package in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "Installing ${missing[*]}"
-  sudo=""
-  [ "$(id -u)" -ne 0 ] && sudo="sudo"
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${missing[@]}" >/dev/null
-fi
+.ci/install-packages demo
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
 # 2. Build the C core (build/luajit/jicoo/webhook/core.so is the one nginx loads).
