@@ -180,6 +180,17 @@ describe("parse", function()
       assert_rejects(body, nil, "encoding", "/object/a~1b~0c/d/1")
     end)
 
+    it("keeps the message on one line when a key holds control characters", function()
+      for _, key in ipairs({ "a\\nb", "a\\u0000b", "a\\r\\u001b[31mb" }) do
+        local body = '{"' .. key .. '": 1}'
+        local _, msg, info = webhook.parse(body, { unknown_keys = "reject" })
+        assert.are.equal("unknown_key", info.code)
+        assert.are.equal("/" .. webhook.decode('"' .. key .. '"'), info.path)
+        assert.is_nil(msg:find("[%z\1-\31\127]"), msg)
+        assert.is_truthy(msg:find("/a\\u00", 1, true), msg)
+      end
+    end)
+
     it("reports the offset of the first bad byte", function()
       local body = '{"event": "guest_booked", "createdAt": x}'
       local _, _, info = webhook.parse(body)

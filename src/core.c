@@ -104,52 +104,58 @@ static void core_read_options(lua_State *L, json_parser *p, enum core_mode mode)
     }
 }
 
+/* Appends a pointer for a one-line message: control bytes, which a key may hold, escaped. */
+static void core_add_printable(luaL_Buffer *b, const char *s, size_t len)
+{
+    char escaped[8];
+    size_t i;
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7F) {
+            snprintf(escaped, sizeof escaped, "\\u%04X", c);
+            luaL_addstring(b, escaped);
+        } else {
+            luaL_addchar(b, (char)c);
+        }
+    }
+}
+
 /* Pushes nil, msg, info for the error p recorded. */
 static int core_fail(lua_State *L, const json_parser *p)
 {
     const json_error *e = &p->error;
-    const json_frame *frames[JSON_DEPTH_CEILING + 2];
-    const json_frame *f;
-    size_t depth = 0;
     char offset[32];
+    const char *path;
+    size_t path_len = 0;
     luaL_Buffer b;
 
     snprintf(offset, sizeof offset, "%zu", e->offset);
+    path = e->path_index ? lua_tolstring(L, e->path_index, &path_len) : NULL;
     lua_pushnil(L);
-    if (e->has_path) { /* the RFC 6901 pointer, root first */
-        for (f = e->frame; f && depth < sizeof frames / sizeof frames[0]; f = f->parent)
-            frames[depth++] = f;
-        luaL_buffinit(L, &b);
-        while (depth-- > 0) {
-            luaL_addchar(&b, '/');
-            if (frames[depth]->key) {
-                json_add_pointer_token(&b, frames[depth]->key);
-            } else {
-                char index[32];
-                snprintf(index, sizeof index, "%zu", frames[depth]->index);
-                luaL_addstring(&b, index);
-            }
-        }
-        if (e->leaf) {
-            luaL_addchar(&b, '/');
-            luaL_addstring(&b, e->leaf);
-        }
-        luaL_pushresult(&b);
-        lua_pushfstring(L, "%s: %s: %s (offset %s)", e->code,
-                        lua_rawlen(L, -1) ? lua_tostring(L, -1) : "(root)", e->detail, offset);
-    } else {
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s (offset %s)", e->code, e->detail, offset);
+    luaL_buffinit(L, &b);               /* msg: "code: path: detail (offset n)" */
+    luaL_addstring(&b, e->code);
+    luaL_addstring(&b, ": ");
+    if (path) {
+        if (path_len)
+            core_add_printable(&b, path, path_len);
+        else
+            luaL_addstring(&b, "(root)");
+        luaL_addstring(&b, ": ");
     }
-    /* stack: nil, path or nil, msg */
-    lua_createtable(L, 0, 3);
+    luaL_addstring(&b, e->detail);
+    luaL_addstring(&b, " (offset ");
+    luaL_addstring(&b, offset);
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    lua_createtable(L, 0, 3);           /* nil, msg, info */
     lua_pushstring(L, e->code);
     lua_setfield(L, -2, "code");
-    lua_pushvalue(L, -3);
-    lua_setfield(L, -2, "path");
+    if (path) {
+        lua_pushvalue(L, e->path_index);
+        lua_setfield(L, -2, "path");
+    }
     lua_pushinteger(L, (lua_Integer)e->offset);
     lua_setfield(L, -2, "offset");
-    lua_remove(L, -3);
     return 3;
 }
 

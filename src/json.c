@@ -27,20 +27,44 @@ static const unsigned char json_plain[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x70 */
 };
 
+/* Appends the pointer of frame f: its parent's, then "/" and its own token. */
+static void json_add_path(luaL_Buffer *b, const json_frame *f)
+{
+    char index[32];
+    if (f == NULL)
+        return;
+    json_add_path(b, f->parent);
+    luaL_addchar(b, '/');
+    if (f->key) {
+        json_add_pointer_token(b, f->key);
+    } else {
+        snprintf(index, sizeof index, "%zu", f->index);
+        luaL_addstring(b, index);
+    }
+}
+
 int json_fail(json_parser *p, const char *code, const unsigned char *at, int has_path,
               const json_frame *frame, const char *leaf, const char *fmt, ...)
 {
     json_error *e = &p->error;
+    luaL_Buffer b;
     va_list ap;
-    if (e->code == NULL) {
-        e->code = code;
-        e->offset = (size_t)(at - p->start);
-        e->has_path = has_path;
-        e->frame = frame;
-        e->leaf = leaf;
-        va_start(ap, fmt);
-        vsnprintf(e->detail, sizeof e->detail, fmt, ap);
-        va_end(ap);
+    if (e->code != NULL)
+        return JSON_ERROR;
+    e->code = code;
+    e->offset = (size_t)(at - p->start);
+    va_start(ap, fmt);
+    vsnprintf(e->detail, sizeof e->detail, fmt, ap);
+    va_end(ap);
+    if (has_path) {
+        luaL_buffinit(p->L, &b);
+        json_add_path(&b, frame);
+        if (leaf) {
+            luaL_addchar(&b, '/');
+            luaL_addstring(&b, leaf);
+        }
+        luaL_pushresult(&b);
+        e->path_index = lua_gettop(p->L);
     }
     return JSON_ERROR;
 }

@@ -44,13 +44,13 @@ typedef struct json_string {
     int has_escapes;
 } json_string;
 
-/* The first violation found; the walk stops there. */
+/* The first violation found; the walk stops there. Its path is built when it is found (the
+ * frames live on the stack of the walk, which is gone by the time the error is reported) and
+ * left on the Lua stack. */
 typedef struct json_error {
-    const char *code;            /* "syntax", "type", ...; NULL while there is none */
-    size_t offset;               /* from the start of the input, in bytes */
-    int has_path;                /* whether the path below names the place */
-    const json_frame *frame;     /* the value (or object) the error is about */
-    const char *leaf;            /* a key appended to the path (a missing key), or NULL */
+    const char *code;  /* "syntax", "type", ...; NULL while there is none */
+    size_t offset;     /* from the start of the input, in bytes */
+    int path_index;    /* stack index of the RFC 6901 pointer; 0 when the error has no path */
     char detail[200];
 } json_error;
 
