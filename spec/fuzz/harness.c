@@ -1,0 +1,83 @@
+/* The fuzz targets' Lua state and their error policy: bad input must make the core return
+ * nil, msg, info (or false, msg, code), never raise; so any error out of a check is a bug. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "harness.h"
+
+int luaopen_jicoo_webhook_core(lua_State *L);
+
+/* core.<entry>(...) through lua_pcall; a raise becomes an error the check cannot mistake for
+ * an answer. Upvalue: none; arguments: the entry's name, then its arguments. */
+static int harness_entry(lua_State *L)
+{
+    int nargs = lua_gettop(L) - 1, status;
+    lua_getglobal(L, "core");
+    lua_getfield(L, -1, luaL_checkstring(L, 1));
+    lua_replace(L, 1);
+    lua_pop(L, 1);
+    status = lua_pcall(L, nargs, LUA_MULTRET, 0);
+    if (status != LUA_OK)
+        return luaL_error(L, "the entry raised (status %d): %s", status,
+                          lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    return lua_gettop(L);
+}
+
+static void harness_die(lua_State *L, const char *what)
+{
+    fprintf(stderr, "\n*** jicoo fuzz: %s: %s\n", what,
+            lua_isstring(L, -1) ? lua_tostring(L, -1) : "(no message)");
+    fflush(stderr);
+    abort();
+}
+
+lua_State *harness_state(void)
+{
+    static lua_State *L;
+    const char *invariants;
+    if (L)
+        return L;
+    L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "jicoo fuzz: no memory for a Lua state\n");
+        abort();
+    }
+    luaL_openlibs(L);
+    luaL_requiref(L, "jicoo.webhook.core", luaopen_jicoo_webhook_core, 0);
+    lua_setglobal(L, "core");
+    lua_pushcfunction(L, harness_entry);
+    lua_setglobal(L, "call_entry");
+    /* JICOO_FUZZ_INVARIANTS names another checks file, to try a change without a rebuild */
+    invariants = getenv("JICOO_FUZZ_INVARIANTS");
+    if (!invariants || !*invariants)
+        invariants = HARNESS_INVARIANTS;
+    if (luaL_loadfile(L, invariants) != LUA_OK)
+        harness_die(L, "cannot load the invariants");
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK)
+        harness_die(L, "cannot run the invariants");
+    lua_setglobal(L, "checks");
+    /* A collector that never rests: garbage made by one input is swept while the next is
+       being built, so a value the core forgets to anchor is freed under its feet. */
+    lua_gc(L, LUA_GCINC, 50, 200, 0);
+    return L;
+}
+
+void harness_check(lua_State *L, const char *name, const uint8_t *data, size_t size)
+{
+    lua_settop(L, 0);
+    lua_getglobal(L, "checks");
+    lua_getfield(L, 1, name);
+    if (size == 0) {
+        lua_pushliteral(L, "");
+        lua_pushinteger(L, 0);
+    } else { /* byte 0 picks the variant (options), the rest is the input */
+        lua_pushlstring(L, (const char *)data + 1, size - 1);
+        lua_pushinteger(L, data[0]);
+    }
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK)
+        harness_die(L, name);
+    lua_settop(L, 0);
+}
