@@ -51,6 +51,37 @@ describe("decode", function()
       { " \t\r\n[ 1 ]\n", { 1 } },
       { '"\127"', "\127" },
     }
+    -- Three-byte UTF-8 at the edges of the fast path (E1..EC, EE..EF) and of the full check.
+    local three_bytes = {
+      { "\224\160\128", true },   -- E0 A0 80: U+0800, the first three-byte code point
+      { "\224\159\191", false },  -- E0 9F BF: overlong
+      { "\225\128\128", true },   -- E1 80 80: U+1000
+      { "\236\191\191", true },   -- EC BF BF
+      { "\237\159\191", true },   -- ED 9F BF: U+D7FF, just below the surrogates
+      { "\237\160\128", false },  -- ED A0 80: a surrogate
+      { "\238\128\128", true },   -- EE 80 80: U+E000
+      { "\239\191\191", true },   -- EF BF BF: U+FFFF
+      { "\239\191", false },       -- cut short before the closing quote
+      { "\239\191\127", false },  -- a third byte that is not a continuation byte
+      { "\227\129\130\227\129\132\227\129\134", true },  -- "あいう"
+    }
+    for _, case in ipairs(three_bytes) do
+      local bytes, valid = case[1], case[2]
+      it((valid and "accepts " or "rejects ") .. bytes:gsub(".", function(c)
+        return string.format("%02X ", c:byte())
+      end), function()
+        for _, padding in ipairs({ "", "abcdefgh" }) do -- with and without room for 4-byte reads
+          local value, msg, info = decode('"' .. padding .. bytes .. '"')
+          if valid then
+            assert.are.equal(padding .. bytes, value, msg)
+          else
+            assert.is_nil(value)
+            assert.are.equal("encoding", info.code, msg)
+          end
+        end
+      end)
+    end
+
     for _, case in ipairs(cases) do
       it("decodes " .. case[1], function()
         assert.are.same(case[2], decode(case[1]))

@@ -190,6 +190,16 @@ static size_t json_utf8_encode(unsigned long cp, char *out)
     return 4;
 }
 
+/* Whether the first three bytes of w (read in memory order) are a three-byte UTF-8 sequence
+ * led by E1..EC or EE..EF: those need no overlong or surrogate check. */
+static int json_is_common_three(uint32_t w)
+{
+    unsigned char b[4];
+    memcpy(b, &w, 4);
+    return (b[1] & 0xC0) == 0x80 && (b[2] & 0xC0) == 0x80 &&
+           b[0] >= 0xE1 && b[0] <= 0xEF && b[0] != 0xED;
+}
+
 /* Whether none of eight bytes needs a closer look: no control byte, '"', '\\' or non-ASCII. */
 static int json_word_is_plain(uint64_t v)
 {
@@ -216,6 +226,23 @@ int json_scan_string(json_parser *p, json_string *s, const json_frame *frame)
             c += 8;
         while (json_plain[*c])
             c++;
+        if (*c >= 0x80) { /* a run of non-ASCII text: one sequence after another */
+            do {
+                uint32_t w;
+                /* Most non-ASCII text in a delivery is three-byte sequences (Japanese): E1..EC or
+                 * EE..EF, then two continuation bytes, checked at once. */
+                if (p->end - c >= 4 && (memcpy(&w, c, 4), json_is_common_three(w))) {
+                    c += 3;
+                    continue;
+                }
+                n = json_utf8_length(c);
+                if (n == 0)
+                    return json_fail(p, "encoding", c, 1, frame, NULL, "invalid UTF-8 byte 0x%02X",
+                                     *c);
+                c += n;
+            } while (*c >= 0x80);
+            continue;
+        }
         if (*c == '"')
             break;
         if (*c == '\\') {
@@ -252,17 +279,11 @@ int json_scan_string(json_parser *p, json_string *s, const json_frame *frame)
                 return json_fail(p, "syntax", c, 0, NULL, NULL, "invalid escape sequence");
             }
         }
-        if (*c < 0x20) {
-            if (c >= p->end)
-                return json_fail(p, "syntax", p->end, 0, NULL, NULL,
-                                 "unexpected end of input inside a string");
-            return json_fail(p, "syntax", c, 0, NULL, NULL,
-                             "control character 0x%02X must be escaped in a string", *c);
-        }
-        n = json_utf8_length(c);
-        if (n == 0)
-            return json_fail(p, "encoding", c, 1, frame, NULL, "invalid UTF-8 byte 0x%02X", *c);
-        c += n;
+        if (c >= p->end) /* what is left is a byte below 0x20 */
+            return json_fail(p, "syntax", p->end, 0, NULL, NULL,
+                             "unexpected end of input inside a string");
+        return json_fail(p, "syntax", c, 0, NULL, NULL,
+                         "control character 0x%02X must be escaped in a string", *c);
     }
     s->raw_len = (size_t)(c - s->raw);
     s->len = s->raw_len - saved;
