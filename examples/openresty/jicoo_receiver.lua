@@ -18,7 +18,8 @@ local _M = {}
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 
-local router   -- this worker's
+local router          -- this worker's
+local serve_options   -- and how it serves, both made in init_worker
 
 local function setting(name)
   local value = os.getenv(name)
@@ -69,6 +70,7 @@ end
 
 -- init_worker_by_lua: this worker's router, with every handler folder loaded.
 function _M.init_worker()
+  serve_options = { answer_first = setting("JICOO_ANSWER_FIRST") == "1" }
   router = openresty.router({
     secrets = secrets(),
     store = claims_store(),
@@ -87,7 +89,7 @@ end
 
 -- content_by_lua: one delivery.
 function _M.serve()
-  return openresty.serve(router, { answer_first = setting("JICOO_ANSWER_FIRST") == "1" })
+  return openresty.serve(router, serve_options)
 end
 
 -- content_by_lua: the counts handlers/any.lua keeps, as JSON.

@@ -308,7 +308,20 @@ function _M.new(opts)
     error("webhook.router: opts.config must be a table", 2)
   end
 
+  -- ctx.log is made the first time a handler reads it: most deliveries never log.
+  local context_meta = {
+    __index = function(ctx, name)
+      if name == "log" then
+        local logger = new_context_logger(log, ctx)
+        rawset(ctx, "log", logger)
+        return logger
+      end
+      return nil
+    end,
+  }
+
   return setmetatable({
+    context_meta = context_meta,
     verify = verify,
     secrets = opts.secrets,
     tolerance = opts.tolerance,
@@ -622,14 +635,13 @@ function Router:accept(body, headers)
   end
 
   local key = ev:key()
-  local ctx = {
+  local ctx = setmetatable({
     headers = headers,
     body = body,
     received_at = now,
     key = key,
     config = self.config,
-  }
-  ctx.log = new_context_logger(self.log, ctx)
+  }, self.context_meta)
 
   local claimed, store_err = claim(self, key)
   local res

@@ -1,0 +1,412 @@
+-- The nginx benchmark behind spec/bench/nginx.sh (which passes the temporary folder first):
+-- one nginx (one worker, 127.0.0.1, a free port) serving a bare endpoint and the example
+-- receiver side by side, wrk against each in interleaved rounds; prints requests/s, medians,
+-- the ratio receiver/bare. Exits non-zero on a non-2xx answer, a socket error, an [error] line
+-- in nginx's log or a delivery taken for a duplicate; never because of a ratio.
+local support = require "support"
+local servers = require "servers"
+
+local quote = support.quote
+local SECRET = "whsec_nginx_bench"
+
+local function usage(message)
+  io.stderr:write("nginx.sh: " .. message .. "\n", [[
+usage: spec/bench/nginx.sh [--quick] [--variants] [--rounds N] [--seconds S]
+                           [--threads T] [--connections C] [--deliveries N] [--log-level L]
+  --quick        1 round of 1 s per endpoint, no warm-up (CI smoke)
+  --variants     also the partial receivers (adapter, verify, construct, router without
+                 verify, router without the shared dict), to split the receiver's cost
+  --log-level L  nginx's error_log level (default notice; the example's is info)
+]])
+  os.exit(2)
+end
+
+local dir, sign_dir = arg[1], arg[2]
+local opts = {
+  rounds = 3, seconds = 5, threads = 1, connections = 16, deliveries = nil, warmup = 1,
+  variants = false, log_level = "notice",
+}
+do
+  local i = 3
+  local numeric = { ["--rounds"] = "rounds", ["--seconds"] = "seconds", ["--threads"] = "threads",
+    ["--connections"] = "connections", ["--deliveries"] = "deliveries" }
+  while arg[i] do
+    local a = arg[i]
+    if a == "--quick" then
+      opts.rounds, opts.seconds, opts.warmup = 1, 1, 0
+    elseif a == "--variants" then
+      opts.variants = true
+    elseif a == "--log-level" then
+      i = i + 1
+      opts.log_level = arg[i] or usage("--log-level needs a value")
+    elseif numeric[a] then
+      i = i + 1
+      local n = tonumber(arg[i] or "")
+      if not n or n < 1 or n % 1 ~= 0 then
+        usage(a .. " needs a positive whole number")
+      end
+      opts[numeric[a]] = n
+    else
+      usage("unknown option " .. a)
+    end
+    i = i + 1
+  end
+end
+assert(dir and dir:match("^/tmp/jicoo%-it%.") and sign_dir and sign_dir:match("/jicoo%-it%."),
+  "nginx_bench.lua: run it through spec/bench/nginx.sh")
+
+local missing = servers.missing(false)
+if not servers.wrk then
+  missing[#missing + 1] = "wrk"
+end
+local core = servers.core_dir .. "/jicoo/webhook/core.so"
+if not io.open(core) then
+  missing[#missing + 1] = core .. " (build first: cmake -S . -B build && cmake --build build)"
+end
+if #missing > 0 then
+  io.stderr:write("nginx.sh: missing: " .. table.concat(missing, ", ") .. "\n")
+  os.exit(2)
+end
+
+local function sh(command)
+  local out, ok = support.run(command)
+  return out or "", ok
+end
+
+local function trim(s)
+  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+---------------------------------------------------------------------------------------------
+-- The endpoints, in the order of the first round.
+
+local endpoints = { { name = "bare", path = "/bare" }, { name = "receiver", path = "/jicoo/webhook",
+  handles = true } }
+if opts.variants then
+  table.insert(endpoints, 2, { name = "adapter", path = "/v/adapter" })
+  table.insert(endpoints, 3, { name = "verify", path = "/v/verify" })
+  table.insert(endpoints, 4, { name = "construct", path = "/v/construct" })
+  table.insert(endpoints, 5, { name = "router_noverify", path = "/v/router_noverify", handles = true })
+  table.insert(endpoints, 6, { name = "router_nostore", path = "/v/router_nostore", handles = true })
+end
+
+local function render(port)
+  local root = servers.root
+  local is_root = trim(sh("id -u")) == "0"
+  local lines = {
+    "load_module " .. servers.NDK_MODULE .. ";",
+    "load_module " .. servers.LUA_MODULE .. ";",
+    "daemon on;",
+    "worker_processes 1;",
+    "pid logs/nginx.pid;",
+    "error_log logs/error.log " .. opts.log_level .. ";",
+    is_root and "user root;" or "",
+    "env JICOO_WEBHOOK_SECRET; env JICOO_HANDLERS;",
+    "events { worker_connections 1024; }",
+    "http {",
+    "  access_log off;",
+    "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
+    "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
+    "  lua_package_path \"" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root
+      .. "/examples/openresty/?.lua;" .. root .. "/spec/bench/?.lua;;\";",
+    "  lua_package_cpath \"" .. servers.core_dir .. "/?.so;;\";",
+    -- Big enough that no claim of a run is evicted; /bench/reset empties them between rounds.
+    "  lua_shared_dict jicoo_claims 64m;",
+    "  lua_shared_dict bench_claims 64m;",
+    "  lua_shared_dict jicoo_stats 1m;",
+    "  init_by_lua_block { require('jicoo_receiver').check_environment() }",
+    "  init_worker_by_lua_block {",
+    "    require('jicoo_receiver').init_worker()",
+    "    require('nginx_endpoints').init_worker()",
+    "  }",
+    "  server {",
+    "    listen 127.0.0.1:" .. port .. ";",
+    "    client_max_body_size 2m;",
+    "    client_body_buffer_size 128k;",
+    -- (a) the bare endpoint: read the body, answer 200.
+    "    location = /bare { content_by_lua_block { ngx.req.read_body() ngx.say('ok') } }",
+    -- (b) the example receiver, as examples/openresty/nginx.conf serves it.
+    "    location = /jicoo/webhook {",
+    "      content_by_lua_block { require('jicoo_receiver').serve() }",
+    "    }",
+    "    location = /jicoo/stats { content_by_lua_block { require('jicoo_receiver').stats() } }",
+    "    location = /bench/reset { content_by_lua_block { require('nginx_endpoints').reset() } }",
+    "    location ~ ^/v/(adapter|verify|construct|router_noverify|router_nostore)$ {",
+    "      content_by_lua_block { require('nginx_endpoints')[ngx.var[1]]() }",
+    "    }",
+    "    location / { return 404; }",
+    "  }",
+    "}",
+  }
+  return table.concat(lines, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------------------------
+-- The deliveries: the four example deliveries made compact, each copy with its own object uid
+-- (so its own idempotency key), t = now, signed by openssl (one run per xargs batch) over
+-- "t." .. body files, written to a tmpfs folder when there is one (10^5 files on a disk are
+-- slow). The uid is moved to the end of the body: LuaJIT (this one, and wrk's) hashes a long
+-- string from a few sampled bytes, its ends among them, and 10^5 live strings that differ only
+-- in the middle land in one hash chain (interning them all takes minutes).
+local function make_deliveries(count)
+  local templates = {}
+  local folder = servers.root .. "/examples/openresty/deliveries"
+  for _, name in ipairs(support.list(folder, "%.json$")) do
+    local text, n = support.read(folder .. "/" .. name):gsub("\n%s*", ""):gsub(
+      '"uid":%s*"[^"]*",', "", 1)
+    assert(n == 1 and text:match("}}$"), name .. ": no object uid, or object not last")
+    templates[#templates + 1] = text:sub(1, -3) .. ',"uid":"bench_%d"}}'
+  end
+  local function body(i)
+    return templates[(i - 1) % #templates + 1]:format(i)
+  end
+  local t = os.time()
+  for i = 1, count do
+    support.write(sign_dir .. "/" .. i, t .. "." .. body(i))
+  end
+  -- openssl prints "<hex> *<file>" per file; xargs batches keep the command lines short.
+  local out, ok = sh("cd " .. quote(sign_dir) .. " && seq 1 " .. count
+    .. " | xargs openssl dgst -sha256 -hmac " .. quote(SECRET) .. " -r")
+  assert(ok, "openssl failed: " .. out:sub(1, 500))
+  local hexes = {}
+  for line in out:gmatch("[^\n]+") do
+    local hex, name = line:match("^(%x+) %*?(%d+)$")
+    if hex then
+      hexes[tonumber(name)] = hex
+    end
+  end
+  out = nil
+  sh("cd " .. quote(sign_dir) .. " && seq 1 " .. count .. " | xargs rm -f")
+  local data = sign_dir .. "/deliveries.data"
+  local file = assert(io.open(data, "wb"))
+  local size = 0
+  for i = 1, count do
+    assert(hexes[i] and #hexes[i] == 64, "openssl did not sign delivery " .. i)
+    local b = body(i)
+    size = size + #b
+    file:write("t=", t, ",v1=", hexes[i], "\n", #b, "\n", b)
+  end
+  file:close()
+  return data, math.floor(size / count + 0.5)
+end
+
+---------------------------------------------------------------------------------------------
+-- One wrk run, bounded twice: wrk's -d and coreutils' timeout; its pid in wrk.pid for the trap.
+
+local function wrk(server, path, seconds, data)
+  local pid_file = dir .. "/wrk.pid"
+  local out_file = dir .. "/wrk.out"
+  local command = "timeout -k 5 " .. (seconds + 60) .. " " .. quote(servers.wrk)
+    .. " -t" .. opts.threads .. " -c" .. opts.connections .. " -d" .. seconds .. "s --timeout 5s"
+    .. " -s " .. quote(servers.spec_dir .. "/bench/nginx_wrk.lua") .. " "
+    .. quote(server:url(path)) .. " -- " .. quote(data) .. " " .. opts.threads
+  sh("(" .. command .. ") >" .. quote(out_file) .. " 2>&1 & echo $! >" .. quote(pid_file)
+    .. "; wait $!")
+  os.remove(pid_file)
+  local out = support.read(out_file)
+  local r = {
+    out = out,
+    requests = tonumber(out:match("(%d+) requests in")),
+    rate = tonumber(out:match("Requests/sec:%s+([%d%.]+)")),
+    non2xx = tonumber(out:match("Non%-2xx or 3xx responses:%s+(%d+)") or "0"),
+    errors = 0,
+  }
+  local socket = out:match("Socket errors:([^\n]*)")
+  if socket then
+    for n in socket:gmatch("%d+") do
+      r.errors = r.errors + tonumber(n)
+    end
+  end
+  if not r.requests or not r.rate then
+    r.failed = true
+  end
+  return r
+end
+
+local function stats_all(server)
+  local out = sh("curl -s --max-time 5 " .. quote(server:url("/jicoo/stats")))
+  return tonumber(out:match('"all":(%d+)') or "0")
+end
+
+local function reset(server)
+  local out = sh("curl -s --max-time 5 " .. quote(server:url("/bench/reset")))
+  assert(trim(out) == "reset", "/bench/reset answered: " .. out)
+end
+
+-- The nginx worker's CPU time so far, in seconds (utime + stime from /proc/PID/stat).
+local CLK_TCK = tonumber(trim(sh("getconf CLK_TCK"))) or 100
+local worker_pid
+
+local function worker_cpu()
+  local file = worker_pid and io.open("/proc/" .. worker_pid .. "/stat")
+  if not file then
+    return nil
+  end
+  local line = file:read("*l")
+  file:close()
+  local fields = {}
+  for field in line:match("%) (.*)$"):gmatch("%S+") do
+    fields[#fields + 1] = field
+  end
+  -- After "(comm) ": state is field 3 of stat, utime 14 and stime 15.
+  return (tonumber(fields[12]) + tonumber(fields[13])) / CLK_TCK
+end
+
+local function median(list)
+  local sorted = {}
+  for i, v in ipairs(list) do
+    sorted[i] = v
+  end
+  table.sort(sorted)
+  local n = #sorted
+  if n == 0 then
+    return nil
+  end
+  if n % 2 == 1 then
+    return sorted[(n + 1) / 2]
+  end
+  return (sorted[n / 2] + sorted[n / 2 + 1]) / 2
+end
+
+---------------------------------------------------------------------------------------------
+
+local function main()
+  local load_before = trim(sh("uptime"))
+  -- Enough distinct deliveries for a receiver round (up to 50000 requests/s here) with room
+  -- to spare; a round that sends more fails the run (it would have measured duplicates).
+  local count = opts.deliveries or math.max(20000, opts.seconds * 70000)
+  local started = os.time()
+  local data, body_size = make_deliveries(count)
+  print(string.format("nginx bench: %d distinct signed deliveries (%d bytes a body on average),"
+    .. " made and signed by openssl in %d s", count, body_size, os.time() - started))
+
+  local server, log = servers.nginx_server(dir, "nginx", render,
+    { JICOO_WEBHOOK_SECRET = SECRET,
+      JICOO_HANDLERS = servers.root .. "/examples/openresty/handlers" })
+  if not server then
+    io.stderr:write("nginx.sh: nginx did not start:\n" .. tostring(log) .. "\n")
+    return 1
+  end
+  print(string.format("nginx pid %d on 127.0.0.1:%d, 1 worker, error_log %s; wrk -t%d -c%d,"
+    .. " %d round(s) x %d s per endpoint", server.pid, server.port, opts.log_level, opts.threads,
+    opts.connections, opts.rounds, opts.seconds))
+  print("load before: " .. load_before)
+  worker_pid = tonumber(trim(sh("pgrep -P " .. server.pid)):match("^%d+") or "")
+
+  local status = 0
+  local function problem(message)
+    print("PROBLEM: " .. message)
+    status = 1
+  end
+
+  local ok, err = pcall(function()
+    local function run(ep, seconds, label)
+      reset(server)
+      local before = ep.handles and stats_all(server)
+      local cpu_before = worker_cpu()
+      local r = wrk(server, ep.path, seconds, data)
+      local cpu_after = worker_cpu()
+      if r.failed then
+        problem(ep.name .. " " .. label .. ": wrk failed:\n" .. r.out)
+        return r
+      end
+      -- The worker's CPU time per answered request, and how busy it was (100%: nginx is the
+      -- bottleneck; less: wrk, sharing the machine's cores, is).
+      if cpu_before and cpu_after and r.requests > 0 then
+        r.cpu_us = (cpu_after - cpu_before) * 1e6 / r.requests
+        r.busy = (cpu_after - cpu_before) / seconds
+      end
+      local note = r.cpu_us and string.format("  worker %.1f us/req, %3.0f%% busy", r.cpu_us,
+        100 * r.busy) or ""
+      if ep.handles then
+        r.handled = stats_all(server) - before
+        note = note .. string.format("  handled %d", r.handled)
+        -- Every answered request ran its handler: none was taken for a duplicate.
+        if r.handled < r.requests - r.non2xx then
+          problem(string.format("%s %s: %d requests, only %d handled (duplicates: raise"
+            .. " --deliveries)", ep.name, label, r.requests, r.handled))
+        end
+      end
+      if ep.handles and r.requests > count then
+        problem(string.format("%s %s: %d requests for %d distinct deliveries (raise --deliveries)",
+          ep.name, label, r.requests, count))
+      end
+      print(string.format("  %-8s %-16s %7.0f req/s %7d requests  non-2xx %d  socket errors %d%s",
+        label, ep.name, r.rate, r.requests, r.non2xx, r.errors, note))
+      if r.non2xx > 0 or r.errors > 0 then
+        problem(ep.name .. " " .. label .. ": non-2xx answers or socket errors:\n" .. r.out)
+      end
+      return r
+    end
+
+    if opts.warmup > 0 then
+      for _, ep in ipairs(endpoints) do
+        run(ep, opts.warmup, "warm-up")
+      end
+    end
+    local results = {}
+    for _, ep in ipairs(endpoints) do
+      results[ep.name] = { rates = {}, cpu = {}, non2xx = 0, errors = 0, requests = 0 }
+    end
+    for round = 1, opts.rounds do
+      -- Alternate the order, so neither endpoint always runs first in a round.
+      local first, last, step = 1, #endpoints, 1
+      if round % 2 == 0 then
+        first, last, step = #endpoints, 1, -1
+      end
+      for k = first, last, step do
+        local ep = endpoints[k]
+        local r = run(ep, opts.seconds, "round " .. round)
+        local acc = results[ep.name]
+        if r.rate then
+          acc.rates[#acc.rates + 1] = r.rate
+          acc.requests = acc.requests + r.requests
+          acc.cpu[#acc.cpu + 1] = r.cpu_us
+        end
+        acc.non2xx = acc.non2xx + (r.non2xx or 0)
+        acc.errors = acc.errors + (r.errors or 0)
+      end
+    end
+
+    local errors = server:error_lines()
+    if #errors > 0 then
+      problem(#errors .. " [error] line(s) in nginx's error log, the first: " .. errors[1])
+    end
+
+    local bare = median(results.bare.rates)
+    print("")
+    print(string.format("nginx, 1 worker, wrk -t%d -c%d, %d x %d s per endpoint, medians"
+      .. " (load after: %s)", opts.threads, opts.connections, opts.rounds, opts.seconds,
+      trim(sh("uptime")):match("load average.*$") or "?"))
+    print(string.format("| %-16s | %8s | %7s | %13s | %7s | %6s | %s", "endpoint", "req/s",
+      "of bare", "worker us/req", "non-2xx", "errors", "rounds (req/s)"))
+    print("|" .. string.rep("-", 18) .. "|" .. string.rep("-", 10) .. "|" .. string.rep("-", 9)
+      .. "|" .. string.rep("-", 15) .. "|" .. string.rep("-", 9) .. "|" .. string.rep("-", 8)
+      .. "|" .. string.rep("-", 20))
+    for _, ep in ipairs(endpoints) do
+      local acc = results[ep.name]
+      local m = median(acc.rates)
+      local rounds = {}
+      for i, rate in ipairs(acc.rates) do
+        rounds[i] = string.format("%.0f", rate)
+      end
+      local cpu = median(acc.cpu)
+      print(string.format("| %-16s | %8.0f | %6.1f%% | %13s | %7d | %6d | %s", ep.name, m or 0,
+        (m and bare) and 100 * m / bare or 0, cpu and string.format("%.1f", cpu) or "?",
+        acc.non2xx, acc.errors, table.concat(rounds, " ")))
+    end
+    local receiver = median(results.receiver.rates)
+    if receiver and bare then
+      print(string.format("\nratio receiver/bare: %.3f (target >= 0.85: %s); nginx error log:"
+        .. " %d [error] line(s)", receiver / bare, receiver / bare >= 0.85 and "met" or "not met",
+        #errors))
+    end
+  end)
+  if not ok then
+    problem("the bench raised: " .. tostring(err))
+  end
+  server:stop()
+  return status
+end
+
+os.exit(main())

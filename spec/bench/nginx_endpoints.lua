@@ -1,0 +1,92 @@
+-- The bench-only locations of spec/bench/nginx.sh, loaded by its nginx (never by the example):
+-- /bench/reset forgets every claim between rounds (the rounds reuse the same deliveries), and,
+-- with --variants, endpoints that each do a part of the receiver's work, to split its cost:
+--
+--   adapter          read the body and the headers as the adapter does, answer a JSON body
+--   verify           adapter + webhook.verify
+--   construct        adapter + webhook.construct (verify + parse)
+--   router_noverify  the full receiver with opts.verify = false (no HMAC)
+--   router_nostore   the full receiver with a store that claims without touching a shared dict
+local openresty = require "jicoo.webhook.openresty"
+local store = require "jicoo.webhook.store"
+local webhook = require "jicoo.webhook"
+
+local ngx = ngx
+local ngx_req = ngx.req
+local tonumber = tonumber
+
+local _M = {}
+
+local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local HANDLERS = HERE .. "../../examples/openresty/handlers"
+local SECRET = os.getenv("JICOO_WEBHOOK_SECRET")
+
+local routers = {}
+
+-- A store that always claims: the router's path without the shared dict.
+local no_store = {
+  add = function() return true end,
+  delete = function() return true end,
+}
+
+function _M.init_worker()
+  local function router(opts)
+    local r = openresty.router(opts)
+    assert(r:load(HANDLERS))
+    return r
+  end
+  routers.noverify = router({ verify = false, store = store.shdict("bench_claims") })
+  routers.nostore = router({ secrets = SECRET, store = no_store })
+end
+
+function _M.reset()
+  for _, name in ipairs({ "jicoo_claims", "bench_claims" }) do
+    ngx.shared[name]:flush_all()
+    ngx.shared[name]:flush_expired()
+  end
+  ngx.say("reset")
+end
+
+-- The adapter's reading (Content-Length check, body, headers) and a JSON answer like its own.
+local function read()
+  local length = tonumber(ngx.var.http_content_length)
+  if length and length > 1048576 then
+    return ngx.exit(413)
+  end
+  ngx_req.read_body()
+  return ngx_req.get_body_data(), ngx_req.get_headers(100)
+end
+
+local function answer(ok)
+  local body = ok and '{"ok":true,"result":"handled"}' or '{"ok":false}'
+  ngx.status = ok and 200 or 400
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Content-Length"] = #body
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(body)
+end
+
+function _M.adapter()
+  local body = read()
+  answer(body ~= nil)
+end
+
+function _M.verify()
+  local body, headers = read()
+  answer(webhook.verify(body, headers["jicoo-webhook-signature"], SECRET))
+end
+
+function _M.construct()
+  local body, headers = read()
+  answer(webhook.construct(body, headers["jicoo-webhook-signature"], SECRET) ~= nil)
+end
+
+function _M.router_noverify()
+  return openresty.serve(routers.noverify)
+end
+
+function _M.router_nostore()
+  return openresty.serve(routers.nostore)
+end
+
+return _M
