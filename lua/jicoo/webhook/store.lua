@@ -40,6 +40,19 @@ local function check_positive(value, what, level)
   end
 end
 
+-- The ttl a claim of `key` gets (the store's default when none is given); every store's add
+-- raises here on a key that is not a string or a ttl that is not a positive number.
+local function claim_ttl(self, key, ttl)
+  if type(key) ~= "string" then
+    error("store:add: key must be a string, got " .. type(key), 3)
+  end
+  if ttl == nil then
+    return self.default_ttl
+  end
+  check_positive(ttl, "store:add: ttl", 3)
+  return ttl
+end
+
 -- In-process store for one Lua state (one OpenResty worker, one CLI run).
 -- Bounded: at most opts.max_entries live claims; when full, the oldest claim is evicted.
 -- Claims expire after their ttl. Every operation is O(1) amortised: claims sit in a FIFO
@@ -128,14 +141,7 @@ local function evict_oldest(self)
 end
 
 function Memory:add(key, ttl)
-  if type(key) ~= "string" then
-    error("store:add: key must be a string, got " .. type(key), 2)
-  end
-  if ttl == nil then
-    ttl = self.default_ttl
-  else
-    check_positive(ttl, "store:add: ttl", 2)
-  end
+  ttl = claim_ttl(self, key, ttl)
   local now = self.clock()
   trim_front(self, now)
 
@@ -224,14 +230,7 @@ function _M.shdict(dict, opts)
 end
 
 function Shdict:add(key, ttl)
-  if type(key) ~= "string" then
-    error("store:add: key must be a string, got " .. type(key), 2)
-  end
-  if ttl == nil then
-    ttl = self.default_ttl
-  else
-    check_positive(ttl, "store:add: ttl", 2)
-  end
+  ttl = claim_ttl(self, key, ttl)
   local ok, err = self.dict:add(self.prefix .. key, true, ttl)
   if ok then
     return true
@@ -417,14 +416,7 @@ local function new_token(self)
 end
 
 function Redis:add(key, ttl)
-  if type(key) ~= "string" then
-    error("store:add: key must be a string, got " .. type(key), 2)
-  end
-  if ttl == nil then
-    ttl = self.default_ttl
-  else
-    check_positive(ttl, "store:add: ttl", 2)
-  end
+  ttl = claim_ttl(self, key, ttl)
   local red, err = connect(self)
   if not red then
     return nil, err
