@@ -5,3 +5,6 @@ exclude_files = { "build*/**" }
 files["spec/"] = { std = "+busted", max_line_length = 140 }
 files["lua/jicoo/webhook/openresty.lua"] = { std = "+ngx_lua" }
 files["examples/openresty/"] = { std = "+ngx_lua" }
+-- Code that runs inside the test and benchmark nginx.
+files["spec/nginx_handlers/"] = { std = "+busted+ngx_lua" }
+files["spec/bench/nginx_endpoints.lua"] = { std = "+ngx_lua" }

@@ -175,7 +175,6 @@ local function make_deliveries(count)
       hexes[tonumber(name)] = hex
     end
   end
-  out = nil
   sh("cd " .. quote(sign_dir) .. " && seq 1 " .. count .. " | xargs rm -f")
   local data = sign_dir .. "/deliveries.data"
   local file = assert(io.open(data, "wb"))
