@@ -305,8 +305,8 @@ describe("openresty: load", function()
     support.write(data, table.concat(records))
 
     local out = support.run("wrk -t2 -c16 -d10s --timeout 5s -s "
-      .. support.quote(servers.spec_dir .. "/wrk_deliveries.lua") .. " "
-      .. support.quote(server:url()) .. " -- " .. support.quote(data) .. " 2>&1")
+      .. support.quote(servers.spec_dir .. "/bench/nginx_wrk.lua") .. " "
+      .. support.quote(server:url()) .. " -- " .. support.quote(data) .. " 2 2>&1")
     print("\n" .. out)
     local total = tonumber(out:match("(%d+) requests in"))
     local rate = tonumber(out:match("Requests/sec:%s+([%d%.]+)"))

@@ -1,4 +1,5 @@
--- wrk script for spec/bench/nginx.sh: sends the signed deliveries of the file named after `--`
+-- wrk script for spec/bench/nginx.sh and the load run of spec/openresty_spec.lua: sends the
+-- signed deliveries of the file named after `--`
 -- (records "<signature header>\n<body length>\n<body>"), each at most once per run: with
 -- -tT (and `-- FILE T`), thread k sends records k, k+T, k+2T, ... and wraps around only after
 -- its whole share (nginx.sh makes more records than a round sends, and checks that it did).
