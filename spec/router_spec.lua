@@ -444,6 +444,21 @@ describe("router: handlers and ctx", function()
       "guest_booked:guest_booked" }, calls)
   end)
 
+  it("reads a handler's setting from ctx.config, else the environment, else the default", function()
+    local r = new_router({ config = { channel = "#team", empty = "" } })
+    local got
+    r:on("guest_booked", function(_, ctx)
+      got = {
+        ctx:setting("channel", "HOME", "#default"),        -- config wins over the environment
+        ctx:setting("empty", "HOME", "#default"),          -- an empty value counts as unset
+        ctx:setting("missing", "JICOO_SURELY_UNSET_VARIABLE", "#default"),
+        ctx:setting("missing", nil, "#default"),
+      }
+    end)
+    assert.are.equal(200, r:handle(BOOKED, signed(BOOKED)).status)
+    assert.are.same({ "#team", os.getenv("HOME"), "#default", "#default" }, got)
+  end)
+
   it("gives handlers the parsed event and a ctx with headers, body, time, key, log, config", function()
     local r, lines = new_router({ config = { channel = "#team" } })
     local got

@@ -5,21 +5,8 @@ local cjson = require "cjson.safe"
 
 local _M = {}
 
--- A setting from ctx.config (jicoo-webhook run --set NAME=VALUE), else the environment;
--- empty counts as unset.
-local function setting(ctx, name, env_name, default)
-  local value = ctx.config[name]
-  if value == nil or value == "" then
-    value = os.getenv(env_name)
-  end
-  if value == nil or value == "" then
-    value = default
-  end
-  return value
-end
-
 local function output_dir(ctx)
-  return setting(ctx, "output_dir", "JICOO_OUTPUT_DIR", ".")
+  return ctx:setting("output_dir", "JICOO_OUTPUT_DIR", ".")
 end
 
 function _M.load(ctx)

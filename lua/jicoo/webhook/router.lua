@@ -34,6 +34,7 @@ local io_open = io.open
 local io_popen = io.popen
 local io_stderr = io.stderr
 local os_time = os.time
+local os_getenv = os.getenv
 local global_env = _G
 
 local store = require "jicoo.webhook.store"
@@ -236,6 +237,20 @@ local function new_context_logger(sink, ctx)
   })
 end
 
+-- ctx:setting(name, env_name, default): a handler's setting from ctx.config (the router's
+-- config, or `jicoo-webhook run --set NAME=VALUE`), else the environment variable env_name,
+-- else default; an empty value counts as unset.
+local function context_setting(ctx, name, env_name, default)
+  local value = ctx.config[name]
+  if (value == nil or value == "") and env_name then
+    value = os_getenv(env_name)
+  end
+  if value == nil or value == "" then
+    value = default
+  end
+  return value
+end
+
 local function describe_function(fn)
   if type(fn) == "function" then
     local info = debug_getinfo(fn, "S")
@@ -315,6 +330,8 @@ function _M.new(opts)
         local logger = new_context_logger(log, ctx)
         rawset(ctx, "log", logger)
         return logger
+      elseif name == "setting" then
+        return context_setting
       end
       return nil
     end,
