@@ -159,17 +159,28 @@ static int core_fail(lua_State *L, const json_parser *p)
     return 3;
 }
 
+/* A parser over len bytes at s, with the default limits. */
+static void core_init_parser(json_parser *p, const char *s, size_t len)
+{
+    size_t i;
+    memset(p, 0, sizeof *p);
+    for (i = 0; i < CORE_NLIMITS; i++)
+        *core_limit_slot(&p->limits, i) = core_limits[i].value;
+    p->start = p->cur = (const unsigned char *)s;
+    p->end = p->start + len;
+}
+
 /* decode(s [, opts]), parse(body [, opts]) and construct's parse: one walk, as the mode says. */
 static int core_walk(lua_State *L, enum core_mode mode)
 {
-    size_t len, i;
+    size_t len;
+    const char *input;
     json_parser p;
 
     luaL_checktype(L, CORE_INPUT, LUA_TSTRING);
+    input = lua_tolstring(L, CORE_INPUT, &len);
     lua_settop(L, CORE_OPTIONS);
-    memset(&p, 0, sizeof p);
-    for (i = 0; i < CORE_NLIMITS; i++)
-        *core_limit_slot(&p.limits, i) = core_limits[i].value;
+    core_init_parser(&p, input, len);
     core_read_options(L, &p, mode);
 
     if (lua_istable(L, CORE_OPTIONS))
@@ -182,8 +193,6 @@ static int core_walk(lua_State *L, enum core_mode mode)
     }
 
     p.L = L;
-    p.start = p.cur = (const unsigned char *)lua_tolstring(L, CORE_INPUT, &len);
-    p.end = p.start + len;
     p.reject_duplicates = mode != CORE_DECODE;
     p.null_index = lua_isnil(L, CORE_NULL) ? 0 : CORE_NULL;
     p.cache_index = lua_upvalueindex(1);
@@ -196,6 +205,27 @@ static int core_walk(lua_State *L, enum core_mode mode)
     if (walk_document(&p, mode == CORE_DECODE ? NULL : &schema_event))
         return core_fail(L, &p);
     return 1;
+}
+
+/* parse without Lua, for LuaJIT's FFI (lua/jicoo/webhook/tape.lua): a delivery (body[len] is
+ * NUL, as in every Lua string) walked with the default limits into int32 slots, the Event at
+ * slot 0 (layout in walk.c). Returns 0, or -1 when the delivery is invalid or outside the fast
+ * path; the caller then calls parse, which reports or builds it. */
+static int core_tape(const char *body, size_t len, int strict, int32_t *slots, int32_t capacity)
+{
+    json_parser p;
+    json_tape tape;
+    core_init_parser(&p, body, len);
+    if (len > p.limits.max_size || capacity < 0)
+        return -1;
+    p.strict = strict;
+    p.reject_duplicates = 1;
+    p.unknown_keys = JSON_KEEP;
+    tape.slots = slots;
+    tape.used = 0;
+    tape.capacity = capacity;
+    p.tape = &tape;
+    return walk_document(&p, &schema_event) ? -1 : 0;
 }
 
 static int core_decode(lua_State *L)
@@ -291,6 +321,8 @@ int luaopen_jicoo_webhook_core(lua_State *L)
         lua_setfield(L, -2, core_limits[i].name);
     }
     lua_setfield(L, -2, "limits");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape); /* for LuaJIT's FFI only */
+    lua_setfield(L, -2, "tape");
     signature_register(L);
     return 1;
 }

@@ -21,23 +21,16 @@ static int datetime_month_length(long year, int month)
 #define DATETIME_DAYS_BEFORE_YEAR(year) \
     (365 * (year) + ((year) + 3) / 4 - ((year) + 99) / 100 + ((year) + 399) / 400)
 
-/* The value of n digits at s (n <= 4), or -1 when one of them is not a digit. */
-static long datetime_number(const char *s, int n)
+/* The value of the two digits at s, or -1 when one of them is not a digit. */
+static long datetime_two(const char *s)
 {
-    long v = 0;
-    int i;
-    for (i = 0; i < n; i++) {
-        unsigned digit = (unsigned)(unsigned char)s[i] - '0';
-        if (digit > 9)
-            return -1;
-        v = v * 10 + (long)digit;
-    }
-    return v;
+    unsigned tens = (unsigned)(unsigned char)s[0] - '0', ones = (unsigned)(unsigned char)s[1] - '0';
+    return (tens > 9 || ones > 9) ? -1 : (long)(tens * 10 + ones);
 }
 
 const char *datetime_check(const char *s, size_t len, double *epoch)
 {
-    long year, month, day, hour, minute, second, offset = 0, oh, om, days;
+    long century, year, month, day, hour, minute, second, offset = 0, oh, om, days;
     double fraction = 0, scale = 1, digits = 0;
     size_t i = 19;
 
@@ -47,17 +40,19 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
         return "expected YYYY-MM-DDTHH:MM:SS";
     if (s[10] != 'T' && s[10] != 't')
         return "the date and time must be separated by 'T'";
-    year = datetime_number(s, 4);
-    month = datetime_number(s + 5, 2);
-    day = datetime_number(s + 8, 2);
-    hour = datetime_number(s + 11, 2);
-    minute = datetime_number(s + 14, 2);
-    second = datetime_number(s + 17, 2);
-    if (year < 0 || month < 0 || day < 0 || hour < 0 || minute < 0 || second < 0)
+    century = datetime_two(s);
+    year = datetime_two(s + 2);
+    month = datetime_two(s + 5);
+    day = datetime_two(s + 8);
+    hour = datetime_two(s + 11);
+    minute = datetime_two(s + 14);
+    second = datetime_two(s + 17);
+    if ((century | year | month | day | hour | minute | second) < 0)
         return "expected digits in YYYY-MM-DDTHH:MM:SS";
+    year += century * 100;
     if (month < 1 || month > 12)
         return "month out of range";
-    if (day < 1 || day > datetime_month_length(year, (int)month))
+    if (day < 1 || (day > 28 && day > datetime_month_length(year, (int)month)))
         return "day out of range for the month";
     if (hour > 23)
         return "hour out of range";
@@ -69,6 +64,10 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
     if (s[i] == '.') {
         if (++i == len || !DATETIME_DIGIT(s[i]))
             return "a fraction needs digits";
+        if (!epoch) { /* checking only: the digits' value is not needed */
+            while (i < len && DATETIME_DIGIT(s[i]))
+                i++;
+        }
         for (; i < len && DATETIME_DIGIT(s[i]); i++)
             if (scale < 1e15) { /* more digits than a double holds are ignored */
                 scale *= 10;
@@ -81,8 +80,8 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
     } else if (i < len && (s[i] == '+' || s[i] == '-')) {
         if (len - i < 6 || s[i + 3] != ':')
             return "expected an offset +HH:MM or -HH:MM";
-        oh = datetime_number(s + i + 1, 2);
-        om = datetime_number(s + i + 4, 2);
+        oh = datetime_two(s + i + 1);
+        om = datetime_two(s + i + 4);
         if (oh < 0 || om < 0 || oh > 23 || om > 59)
             return "offset out of range";
         offset = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
@@ -92,6 +91,8 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
     }
     if (i != len)
         return "unexpected characters after the offset";
+    if (!epoch)
+        return NULL;
 
     days = DATETIME_DAYS_BEFORE_YEAR(year) - DATETIME_DAYS_BEFORE_YEAR(1970L) +
            datetime_month_start[month - 1] + (month > 2 && datetime_is_leap(year)) + day - 1;

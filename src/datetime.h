@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-/* NULL when s is a valid date-time (and *epoch the Unix time it names, fraction kept);
- * otherwise what is wrong with it. */
+/* NULL when s is a valid date-time (and, unless epoch is NULL, *epoch the Unix time it
+ * names, fraction kept); otherwise what is wrong with it. */
 const char *datetime_check(const char *s, size_t len, double *epoch);
 
 #endif

@@ -53,6 +53,8 @@ int json_fail(json_parser *p, const char *code, const unsigned char *at, int has
         return JSON_ERROR;
     e->code = code;
     e->offset = (size_t)(at - p->start);
+    if (!p->L) /* tape mode: the caller reads the input again with Lua to report it */
+        return JSON_ERROR;
     va_start(ap, fmt);
     vsnprintf(e->detail, sizeof e->detail, fmt, ap);
     va_end(ap);
@@ -125,7 +127,7 @@ int json_enter(json_parser *p)
     if (++p->depth > p->limits.max_depth)
         return json_fail(p, "limit", p->cur, 0, NULL, NULL, "nested deeper than max_depth (%zu)",
                          p->limits.max_depth);
-    if (!lua_checkstack(p->L, JSON_STACK_PER_LEVEL))
+    if (p->L && !lua_checkstack(p->L, JSON_STACK_PER_LEVEL))
         return json_fail(p, "limit", p->cur, 0, NULL, NULL, "nested too deep for the Lua stack");
     return 0;
 }

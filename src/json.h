@@ -56,8 +56,16 @@ typedef struct json_error {
 
 typedef enum json_unknown_keys { JSON_KEEP, JSON_DROP, JSON_REJECT } json_unknown_keys;
 
+/* The tape mode's output (walk.c): the parse written as int32 slots instead of Lua values. */
+typedef struct json_tape {
+    int32_t *slots;
+    int32_t used, capacity;
+    int32_t value[2]; /* the value just read, as its parent stores it */
+} json_tape;
+
 typedef struct json_parser {
-    lua_State *L;
+    lua_State *L;               /* NULL in tape mode */
+    json_tape *tape;            /* NULL unless in tape mode */
     const unsigned char *start, *cur, *end;
     json_limits limits;
     size_t depth, values;

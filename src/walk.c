@@ -1,6 +1,15 @@
 /* The one-pass walk: reads values with the tokenizer and builds the Lua tables as it goes,
  * checking each against its schema field (or against nothing, for plain JSON and for the
- * values of unknown keys). The first violation stops it. */
+ * values of unknown keys). The first violation stops it.
+ *
+ * In tape mode (p->tape set, no Lua state) the same walk writes int32 slots instead, for
+ * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/tape.lua). It covers the common
+ * delivery only and declines the rest (an escaped string, an unknown key, any error); the
+ * caller then walks the input again with Lua, which reports or builds it. The layout:
+ *   object of type t at slot b: two slots per field, in the type's order: a string is
+ *     (offset in the input, length), an object (its slot, 0), an array (its first item, count);
+ *     an absent or null field is (0, -1);
+ *   array item at slot e: its value as above, then the next item's slot (-1 after the last). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,9 +23,35 @@
 
 static int walk_value(json_parser *p, const schema_field *f, const json_frame *frame);
 
+/* Tape mode: a delivery outside the fast path; the Lua walk will handle it. */
+static int walk_decline(json_parser *p)
+{
+    if (p->error.code == NULL)
+        p->error.code = "decline";
+    return JSON_ERROR;
+}
+
+/* Tape mode: n more slots, at the returned index, or -1 when the tape is full. */
+static int32_t walk_tape_slots(json_tape *tape, int32_t n)
+{
+    int32_t at = tape->used;
+    if (n > tape->capacity - at)
+        return -1;
+    tape->used += n;
+    return at;
+}
+
+static void walk_tape_value(json_tape *tape, int32_t a, int32_t b)
+{
+    tape->value[0] = a;
+    tape->value[1] = b;
+}
+
 static void walk_push_null(json_parser *p)
 {
-    if (p->null_index)
+    if (p->tape)
+        walk_tape_value(p->tape, 0, -1);
+    else if (p->null_index)
         lua_pushvalue(p->L, p->null_index);
     else
         lua_pushnil(p->L);
@@ -35,11 +70,10 @@ static int walk_check_text(json_parser *p, const schema_field *f, const json_fra
     size_t i, used;
     const char *problem;
     char known[120];
-    double epoch;
 
     if (f->format == SCHEMA_NONEMPTY && len == 0)
         return json_fail(p, "format", at, 1, frame, NULL, "must not be empty");
-    if (f->format == SCHEMA_DATETIME && (problem = datetime_check(text, len, &epoch)) != NULL)
+    if (f->format == SCHEMA_DATETIME && (problem = datetime_check(text, len, NULL)) != NULL)
         return json_fail(p, "format", at, 1, frame, NULL, "not an RFC 3339 date-time: %s", problem);
     if (f->values && p->strict) {
         for (i = 0; f->values[i]; i++)
@@ -61,7 +95,12 @@ static int walk_string(json_parser *p, const schema_field *f, const json_frame *
         return JSON_ERROR;
     if (s.len > p->limits.max_string)
         return walk_too_long(p, at, s.len);
-    json_push_string(p->L, &s);
+    if (!p->tape)
+        json_push_string(p->L, &s);
+    else if (s.has_escapes)
+        return walk_decline(p);
+    else
+        walk_tape_value(p->tape, (int32_t)(s.raw - p->start), (int32_t)s.raw_len);
     if (f && (f->format != SCHEMA_TEXT || f->values)) {
         size_t len = s.raw_len;
         const char *text = s.has_escapes ? lua_tolstring(p->L, -1, &len) : (const char *)s.raw;
@@ -86,11 +125,30 @@ static int walk_flush(lua_State *L, int base)
     return base + 1;
 }
 
+/* Tape mode: the item just read, linked after the one at *last (or first). */
+static int walk_tape_item(json_parser *p, int32_t *first, int32_t *last)
+{
+    json_tape *tape = p->tape;
+    int32_t at = walk_tape_slots(tape, 3);
+    if (at < 0)
+        return walk_decline(p);
+    tape->slots[at] = tape->value[0];
+    tape->slots[at + 1] = tape->value[1];
+    tape->slots[at + 2] = -1;
+    if (*last >= 0)
+        tape->slots[*last + 2] = at;
+    else
+        *first = at;
+    *last = at;
+    return 0;
+}
+
 /* An array at p->cur; `item` describes each item (NULL: any JSON). */
 static int walk_array(json_parser *p, const schema_field *item, const json_frame *frame)
 {
     lua_State *L = p->L;
-    int base = lua_gettop(L), table = 0;
+    int base = p->tape ? 0 : lua_gettop(L), table = 0;
+    int32_t first = -1, last = -1;
     size_t n = 0;
     json_frame child;
 
@@ -108,7 +166,10 @@ static int walk_array(json_parser *p, const schema_field *item, const json_frame
             child.index = n++;
             if (walk_value(p, item, &child))
                 return JSON_ERROR;
-            if (table)
+            if (p->tape) {
+                if (walk_tape_item(p, &first, &last))
+                    return JSON_ERROR;
+            } else if (table)
                 lua_rawseti(L, table, (int)n);
             else if (n == WALK_BATCH || !lua_checkstack(L, 4))
                 table = walk_flush(L, base);
@@ -124,10 +185,31 @@ static int walk_array(json_parser *p, const schema_field *item, const json_frame
         }
     }
     p->cur++;
-    if (!table)
+    if (p->tape)
+        walk_tape_value(p->tape, first, (int32_t)n);
+    else if (!table)
         walk_flush(L, base);
     json_leave(p);
     return 0;
+}
+
+/* Whether the n bytes at a and b are equal: field names are short, and two overlapping words
+ * compare them faster than a call to memcmp. */
+static int walk_same(const unsigned char *a, const char *b, size_t n)
+{
+    uint64_t x, y, x2, y2;
+    uint32_t u, v, u2, v2;
+    if (n >= 8) {
+        memcpy(&x, a, 8), memcpy(&y, b, 8);
+        memcpy(&x2, a + n - 8, 8), memcpy(&y2, b + n - 8, 8);
+        return ((x ^ y) | (x2 ^ y2)) == 0 && (n <= 16 || memcmp(a + 8, b + 8, n - 16) == 0);
+    }
+    if (n >= 4) {
+        memcpy(&u, a, 4), memcpy(&v, b, 4);
+        memcpy(&u2, a + n - 4, 4), memcpy(&v2, b + n - 4, 4);
+        return ((u ^ v) | (u2 ^ v2)) == 0;
+    }
+    return memcmp(a, b, n) == 0;
 }
 
 /* The field whose name stands in quotes at c, or -1. Field names are plain ASCII, so when the
@@ -143,7 +225,7 @@ static int walk_match_key(const schema_type *t, const unsigned char *c, const un
             i = 0;
         f = &t->fields[i];
         if (f->name_len + 2 <= room && c[1 + f->name_len] == '"' &&
-            memcmp(c + 1, f->name, f->name_len) == 0)
+            walk_same(c + 1, f->name, f->name_len))
             return (int)i;
     }
     return -1;
@@ -201,6 +283,8 @@ static int walk_other_key(json_parser *p, const schema_type *t, const json_strin
     if (t && p->unknown_keys == JSON_REJECT)
         return json_fail(p, "unknown_key", child->key, 1, child, NULL,
                          "the key is not part of %s", t->name);
+    if (p->tape)
+        return walk_decline(p);
     json_push_string(L, key);
     if (p->reject_duplicates && walk_seen(L, object))
         return json_fail(p, "duplicate", child->key, 1, child, NULL, "the key appears twice");
@@ -227,6 +311,58 @@ static const schema_field *walk_missing(const json_parser *p, const schema_type 
     return NULL;
 }
 
+/* The value of t's field number `field`, stored into the object at `object` (a stack index,
+ * or in tape mode a slot). */
+static int walk_field(json_parser *p, const schema_type *t, int field, const json_frame *child,
+                      int object)
+{
+    const schema_field *f = &t->fields[field];
+    lua_State *L = p->L;
+    if (p->tape) {
+        if (walk_value(p, f, child))
+            return JSON_ERROR;
+        p->tape->slots[object + 2 * field] = p->tape->value[0];
+        p->tape->slots[object + 2 * field + 1] = p->tape->value[1];
+        return 0;
+    }
+    lua_rawgeti(L, object + 1, field + 1);
+    if (walk_value(p, f, child))
+        return JSON_ERROR;
+    if ((f->flags & SCHEMA_NULLABLE) && lua_isnil(L, -1))
+        lua_pop(L, 2);
+    else
+        lua_rawset(L, object);
+    return 0;
+}
+
+/* Where a new object of type t (NULL: plain JSON) is built: its stack index, with the type's
+ * interned keys and metatable at object + 1 and the keys read but not stored at object + 2
+ * (made when first needed); in tape mode its first slot, all fields absent. -1: no room. */
+static int walk_new_object(json_parser *p, const schema_type *t)
+{
+    lua_State *L = p->L;
+    int32_t object, i;
+    if (p->tape) {
+        if (!t || (object = walk_tape_slots(p->tape, 2 * (int32_t)t->nfields)) < 0)
+            return -1;
+        for (i = 0; i < 2 * (int32_t)t->nfields; i += 2) {
+            p->tape->slots[object + i] = 0;
+            p->tape->slots[object + i + 1] = -1;
+        }
+        return object;
+    }
+    lua_createtable(L, 0, t ? (int)t->nfields : 0);
+    object = lua_gettop(L);
+    if (t) {
+        lua_pushlightuserdata(L, (void *)(uintptr_t)t);
+        lua_rawget(L, p->cache_index);
+    } else {
+        lua_pushnil(L);
+    }
+    lua_pushnil(L);
+    return object;
+}
+
 /* An object at p->cur, of type t (NULL: plain JSON). */
 static int walk_object(json_parser *p, const schema_type *t, const json_frame *frame)
 {
@@ -240,15 +376,8 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
 
     if (json_enter(p))
         return JSON_ERROR;
-    lua_createtable(L, 0, t ? (int)t->nfields : 0);
-    object = lua_gettop(L);
-    if (t) { /* object + 1: the type's interned keys, then its metatable */
-        lua_pushlightuserdata(L, (void *)(uintptr_t)t);
-        lua_rawget(L, p->cache_index);
-    } else {
-        lua_pushnil(L);
-    }
-    lua_pushnil(L); /* object + 2: the keys read but not stored, made when first needed */
+    if ((object = walk_new_object(p, t)) < 0)
+        return walk_decline(p);
     child.parent = frame;
     child.index = 0;
     p->cur++;
@@ -268,7 +397,7 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
                 if (key.len > p->limits.max_string)
                     return walk_too_long(p, child.key, key.len);
                 if (t && key.has_escapes)
-                    field = walk_match_escaped_key(L, t, &key);
+                    field = p->tape ? walk_decline(p) : walk_match_escaped_key(L, t, &key);
             }
             if (++nkeys > p->limits.max_keys)
                 return json_fail(p, "limit", child.key, 0, NULL, NULL,
@@ -288,13 +417,8 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
                                      "the key appears twice");
                 present |= (uint32_t)1 << field;
                 guess = (size_t)field + 1;
-                lua_rawgeti(L, object + 1, field + 1);
-                if (walk_value(p, &t->fields[field], &child))
+                if (walk_field(p, t, field, &child, object))
                     return JSON_ERROR;
-                if ((t->fields[field].flags & SCHEMA_NULLABLE) && lua_isnil(L, -1))
-                    lua_pop(L, 2);
-                else
-                    lua_rawset(L, object);
             }
 
             json_skip_space(p);
@@ -308,16 +432,20 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
             return json_unexpected(p, "',' or '}'");
         }
     }
+    if (t && (missing = walk_missing(p, t, present)) != NULL)
+        return json_fail(p, "missing", p->cur, 1, frame, missing->name,
+                         "the required key \"%s\" is absent", missing->name);
+    p->cur++;
+    json_leave(p);
+    if (p->tape) {
+        walk_tape_value(p->tape, object, 0);
+        return 0;
+    }
     if (t) {
-        if ((missing = walk_missing(p, t, present)) != NULL)
-            return json_fail(p, "missing", p->cur, 1, frame, missing->name,
-                             "the required key \"%s\" is absent", missing->name);
         lua_rawgeti(L, object + 1, (int)t->nfields + 1);
         lua_setmetatable(L, object);
     }
-    p->cur++;
     lua_settop(L, object);
-    json_leave(p);
     return 0;
 }
 
@@ -347,8 +475,15 @@ static int walk_any(json_parser *p, const json_frame *frame)
 /* The lenient level's reading of a lone string where a list of strings belongs. */
 static int walk_string_as_list(json_parser *p, const schema_field *f, const json_frame *frame)
 {
+    int32_t first = -1, last = -1;
     if (walk_string(p, f->items, frame))
         return JSON_ERROR;
+    if (p->tape) {
+        if (walk_tape_item(p, &first, &last))
+            return JSON_ERROR;
+        walk_tape_value(p->tape, first, 1);
+        return 0;
+    }
     lua_createtable(p->L, 1, 0);
     lua_insert(p->L, -2);
     lua_rawseti(p->L, -2, 1);
@@ -363,7 +498,7 @@ static int walk_value(json_parser *p, const schema_field *f, const json_frame *f
         return json_fail(p, "limit", p->cur, 0, NULL, NULL, "more than max_values (%zu) values",
                          p->limits.max_values);
     if (!f)
-        return walk_any(p, frame);
+        return p->tape ? walk_decline(p) : walk_any(p, frame);
     switch (f->kind) {
     case SCHEMA_STRING:
         if (*p->cur == '"')

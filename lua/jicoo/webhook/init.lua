@@ -4,12 +4,19 @@ local core = require "jicoo.webhook.core"
 local types = require "jicoo.webhook.types"
 
 local verify = core.verify
-local parse_signed = core.parse_signed
 local require = require
+
+-- On LuaJIT the tables are built by JIT-compiled Lua from the core's tape (tape.lua); the
+-- classic C API builds them everywhere else. Both give the same results.
+local parse, parse_signed = core.parse, core.parse_signed
+if rawget(_G, "jit") and pcall(require, "ffi") then
+  local tape = require "jicoo.webhook.tape"
+  parse, parse_signed = tape.parse, tape.parse_signed
+end
 
 local _M = {
   _VERSION = "0.1.0",
-  parse = core.parse,
+  parse = parse,
   decode = core.decode,
   time = core.time,
   null = core.null,
