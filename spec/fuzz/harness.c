@@ -26,6 +26,29 @@ static int harness_entry(lua_State *L)
     return lua_gettop(L);
 }
 
+/* tape_accepts(body, strict, capacity): whether the core's tape mode (LuaJIT's parse, called
+ * there through the FFI) takes the body, walking it into exactly `capacity` slots of the heap,
+ * so that the sanitizers see a write past them. */
+static int harness_tape_accepts(lua_State *L)
+{
+    typedef int (*tape_walk)(const char *, size_t, int, int32_t *, int32_t);
+    size_t len;
+    const char *body = luaL_checklstring(L, 1, &len);
+    int strict = lua_toboolean(L, 2), accepted;
+    lua_Integer capacity = luaL_checkinteger(L, 3);
+    int32_t *slots = malloc((size_t)capacity * sizeof *slots);
+    tape_walk walk;
+    if (!slots)
+        return luaL_error(L, "no memory for %d slots", (int)capacity);
+    lua_getglobal(L, "core");
+    lua_getfield(L, -1, "tape");
+    walk = (tape_walk)(uintptr_t)lua_touserdata(L, -1);
+    accepted = walk(body, len, strict, slots, (int32_t)capacity) == 0;
+    free(slots);
+    lua_pushboolean(L, accepted);
+    return 1;
+}
+
 static void harness_die(lua_State *L, const char *what)
 {
     fprintf(stderr, "\n*** jicoo fuzz: %s: %s\n", what,
@@ -50,6 +73,8 @@ lua_State *harness_state(void)
     lua_setglobal(L, "core");
     lua_pushcfunction(L, harness_entry);
     lua_setglobal(L, "call_entry");
+    lua_pushcfunction(L, harness_tape_accepts);
+    lua_setglobal(L, "tape_accepts");
     /* JICOO_FUZZ_INVARIANTS names another checks file, to try a change without a rebuild */
     invariants = getenv("JICOO_FUZZ_INVARIANTS");
     if (!invariants || !*invariants)

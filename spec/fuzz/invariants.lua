@@ -5,6 +5,7 @@
 -- entry itself raised (bad input must return, never raise).
 local core = core            -- luacheck: globals core
 local call_entry = call_entry -- luacheck: globals call_entry
+local tape_accepts = tape_accepts -- luacheck: globals tape_accepts
 
 local floor = math.floor
 local math_type = math.type
@@ -218,13 +219,23 @@ end
 
 local EVENT_FIELD = { kind = "object", type = "Event" }
 
--- checks.parse: variant = level (2) x unknown_keys (3) x null (2) x limits (2).
+-- The tape mode (LuaJIT's parse) takes only what the Lua walk accepts at the same level.
+local function check_tape(body, level, small)
+  if tape_accepts(body, level == "strict", small and 40 or 8192) then
+    local ev, msg = call_entry("parse", body, { level = level })
+    check(ev ~= nil, "the tape mode accepts what parse refuses: %s", tostring(msg))
+  end
+end
+
+-- checks.parse: variant = level (2) x unknown_keys (3) x null (2) x limits (2), and a small
+-- or a large tape (2).
 function checks.parse(body, variant)
   local opts = with_limits({
     level = LEVELS[digit(variant, 1, 2) + 1],
     unknown_keys = UNKNOWN_KEYS[digit(variant, 2, 3) + 1],
     null = digit(variant, 6, 2) == 1 and core.null or nil,
   }, digit(variant, 12, 2) == 1)
+  check_tape(body, opts.level, digit(variant, 24, 2) == 1)
   local ev, msg, info = call_entry("parse", body, opts)
   local decode_opts = with_limits({}, digit(variant, 12, 2) == 1)
   local plain, _, plain_info = call_entry("decode", body, decode_opts)

@@ -1,0 +1,193 @@
+-- LuaJIT's parse (tape.lua: the core's tape mode through the FFI, tables built by generated
+-- Lua) against the classic C API's core.parse: the same tables with the same metatables, or
+-- a decline that core.parse then answers. Never a delivery accepted that core.parse refuses.
+local webhook = require "jicoo.webhook"
+local core = require "jicoo.webhook.core"
+local support = require "support"
+
+local on_luajit = rawget(_G, "jit") ~= nil
+
+-- Where a and b differ (same values, same metatables), or nil.
+local function difference(a, b, where)
+  where = where or ""
+  if type(a) ~= type(b) then
+    return where .. ": " .. type(a) .. " vs " .. type(b)
+  end
+  if type(a) ~= "table" then
+    return a ~= b and (where .. ": " .. tostring(a) .. " vs " .. tostring(b)) or nil
+  end
+  if getmetatable(a) ~= getmetatable(b) then
+    return where .. ": another metatable"
+  end
+  for k, v in pairs(a) do
+    local d = difference(v, b[k], where .. "/" .. tostring(k))
+    if d then
+      return d
+    end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then
+      return where .. "/" .. tostring(k) .. ": only in core.parse's result"
+    end
+  end
+  return nil
+end
+
+local function bodies()
+  local list = {}
+  for _, folder in ipairs({ "valid", "lenient", "invalid" }) do
+    for _, name in ipairs(support.list(support.fixtures .. "/" .. folder, "%.json$")) do
+      list[#list + 1] = {
+        name = folder .. "/" .. name,
+        folder = folder,
+        body = support.read(support.fixtures .. "/" .. folder .. "/" .. name),
+      }
+    end
+  end
+  return list
+end
+
+describe("LuaJIT's parse", function()
+  if not on_luajit then
+    it("is not used here: webhook.parse is core.parse", function()
+      assert.are.equal(core.parse, webhook.parse)
+    end)
+    return
+  end
+
+  local tape = require "jicoo.webhook.tape"
+
+  -- The fast path's answer and core.parse's agree on body at level (a failure names where).
+  local function agree(body, level)
+    local fast = tape.parse_fast(body, level == "strict")
+    local classic, msg = core.parse(body, { level = level })
+    if fast and not classic then
+      return "the fast path accepts what core.parse refuses: " .. msg
+    end
+    if fast then
+      return difference(fast, classic)
+    end
+    return nil
+  end
+
+  it("is what webhook.parse and construct call", function()
+    assert.are.equal(tape.parse, webhook.parse)
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    local header = webhook.sign("secret", body)
+    local event = assert(webhook.construct(body, header, "secret", { level = "strict", tolerance = 0 }))
+    assert.is_nil(difference(event, core.parse(body)))
+  end)
+
+  it("builds every valid fixture itself, at both levels, as core.parse does", function()
+    for _, fixture in ipairs(bodies()) do
+      if fixture.folder == "valid" then
+        for _, level in ipairs({ "lenient", "strict" }) do
+          local fast = tape.parse_fast(fixture.body, level == "strict")
+          assert(fast, fixture.name .. " at " .. level .. ": declined")
+          assert.is_nil(difference(fast, core.parse(fixture.body, { level = level })))
+        end
+      end
+    end
+  end)
+
+  it("agrees with core.parse on every fixture at both levels", function()
+    for _, fixture in ipairs(bodies()) do
+      for _, level in ipairs({ "lenient", "strict" }) do
+        local problem = agree(fixture.body, level)
+        assert(problem == nil, fixture.name .. " at " .. level .. ": " .. tostring(problem))
+        local a, msg_a, info_a = webhook.parse(fixture.body, { level = level })
+        local b, msg_b, info_b = core.parse(fixture.body, { level = level })
+        assert.is_nil(difference(a, b))
+        assert.are.equal(msg_b, msg_a)
+        assert.are.same(info_b, info_a)
+      end
+    end
+  end)
+
+  it("agrees with core.parse on every one-byte change of the valid fixtures", function()
+    local replacements = { "", '"', "\\", "{", "}", "[", "]", ",", ":", "x", "0", " ", "\0", "\128", "\255" }
+    local checked, fast = 0, 0
+    for _, fixture in ipairs(bodies()) do
+      if fixture.folder == "valid" then
+        local body = fixture.body
+        for i = 1, #body do
+          for _, r in ipairs(replacements) do
+            local changed = body:sub(1, i - 1) .. r .. body:sub(i + 1)
+            for _, level in ipairs({ "lenient", "strict" }) do
+              local problem = agree(changed, level)
+              assert(problem == nil, string.format("%s, byte %d -> %q at %s: %s", fixture.name, i, r,
+                level, tostring(problem)))
+              checked = checked + 1
+              if tape.parse_fast(changed, level == "strict") then
+                fast = fast + 1
+              end
+            end
+          end
+        end
+      end
+    end
+    -- many changes keep the delivery valid (a letter inside a text): they must take the fast path
+    assert.is_true(checked > 50000 and fast > 1000, checked .. " checked, " .. fast .. " fast")
+  end)
+
+  it("declines an escaped string, and webhook.parse still decodes it", function()
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+      :gsub('"John Doe"', '"John \\u0044oe \\ud83d\\ude00"')
+    assert.is_nil(tape.parse_fast(body, false))
+    local event = assert(webhook.parse(body))
+    assert.are.equal("John Doe \240\159\152\128", event.object.contact.name)
+    assert.is_nil(difference(event, core.parse(body)))
+  end)
+
+  it("declines an unknown key, and webhook.parse keeps, drops or refuses it as asked", function()
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+      :gsub('"status"', '"extra": [1, true, null, {"a": 2.5}],\n    "status"')
+    assert.is_nil(tape.parse_fast(body, false))
+    for _, mode in ipairs({ "keep", "drop", "reject" }) do
+      local a, msg_a = webhook.parse(body, { unknown_keys = mode })
+      local b, msg_b = core.parse(body, { unknown_keys = mode })
+      assert.is_nil(difference(a, b))
+      assert.are.equal(msg_b, msg_a)
+    end
+  end)
+
+  it("declines a delivery too big for its slots, and webhook.parse still builds it", function()
+    local answers = {}
+    for i = 1, 1500 do
+      answers[i] = string.format('{"question": "q%d", "content": ["a%d"]}', i, i)
+    end
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+      :gsub('"answers": %b[]', '"answers": [' .. table.concat(answers, ",") .. "]")
+    assert.is_nil(tape.parse_fast(body, false))
+    local event = assert(webhook.parse(body))
+    assert.are.equal(1500, #event.object.answers)
+    assert.are.equal("a1500", event.object.answers[1500].content[1])
+    assert.is_nil(difference(event, core.parse(body)))
+  end)
+
+  it("reads a lone string as a one-item list at the lenient level, as core.parse does", function()
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+      :gsub('"content": %b[]', '"content": "SNS"')
+    local fast = assert(tape.parse_fast(body, false))
+    assert.are.same({ "SNS" }, fast.object.answers[1].content)
+    assert.is_nil(difference(fast, core.parse(body)))
+    assert.is_nil(tape.parse_fast(body, true))
+  end)
+
+  it("leaves options it does not know to core.parse, which checks them", function()
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    for _, opts in ipairs({ { level = "loose" }, { max_size = 0 }, { bogus = true } }) do
+      local ok_a, err_a = pcall(webhook.parse, body, opts)
+      local ok_b, err_b = pcall(core.parse, body, opts)
+      assert.is_false(ok_a)
+      assert.is_false(ok_b)
+      assert.are.equal(err_b, err_a)
+    end
+    local a, msg = webhook.parse(body, { max_size = 100 })
+    assert.is_nil(a)
+    assert.matches("^limit: ", msg)
+    assert.has_error(function()
+      webhook.parse(42)
+    end)
+  end)
+end)
