@@ -30,66 +30,78 @@ local slots = ffi.new("int32_t[?]", CAPACITY)
 local core_parse = core.parse
 local core_parse_signed = core.parse_signed
 
--- The source of build(T, base): statements that read the slots (layout in src/walk.c) and
--- build the Event, every nested type written out in place, so that one trace covers it.
+-- The source of the builders: for each type a function(T, base, at) that reads its object
+-- at slot `at` (layout in src/walk.c) and returns the table, one table constructor whose
+-- values are read in place. A constructor with constant keys copies a template and stores
+-- without hashing; reading each value inside it keeps few values live, so the JIT compiles
+-- a side trace for every shape of delivery (optional fields there or not).
 local function builder_source(schema)
-  local lines, count = {}, 0
-  local function emit(depth, fmt, ...)
-    lines[#lines + 1] = ("  "):rep(depth) .. format(fmt, ...)
-  end
-  local function fresh(prefix)
-    count = count + 1
-    return prefix .. count
-  end
+  local lines, lists = {}, 0
 
-  local value -- value(field, at, depth): emits its statements, returns the variable's name
-
-  local function object(type_name, block, depth)
-    local fields = {}
-    for i, field in ipairs(schema[type_name].fields) do
-      local at = format("%s + %d", block, 2 * (i - 1))
-      fields[i] = format("[%q] = %s", field.name, value(field, at, depth))
-    end
-    local name = fresh("o")
-    emit(depth, "local %s = setmetatable({ %s }, metatables.%s)", name, concat(fields, ", "), type_name)
-    return name
-  end
-
-  function value(field, at, depth)
-    local name = fresh("v")
+  -- The expression for the value of `field` in slots `at`, `at + 1`.
+  local function read(field, at)
+    local expr
     if field.kind == "string" then
-      if field.required == "always" then
-        emit(depth, "local %s = str(base + T[%s], T[%s + 1])", name, at, at)
-      else
-        emit(depth, "local %s", name)
-        emit(depth, "if T[%s + 1] >= 0 then %s = str(base + T[%s], T[%s + 1]) end", at, name, at, at)
-      end
-      return name
+      expr = format("str(base + T[%s], T[%s + 1])", at, at)
+    elseif field.kind == "object" then
+      expr = format("build_%s(T, base, T[%s])", field.type, at)
+    else -- an array: a chain of items, read by a function of its own
+      lists = lists + 1
+      local name = "list_" .. lists
+      lines[#lines + 1] = table.concat({
+        format("local function %s(T, base, item, n)", name),
+        "  local list = new_table(n, 0)",
+        "  for i = 1, n do",
+        format("    list[i] = %s", read(field.items, "item")),
+        "    item = T[item + 2]",
+        "  end",
+        "  return list",
+        "end",
+      }, "\n")
+      expr = format("%s(T, base, T[%s], T[%s + 1])", name, at, at)
     end
-    emit(depth, "local %s", name)
-    emit(depth, "if T[%s + 1] >= 0 then", at)
-    if field.kind == "object" then
-      local block = fresh("b")
-      emit(depth + 1, "local %s = T[%s]", block, at)
-      emit(depth + 1, "%s = %s", name, object(field.type, block, depth + 1))
-    else -- array: a chain of items
-      local n, item, i = fresh("n"), fresh("e"), fresh("i")
-      emit(depth + 1, "local %s, %s = T[%s + 1], T[%s]", n, item, at, at)
-      emit(depth + 1, "%s = new_table(%s, 0)", name, n)
-      emit(depth + 1, "for %s = 1, %s do", i, n)
-      emit(depth + 2, "%s[%s] = %s", name, i, value(field.items, item, depth + 2))
-      emit(depth + 2, "%s = T[%s + 2]", item, item)
-      emit(depth + 1, "end")
+    if field.required == "always" and field.kind == "string" then
+      return expr
     end
-    emit(depth, "end")
-    return name
+    return format("T[%s + 1] >= 0 and %s or nil", at, expr)
   end
 
-  emit(0, "local str, setmetatable, new_table, metatables = ...")
-  emit(0, "return function(T, base)")
-  emit(1, "return %s", object("Event", "0", 1))
-  emit(0, "end")
-  return concat(lines, "\n")
+  -- Nested types first, so that each builder can call the ones it needs.
+  local order, seen = {}, {}
+  local function visit(type_name)
+    if seen[type_name] then
+      return
+    end
+    seen[type_name] = true
+    for _, field in ipairs(schema[type_name].fields) do
+      local nested = field.type or (field.items and field.items.type)
+      if nested then
+        visit(nested)
+      end
+    end
+    order[#order + 1] = type_name
+  end
+  visit("Event")
+
+  local header = { "local str, setmetatable, new_table, metatables = ..." }
+  for _, type_name in ipairs(order) do
+    header[#header + 1] = format("local build_%s", type_name)
+  end
+  for _, type_name in ipairs(order) do
+    local values = {}
+    for i, field in ipairs(schema[type_name].fields) do
+      values[i] = format("    [%q] = %s,", field.name, read(field, format("at + %d", 2 * (i - 1))))
+    end
+    lines[#lines + 1] = table.concat({
+      format("function build_%s(T, base, at)", type_name),
+      "  return setmetatable({",
+      table.concat(values, "\n"),
+      format("  }, metatables.%s)", type_name),
+      "end",
+    }, "\n")
+  end
+  lines[#lines + 1] = "return build_Event"
+  return table.concat(header, "\n") .. "\n" .. table.concat(lines, "\n")
 end
 
 local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.tape"))(
@@ -102,7 +114,7 @@ function _M.parse_fast(body, strict)
   if walk_tape(body, #body, strict and 1 or 0, slots, CAPACITY) ~= 0 then
     return nil
   end
-  return build(slots, ffi.cast("const char *", body))
+  return build(slots, ffi.cast("const char *", body), 0)
 end
 local parse_fast = _M.parse_fast
 
