@@ -180,6 +180,11 @@ describe("parse", function()
       assert_rejects(body, nil, "encoding", "/object/a~1b~0c/d/1")
     end)
 
+    it("names keys holding an escaped '/' or '~' the same way", function()
+      local body = base:gsub('"uid": "ACDADADASS"', '"uid": "A", "a\\/b\\u007e\\u002fc": {"d": [true, "\\ud800"]}')
+      assert_rejects(body, nil, "encoding", "/object/a~1b~0~1c/d/1")
+    end)
+
     it("keeps the message on one line when a key holds control characters", function()
       for _, key in ipairs({ "a\\nb", "a\\u0000b", "a\\r\\u001b[31mb" }) do
         local body = '{"' .. key .. '": 1}'

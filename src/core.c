@@ -216,7 +216,7 @@ static int core_tape(const char *body, size_t len, int strict, int32_t *slots, i
     json_parser p;
     json_tape tape;
     core_init_parser(&p, body, len);
-    if (len > p.limits.max_size || capacity < 0)
+    if (len > p.limits.max_size || capacity < 0 || capacity > INT32_MAX / 4)
         return -1;
     p.strict = strict;
     p.reject_duplicates = 1;

@@ -293,12 +293,36 @@ int json_scan_string(json_parser *p, json_string *s, const json_frame *frame)
     return 0;
 }
 
+/* The escape sequence at c (a checked backslash): its bytes in out, how many; *used: how many
+ * input bytes it takes. */
+static size_t json_unescape(const unsigned char *c, char out[4], size_t *used)
+{
+    unsigned long cp;
+    *used = 2;
+    switch (c[1]) {
+    case 'b': out[0] = '\b'; return 1;
+    case 'f': out[0] = '\f'; return 1;
+    case 'n': out[0] = '\n'; return 1;
+    case 'r': out[0] = '\r'; return 1;
+    case 't': out[0] = '\t'; return 1;
+    case 'u':
+        cp = (unsigned long)json_hex4(c + 2);
+        *used = 6;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            cp = 0x10000 + ((cp - 0xD800) << 10) + ((unsigned long)json_hex4(c + 8) - 0xDC00);
+            *used = 12;
+        }
+        return json_utf8_encode(cp, out);
+    default: out[0] = (char)c[1]; return 1; /* '"', '\\' or '/' */
+    }
+}
+
 /* Appends a checked raw string, decoded; as an RFC 6901 token, '~' and '/' become ~0 and ~1. */
 static void json_add_decoded(luaL_Buffer *b, const unsigned char *c, size_t len, int as_pointer)
 {
     const unsigned char *end = c + len, *run;
-    char utf8[4];
-    unsigned long cp;
+    char bytes[4];
+    size_t n, used;
     while (c < end) {
         run = c;
         while (c < end && *c != '\\' && !(as_pointer && (*c == '~' || *c == '/')))
@@ -306,32 +330,31 @@ static void json_add_decoded(luaL_Buffer *b, const unsigned char *c, size_t len,
         luaL_addlstring(b, (const char *)run, (size_t)(c - run));
         if (c == end)
             break;
-        if (*c == '~' || *c == '/') {
-            luaL_addlstring(b, *c == '~' ? "~0" : "~1", 2);
-            c++;
-            continue;
+        if (*c == '\\') {
+            n = json_unescape(c, bytes, &used);
+            c += used;
+        } else {
+            bytes[0] = (char)*c++;
+            n = 1;
         }
-        switch (c[1]) {
-        case 'b': luaL_addchar(b, '\b'); break;
-        case 'f': luaL_addchar(b, '\f'); break;
-        case 'n': luaL_addchar(b, '\n'); break;
-        case 'r': luaL_addchar(b, '\r'); break;
-        case 't': luaL_addchar(b, '\t'); break;
-        case 'u':
-            cp = (unsigned long)json_hex4(c + 2);
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                cp = 0x10000 + ((cp - 0xD800) << 10) + ((unsigned long)json_hex4(c + 8) - 0xDC00);
-                c += 6;
-            }
-            if (as_pointer && (cp == '~' || cp == '/'))
-                luaL_addlstring(b, cp == '~' ? "~0" : "~1", 2);
-            else
-                luaL_addlstring(b, utf8, json_utf8_encode(cp, utf8));
-            c += 6;
-            continue;
-        default: luaL_addchar(b, (char)c[1]); break; /* '"', '\\' or '/' */
+        if (as_pointer && n == 1 && (bytes[0] == '~' || bytes[0] == '/'))
+            luaL_addlstring(b, bytes[0] == '~' ? "~0" : "~1", 2);
+        else
+            luaL_addlstring(b, bytes, n);
+    }
+}
+
+void json_decode_into(char *out, const json_string *s)
+{
+    const unsigned char *c = s->raw, *end = s->raw + s->raw_len;
+    size_t used;
+    while (c < end) {
+        if (*c == '\\') {
+            out += json_unescape(c, out, &used);
+            c += used;
+        } else {
+            *out++ = (char)*c++;
         }
-        c += 2;
     }
 }
 

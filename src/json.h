@@ -97,6 +97,9 @@ int json_scan_string(json_parser *p, json_string *s, const json_frame *frame);
 /* Pushes the decoded string. */
 void json_push_string(lua_State *L, const json_string *s);
 
+/* Writes the decoded string (s->len bytes) to out. */
+void json_decode_into(char *out, const json_string *s);
+
 /* Appends a checked key, decoded and escaped as an RFC 6901 reference token. */
 void json_add_pointer_token(luaL_Buffer *b, const unsigned char *quote);
 

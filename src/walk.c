@@ -4,11 +4,12 @@
  *
  * In tape mode (p->tape set, no Lua state) the same walk writes int32 slots instead, for
  * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/tape.lua). It covers the common
- * delivery only and declines the rest (an escaped string, an unknown key, any error); the
+ * delivery only and declines the rest (an unknown key, a full tape, any error); the
  * caller then walks the input again with Lua, which reports or builds it. The layout:
  *   object of type t at slot b: two slots per field, in the type's order: a string is
- *     (offset in the input, length), an object (its slot, 0), an array (its first item, count);
- *     an absent or null field is (0, -1);
+ *     (offset in the input, length), or when it has escapes (byte offset of its decoded bytes
+ *     in the slots, -2 - length); an object is (its slot, 0), an array (its first item,
+ *     count); an absent or null field is (0, -1);
  *   array item at slot e: its value as above, then the next item's slot (-1 after the last). */
 #include <stdint.h>
 #include <stdio.h>
@@ -87,6 +88,20 @@ static int walk_check_text(json_parser *p, const schema_field *f, const json_fra
     return 0;
 }
 
+/* Tape mode: a string with escapes, decoded into the slots; its value is (byte offset in the
+ * slots, -2 - length). */
+static int walk_tape_decoded(json_parser *p, const json_string *s)
+{
+    json_tape *tape = p->tape;
+    int32_t at;
+    if (s->len > (size_t)tape->capacity * 4 ||
+        (at = walk_tape_slots(tape, (int32_t)((s->len + 3) / 4))) < 0)
+        return walk_decline(p);
+    json_decode_into((char *)(tape->slots + at), s);
+    walk_tape_value(tape, at * 4, -2 - (int32_t)s->len);
+    return 0;
+}
+
 static int walk_string(json_parser *p, const schema_field *f, const json_frame *frame)
 {
     const unsigned char *at = p->cur;
@@ -97,13 +112,15 @@ static int walk_string(json_parser *p, const schema_field *f, const json_frame *
         return walk_too_long(p, at, s.len);
     if (!p->tape)
         json_push_string(p->L, &s);
-    else if (s.has_escapes)
-        return walk_decline(p);
-    else
+    else if (!s.has_escapes)
         walk_tape_value(p->tape, (int32_t)(s.raw - p->start), (int32_t)s.raw_len);
+    else if (walk_tape_decoded(p, &s))
+        return JSON_ERROR;
     if (f && (f->format != SCHEMA_TEXT || f->values)) {
-        size_t len = s.raw_len;
-        const char *text = s.has_escapes ? lua_tolstring(p->L, -1, &len) : (const char *)s.raw;
+        size_t len = s.len;
+        const char *text = !s.has_escapes ? (const char *)s.raw
+                           : p->tape ? (const char *)p->tape->slots + p->tape->value[0]
+                                     : lua_tolstring(p->L, -1, &len);
         return walk_check_text(p, f, frame, at, text, len);
     }
     return 0;

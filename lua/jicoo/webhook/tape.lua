@@ -41,8 +41,8 @@ local function builder_source(schema)
   -- The expression for the value of `field` in slots `at`, `at + 1`.
   local function read(field, at)
     local expr
-    if field.kind == "string" then
-      expr = format("str(base + T[%s], T[%s + 1])", at, at)
+    if field.kind == "string" then -- in the input, else decoded in the slots (or absent)
+      return format("T[%s + 1] >= 0 and str(base + T[%s], T[%s + 1]) or decoded(T, %s)", at, at, at, at)
     elseif field.kind == "object" then
       expr = format("build_%s(T, base, T[%s])", field.type, at)
     else -- an array: a chain of items, read by a function of its own
@@ -59,9 +59,6 @@ local function builder_source(schema)
         "end",
       }, "\n")
       expr = format("%s(T, base, T[%s], T[%s + 1])", name, at, at)
-    end
-    if field.required == "always" and field.kind == "string" then
-      return expr
     end
     return format("T[%s + 1] >= 0 and %s or nil", at, expr)
   end
@@ -83,7 +80,15 @@ local function builder_source(schema)
   end
   visit("Event")
 
-  local header = { "local str, setmetatable, new_table, metatables = ..." }
+  local header = {
+    "local str, setmetatable, new_table, metatables, bytes = ...",
+    "local function decoded(T, at)",
+    "  local n = T[at + 1]",
+    "  if n ~= -1 then",
+    "    return str(bytes + T[at], -2 - n)",
+    "  end",
+    "end",
+  }
   for _, type_name in ipairs(order) do
     header[#header + 1] = format("local build_%s", type_name)
   end
@@ -105,7 +110,7 @@ local function builder_source(schema)
 end
 
 local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.tape"))(
-  ffi.string, setmetatable, new_table, core.metatables)
+  ffi.string, setmetatable, new_table, core.metatables, ffi.cast("const char *", slots))
 
 local _M = { builder_source = builder_source }
 
