@@ -48,7 +48,7 @@ local function builder_source(schema)
     else -- an array: a chain of items, read by a function of its own
       lists = lists + 1
       local name = "list_" .. lists
-      lines[#lines + 1] = table.concat({
+      lines[#lines + 1] = concat({
         format("local function %s(T, base, item, n)", name),
         "  local list = new_table(n, 0)",
         "  for i = 1, n do",
@@ -97,16 +97,16 @@ local function builder_source(schema)
     for i, field in ipairs(schema[type_name].fields) do
       values[i] = format("    [%q] = %s,", field.name, read(field, format("at + %d", 2 * (i - 1))))
     end
-    lines[#lines + 1] = table.concat({
+    lines[#lines + 1] = concat({
       format("function build_%s(T, base, at)", type_name),
       "  return setmetatable({",
-      table.concat(values, "\n"),
+      concat(values, "\n"),
       format("  }, metatables.%s)", type_name),
       "end",
     }, "\n")
   end
   lines[#lines + 1] = "return build_Event"
-  return table.concat(header, "\n") .. "\n" .. table.concat(lines, "\n")
+  return concat(header, "\n") .. "\n" .. concat(lines, "\n")
 end
 
 local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.tape"))(
