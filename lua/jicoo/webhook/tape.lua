@@ -14,16 +14,30 @@ local ipairs = ipairs
 local pairs = pairs
 local type = type
 
+-- OpenResty's LuaJIT has both, compiled by the JIT; the fallbacks are for another LuaJIT.
 local ok_new, new_table = pcall(require, "table.new")
 if not ok_new then
   new_table = function()
     return {}
   end
 end
+local ok_nkeys, count_keys = pcall(require, "table.nkeys")
+if not ok_nkeys then
+  count_keys = function(t)
+    local n = 0
+    for _ in pairs(t) do
+      n = n + 1
+    end
+    return n
+  end
+end
 
 -- Slots for one delivery: a Booking with many answers needs about 30 plus 8 per answer; a
 -- delivery that needs more goes to core.parse.
 local CAPACITY = 8192
+
+-- List items read one by one before the loop takes over.
+local UNROLLED = 8
 
 local walk_tape = ffi.cast("int (*)(const char *, size_t, int, int32_t *, int32_t)", core.tape)
 local slots = ffi.new("int32_t[?]", CAPACITY)
@@ -48,16 +62,25 @@ local function builder_source(schema)
     else -- an array: a chain of items, read by a function of its own
       lists = lists + 1
       local name = "list_" .. lists
-      lines[#lines + 1] = concat({
+      local item = read(field.items, "item")
+      local body = {
         format("local function %s(T, base, item, n)", name),
         "  local list = new_table(n, 0)",
-        "  for i = 1, n do",
-        format("    list[i] = %s", read(field.items, "item")),
-        "    item = T[item + 2]",
-        "  end",
-        "  return list",
-        "end",
-      }, "\n")
+      }
+      -- Most lists are short: their items are read without a loop (a loop that runs once or
+      -- twice stops the JIT's traces), then a loop reads the rest of a long one.
+      for i = 1, UNROLLED do
+        body[#body + 1] = format("  if n < %d then return list end", i)
+        body[#body + 1] = format("  list[%d] = %s", i, item)
+        body[#body + 1] = "  item = T[item + 2]"
+      end
+      body[#body + 1] = format("  for i = %d, n do", UNROLLED + 1)
+      body[#body + 1] = format("    list[i] = %s", item)
+      body[#body + 1] = "    item = T[item + 2]"
+      body[#body + 1] = "  end"
+      body[#body + 1] = "  return list"
+      body[#body + 1] = "end"
+      lines[#lines + 1] = concat(body, "\n")
       expr = format("%s(T, base, T[%s], T[%s + 1])", name, at, at)
     end
     return format("T[%s + 1] >= 0 and %s or nil", at, expr)
@@ -123,21 +146,27 @@ function _M.parse_fast(body, strict)
 end
 local parse_fast = _M.parse_fast
 
--- The level opts asks for (false: lenient), or nil when opts holds anything else; `extra`
--- names options that are not the parser's (construct's signature options).
-local function fast_level(opts, extra)
+-- The level opts asks for (false: lenient), or nil when opts holds anything else; with
+-- `signed`, construct's signature options may be there too. No loop: a loop stops the trace
+-- of the function around it.
+local function fast_level(opts, signed)
   if opts == nil then
     return false
   end
-  local strict = false
-  for name, v in pairs(opts) do
-    if name == "level" and (v == "strict" or v == "lenient") then
-      strict = v == "strict"
-    elseif not (extra and extra[name]) then
+  local level, known = opts.level, 0
+  if level ~= nil then
+    if level ~= "strict" and level ~= "lenient" then
       return nil
     end
+    known = 1
   end
-  return strict
+  if signed then
+    known = known + (opts.tolerance ~= nil and 1 or 0) + (opts.now ~= nil and 1 or 0)
+  end
+  if count_keys(opts) ~= known then
+    return nil
+  end
+  return level == "strict"
 end
 
 -- webhook.parse, same arguments and results as core.parse.
@@ -155,13 +184,11 @@ function _M.parse(body, opts)
   return core_parse(body, opts)
 end
 
-local SIGNATURE_OPTIONS = { tolerance = true, now = true }
-
 -- construct's parse, as core.parse_signed.
 function _M.parse_signed(body, opts)
   local strict
   if type(body) == "string" then
-    strict = fast_level(opts, SIGNATURE_OPTIONS)
+    strict = fast_level(opts, true)
   end
   if strict ~= nil then
     local event = parse_fast(body, strict)
