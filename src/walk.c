@@ -4,12 +4,15 @@
  *
  * In tape mode (p->tape set, no Lua state) the same walk writes int32 slots instead, for
  * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/tape.lua). It covers the common
- * delivery only and declines the rest (an unknown key, a full tape, any error); the
- * caller then walks the input again with Lua, which reports or builds it. The layout:
+ * delivery and declines the rest (an unknown key holding a number, a list or an object, an
+ * escaped key, a full tape, any error); the caller then walks the input again with Lua, which
+ * reports or builds it. The layout:
  *   object of type t at slot b: two slots per field, in the type's order: a string is
  *     (offset in the input, length), or when it has escapes (byte offset of its decoded bytes
  *     in the slots, -2 - length); an object is (its slot, 0), an array (its first item,
- *     count); an absent or null field is (0, -1);
+ *     count); an absent or null field is (0, -1); then (first other key, how many): the keys
+ *     not in t, each at slot k: (offset, length) of the key, its value (a string or null), the
+ *     next other key's slot (-1 after the last);
  *   array item at slot e: its value as above, then the next item's slot (-1 after the last). */
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +34,9 @@ static int walk_decline(json_parser *p)
         p->error.code = "decline";
     return JSON_ERROR;
 }
+
+/* Tape mode: the most keys not in the type one object may have; more go to the Lua walk. */
+#define WALK_TAPE_OTHER_KEYS 32
 
 /* Tape mode: n more slots, at the returned index, or -1 when the tape is full. */
 static int32_t walk_tape_slots(json_tape *tape, int32_t n)
@@ -292,6 +298,31 @@ static void walk_remember(lua_State *L, int object)
     lua_rawset(L, object + 2);
 }
 
+/* Tape mode: a key that is not one of t's fields, kept in the object's chain of other keys. A
+ * repeated one goes to the Lua walk, which reports it. */
+static int walk_tape_other_key(json_parser *p, const schema_type *t, const json_string *key,
+                               const json_frame *child, int32_t object)
+{
+    json_tape *tape = p->tape;
+    int32_t *chain = tape->slots + object + 2 * (int32_t)t->nfields, other, at;
+    if (key->has_escapes || chain[1] == WALK_TAPE_OTHER_KEYS)
+        return walk_decline(p);
+    for (other = chain[0]; other >= 0; other = tape->slots[other + 4])
+        if (tape->slots[other + 1] == (int32_t)key->raw_len &&
+            memcmp(p->start + tape->slots[other], key->raw, key->raw_len) == 0)
+            return walk_decline(p);
+    if (walk_value(p, NULL, child) || (at = walk_tape_slots(tape, 5)) < 0)
+        return walk_decline(p);
+    tape->slots[at] = (int32_t)(key->raw - p->start);
+    tape->slots[at + 1] = (int32_t)key->raw_len;
+    tape->slots[at + 2] = tape->value[0];
+    tape->slots[at + 3] = tape->value[1];
+    tape->slots[at + 4] = chain[0];
+    chain[0] = at;
+    chain[1]++;
+    return 0;
+}
+
 /* A key that is not one of t's fields (t NULL: every key of a plain JSON object). */
 static int walk_other_key(json_parser *p, const schema_type *t, const json_string *key,
                           const json_frame *child, int object)
@@ -301,7 +332,7 @@ static int walk_other_key(json_parser *p, const schema_type *t, const json_strin
         return json_fail(p, "unknown_key", child->key, 1, child, NULL,
                          "the key is not part of %s", t->name);
     if (p->tape)
-        return walk_decline(p);
+        return walk_tape_other_key(p, t, key, child, object);
     json_push_string(L, key);
     if (p->reject_duplicates && walk_seen(L, object))
         return json_fail(p, "duplicate", child->key, 1, child, NULL, "the key appears twice");
@@ -360,12 +391,14 @@ static int walk_new_object(json_parser *p, const schema_type *t)
     lua_State *L = p->L;
     int32_t object, i;
     if (p->tape) {
-        if (!t || (object = walk_tape_slots(p->tape, 2 * (int32_t)t->nfields)) < 0)
+        if (!t || (object = walk_tape_slots(p->tape, 2 * (int32_t)t->nfields + 2)) < 0)
             return -1;
         for (i = 0; i < 2 * (int32_t)t->nfields; i += 2) {
             p->tape->slots[object + i] = 0;
             p->tape->slots[object + i + 1] = -1;
         }
+        p->tape->slots[object + i] = -1; /* no other keys */
+        p->tape->slots[object + i + 1] = 0;
         return object;
     }
     lua_createtable(L, 0, t ? (int)t->nfields : 0);
@@ -489,6 +522,17 @@ static int walk_any(json_parser *p, const json_frame *frame)
     }
 }
 
+/* Tape mode: the value of a key not in the type, when it is a string or null. */
+static int walk_tape_any(json_parser *p, const json_frame *frame)
+{
+    if (*p->cur == '"')
+        return walk_string(p, NULL, frame);
+    if (*p->cur != 'n' || json_literal(p) != JSON_LITERAL_NULL)
+        return walk_decline(p);
+    walk_tape_value(p->tape, 0, -1);
+    return 0;
+}
+
 /* The lenient level's reading of a lone string where a list of strings belongs. */
 static int walk_string_as_list(json_parser *p, const schema_field *f, const json_frame *frame)
 {
@@ -515,7 +559,7 @@ static int walk_value(json_parser *p, const schema_field *f, const json_frame *f
         return json_fail(p, "limit", p->cur, 0, NULL, NULL, "more than max_values (%zu) values",
                          p->limits.max_values);
     if (!f)
-        return p->tape ? walk_decline(p) : walk_any(p, frame);
+        return p->tape ? walk_tape_any(p, frame) : walk_any(p, frame);
     switch (f->kind) {
     case SCHEMA_STRING:
         if (*p->cur == '"')

@@ -50,7 +50,31 @@ local core_parse_signed = core.parse_signed
 -- without hashing; reading each value inside it keeps few values live, so the JIT compiles
 -- a side trace for every shape of delivery (optional fields there or not).
 local function builder_source(schema)
-  local lines, lists = {}, 0
+  local functions, lists = {}, 0
+
+  -- The lines of a function that walks a chain: `step` (lines) reads the link at slot `link`,
+  -- `next_slot` is where the next link's slot is. Chains are mostly short: their first links
+  -- are read without a loop (a loop that runs once or twice stops the JIT's traces), then a
+  -- loop reads the rest of a long one.
+  local function chain(head, step, next_slot, tail)
+    local lines = { head }
+    for _ = 1, UNROLLED do
+      for _, line in ipairs(step) do
+        lines[#lines + 1] = "  " .. line
+      end
+      lines[#lines + 1] = format("  link = T[%s]", next_slot)
+      lines[#lines + 1] = "  if link < 0 then return " .. tail .. " end"
+    end
+    lines[#lines + 1] = "  repeat"
+    for _, line in ipairs(step) do
+      lines[#lines + 1] = "    " .. line
+    end
+    lines[#lines + 1] = format("    link = T[%s]", next_slot)
+    lines[#lines + 1] = "  until link < 0"
+    lines[#lines + 1] = "  return " .. tail
+    lines[#lines + 1] = "end"
+    return concat(lines, "\n")
+  end
 
   -- The expression for the value of `field` in slots `at`, `at + 1`.
   local function read(field, at)
@@ -62,25 +86,10 @@ local function builder_source(schema)
     else -- an array: a chain of items, read by a function of its own
       lists = lists + 1
       local name = "list_" .. lists
-      local item = read(field.items, "item")
-      local body = {
-        format("local function %s(T, base, item, n)", name),
-        "  local list = new_table(n, 0)",
-      }
-      -- Most lists are short: their items are read without a loop (a loop that runs once or
-      -- twice stops the JIT's traces), then a loop reads the rest of a long one.
-      for i = 1, UNROLLED do
-        body[#body + 1] = format("  if n < %d then return list end", i)
-        body[#body + 1] = format("  list[%d] = %s", i, item)
-        body[#body + 1] = "  item = T[item + 2]"
-      end
-      body[#body + 1] = format("  for i = %d, n do", UNROLLED + 1)
-      body[#body + 1] = format("    list[i] = %s", item)
-      body[#body + 1] = "    item = T[item + 2]"
-      body[#body + 1] = "  end"
-      body[#body + 1] = "  return list"
-      body[#body + 1] = "end"
-      lines[#lines + 1] = concat(body, "\n")
+      functions[#functions + 1] = chain(
+        format("local function %s(T, base, link, n)\n  local list, i = new_table(n, 0), 1\n"
+          .. "  if n == 0 then return list end", name),
+        { format("list[i] = %s", read(field.items, "link")), "i = i + 1" }, "link + 2", "list")
       expr = format("%s(T, base, T[%s], T[%s + 1])", name, at, at)
     end
     return format("T[%s + 1] >= 0 and %s or nil", at, expr)
@@ -103,7 +112,7 @@ local function builder_source(schema)
   end
   visit("Event")
 
-  local header = {
+  local lines = {
     "local str, setmetatable, new_table, metatables, bytes = ...",
     "local function decoded(T, at)",
     "  local n = T[at + 1]",
@@ -111,25 +120,33 @@ local function builder_source(schema)
     "    return str(bytes + T[at], -2 - n)",
     "  end",
     "end",
+    -- keys that are not in the type (lenient level): a string or null each
+    chain("local function other_keys(object, T, base, link)",
+      { "object[str(base + T[link], T[link + 1])] = T[link + 3] >= 0"
+        .. " and str(base + T[link + 2], T[link + 3]) or decoded(T, link + 2)" }, "link + 4", "object"),
   }
   for _, type_name in ipairs(order) do
-    header[#header + 1] = format("local build_%s", type_name)
+    lines[#lines + 1] = format("local build_%s", type_name)
   end
   for _, type_name in ipairs(order) do
-    local values = {}
-    for i, field in ipairs(schema[type_name].fields) do
+    local fields, values = schema[type_name].fields, {}
+    for i, field in ipairs(fields) do
       values[i] = format("    [%q] = %s,", field.name, read(field, format("at + %d", 2 * (i - 1))))
     end
-    lines[#lines + 1] = concat({
+    functions[#functions + 1] = concat({
       format("function build_%s(T, base, at)", type_name),
-      "  return setmetatable({",
+      "  local object = setmetatable({",
       concat(values, "\n"),
       format("  }, metatables.%s)", type_name),
+      format("  if T[at + %d] > 0 then other_keys(object, T, base, T[at + %d]) end",
+        2 * #fields + 1, 2 * #fields),
+      "  return object",
       "end",
     }, "\n")
   end
+  lines[#lines + 1] = concat(functions, "\n")
   lines[#lines + 1] = "return build_Event"
-  return concat(header, "\n") .. "\n" .. concat(lines, "\n")
+  return concat(lines, "\n")
 end
 
 local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.tape"))(
