@@ -273,6 +273,18 @@ describe("webhook.verify secrets", function()
     end)
   end
 
+  it("stays right when calls alternate between secrets (the core keeps the last key ready)", function()
+    local h = "t=" .. T .. ",v1=" .. GOOD
+    for _ = 1, 3 do
+      assert.is_true(webhook.verify(BODY, h, SECRET, { now = T }))
+      assert.is_false(webhook.verify(BODY, h, OTHER_SECRET, { now = T }))
+      assert.is_true(webhook.verify(BODY, h, SECRET, { now = T }))
+      assert.equal(to_hex(core.hmac_sha256(OTHER_SECRET, T .. "." .. BODY)), OTHER)
+      assert.is_true(webhook.verify(BODY, h, { OTHER_SECRET, SECRET }, { now = T }))
+      assert.is_false(webhook.verify(BODY, h, SECRET:sub(1, -2), { now = T }))
+    end
+  end)
+
   it("accepts either of two v1 signed with two secrets (Jicoo rotating)", function()
     local h = "t=" .. T .. ",v1=" .. OTHER .. ",v1=" .. GOOD
     assert.is_true(webhook.verify(BODY, h, OTHER_SECRET, { now = T }))

@@ -78,6 +78,43 @@ describe("LuaJIT's parse", function()
     assert.is_nil(difference(event, core.parse(body)))
   end)
 
+  it("verifies and parses in one C call for construct, answering as the classic path", function()
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    local t = 1662520836
+    local header = webhook.sign("secret", body, t)
+    local event = assert(tape.construct_fast(body, header, "secret", { now = t, level = "strict" }))
+    assert.is_nil(difference(event, core.parse(body)))
+    assert.is_nil(difference(assert(webhook.construct(body, header, "secret", { now = t })), event))
+    -- not verified, not parsed, not for the fast path
+    assert.are.same({ nil, "verify" }, { tape.construct_fast(body, header, "other", { now = t }) })
+    assert.are.same({ nil, "verify" }, { tape.construct_fast(body, header, "secret", { now = t + 301 }) })
+    assert.are.same({ nil, "verify" }, { tape.construct_fast(body, "t=1,v1=zz", "secret") })
+    local broken = body:gsub('"cancel"', '"pending"')
+    local broken_header = webhook.sign("secret", broken, t)
+    assert.are.same({ nil, "parse" }, { tape.construct_fast(broken, broken_header, "secret", { now = t, level = "strict" }) })
+    for _, args in ipairs({
+      { body, header, { "secret" } }, { body, { header }, "secret" }, { body, header, "" },
+      { body, header, "secret", { now = t, tolerance = -1 } }, { body, header, "secret", { now = "x" } },
+      { body, header, "secret", { now = 1 / 0 } }, { body, header, "secret", { unknown_keys = "drop" } },
+    }) do
+      local event_or_nil, failed = tape.construct_fast(args[1], args[2], args[3], args[4])
+      assert.is_nil(event_or_nil)
+      assert.is_nil(failed)
+    end
+    -- and construct gives the classic answers for each
+    local _, msg, info = webhook.construct(body, header, "other", { now = t })
+    assert.are.equal("mismatch", info.code)
+    assert.matches("^mismatch: ", msg)
+    _, _, info = webhook.construct(body, header, "secret", { now = t + 301 })
+    assert.are.equal("expired", info.code)
+    _, msg, info = webhook.construct(broken, broken_header, "secret", { now = t, level = "strict" })
+    assert.are.equal("enum", info.code)
+    assert.matches("^enum: /object/status", msg)
+    assert.has_error(function()
+      webhook.construct(body, header, "secret", { now = t, tolerance = -1 })
+    end)
+  end)
+
   it("builds every valid fixture itself (lenient ones at their level), as core.parse does", function()
     for _, fixture in ipairs(bodies()) do
       if fixture.folder ~= "invalid" then

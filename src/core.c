@@ -228,6 +228,20 @@ static int core_tape(const char *body, size_t len, int strict, int32_t *slots, i
     return walk_document(&p, &schema_event) ? -1 : 0;
 }
 
+/* construct without Lua, for LuaJIT's FFI: signature_check, then core_tape. Returns 0 (the
+ * Event at slot 0), 1 when the signature does not verify (core.verify says why), or 2 when it
+ * does and the delivery is invalid or outside the fast path (core.parse_signed then). */
+static int core_tape_signed(void *hmac_template, const char *body, size_t len,
+                            const char *header, size_t header_len, const char *secret,
+                            size_t secret_len, double now, double tolerance, int strict,
+                            int32_t *slots, int32_t capacity)
+{
+    if (!signature_check(hmac_template, body, len, header, header_len, secret, secret_len, now,
+                         tolerance))
+        return 1;
+    return core_tape(body, len, strict, slots, capacity) ? 2 : 0;
+}
+
 static int core_decode(lua_State *L)
 {
     return core_walk(L, CORE_DECODE);
@@ -323,6 +337,8 @@ int luaopen_jicoo_webhook_core(lua_State *L)
     lua_setfield(L, -2, "limits");
     lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape); /* for LuaJIT's FFI only */
     lua_setfield(L, -2, "tape");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape_signed);
+    lua_setfield(L, -2, "tape_signed");
     signature_register(L);
     return 1;
 }

@@ -8,10 +8,10 @@ local require = require
 
 -- On LuaJIT the tables are built by JIT-compiled Lua from the core's tape (tape.lua); the
 -- classic C API builds them everywhere else. Both give the same results.
-local parse, parse_signed = core.parse, core.parse_signed
+local parse, parse_signed, construct_fast = core.parse, core.parse_signed, nil
 if rawget(_G, "jit") and pcall(require, "ffi") then
   local tape = require "jicoo.webhook.tape"
-  parse, parse_signed = tape.parse, tape.parse_signed
+  parse, construct_fast = tape.parse, tape.construct_fast
 end
 
 local _M = {
@@ -33,6 +33,14 @@ end
 
 -- The receiver's one call: verify, and parse only what verified.
 function _M.construct(body, header, secrets, opts)
+  if construct_fast then
+    local event, failed = construct_fast(body, header, secrets, opts)
+    if event then
+      return event
+    elseif failed == "parse" then
+      return parse_signed(body, opts)
+    end -- not verified, or not for the fast path: below says why
+  end
   local verify_opts
   if opts and (opts.tolerance ~= nil or opts.now ~= nil) then
     verify_opts = { tolerance = opts.tolerance, now = opts.now }

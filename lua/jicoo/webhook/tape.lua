@@ -40,9 +40,11 @@ local CAPACITY = 8192
 local UNROLLED = 8
 
 local walk_tape = ffi.cast("int (*)(const char *, size_t, int, int32_t *, int32_t)", core.tape)
+local walk_tape_signed = ffi.cast("int (*)(void *, const char *, size_t, const char *, size_t,"
+  .. " const char *, size_t, double, double, int, int32_t *, int32_t)", core.tape_signed)
+local hmac_template = ffi.cast("void *", core.hmac_template)
 local slots = ffi.new("int32_t[?]", CAPACITY)
 local core_parse = core.parse
-local core_parse_signed = core.parse_signed
 
 -- The source of the builders: for each type a function(T, base, at) that reads its object
 -- at slot `at` (layout in src/walk.c) and returns the table, one table constructor whose
@@ -201,19 +203,32 @@ function _M.parse(body, opts)
   return core_parse(body, opts)
 end
 
--- construct's parse, as core.parse_signed.
-function _M.parse_signed(body, opts)
-  local strict
-  if type(body) == "string" then
-    strict = fast_level(opts, true)
+local NAN, HUGE = 0 / 0, math.huge
+
+-- construct's verify and parse in one C call, for one secret and one header: the Event, or
+-- nil and "verify" (not verified: core.verify says why) or "parse" (verified: core.parse_signed
+-- reads it), or nothing when the arguments are not for the fast path.
+function _M.construct_fast(body, header, secret, opts)
+  if type(body) ~= "string" or type(header) ~= "string" or type(secret) ~= "string" or secret == "" then
+    return nil
   end
-  if strict ~= nil then
-    local event = parse_fast(body, strict)
-    if event then
-      return event
+  local strict, tolerance, now = fast_level(opts, true), -1, NAN
+  if strict == nil then
+    return nil
+  end
+  if opts then
+    tolerance, now = opts.tolerance or -1, opts.now or NAN
+    if type(tolerance) ~= "number" or type(now) ~= "number" or (tolerance < 0 and opts.tolerance)
+      or now == HUGE or now == -HUGE then
+      return nil
     end
   end
-  return core_parse_signed(body, opts)
+  local status = walk_tape_signed(hmac_template, body, #body, header, #header, secret, #secret, now,
+    tolerance, strict and 1 or 0, slots, CAPACITY)
+  if status == 0 then
+    return build(slots, ffi.cast("const char *", body), 0)
+  end
+  return nil, status == 1 and "verify" or "parse"
 end
 
 return _M
