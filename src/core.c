@@ -207,7 +207,7 @@ static int core_walk(lua_State *L, enum core_mode mode)
     return 1;
 }
 
-/* parse without Lua, for LuaJIT's FFI (lua/jicoo/webhook/tape.lua): a delivery (body[len] is
+/* parse without Lua, for LuaJIT's FFI (lua/jicoo/webhook/luajit.lua): a delivery (body[len] is
  * NUL, as in every Lua string) walked with the default limits into int32 slots, the Event at
  * slot 0 (layout in walk.c). Returns 0, or -1 when the delivery is invalid or outside the fast
  * path; the caller then calls parse, which reports or builds it. */

@@ -13,6 +13,7 @@
  * no Lua call; digests land in stack buffers, and only then does anything touch the Lua stack.
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <limits.h>
@@ -71,12 +72,17 @@ typedef struct {
     int done;
 } signature_cursor;
 
+/* The v1 digests the validating pass keeps, so that matching needs no second pass; a header
+ * with more is matched by reading it again. */
+#define SIGNATURE_KEPT_V1 4
+
 /* What the validating pass found in a header. */
 typedef struct {
     const char *t;
     size_t t_len;
     long long t_value;
     int v1_count;
+    unsigned char v1[SIGNATURE_KEPT_V1][SIGNATURE_DIGEST_SIZE];
 } signature_header;
 
 static const char signature_hex_digits[] = "0123456789abcdef";
@@ -305,7 +311,8 @@ static const char *signature_check_header(const char *header, size_t len, signat
             h->t = e.value;
             h->t_len = e.value_len;
         } else if (signature_is_prefix(&e, "v1")) {
-            if (!signature_hex_decode(e.value, e.value_len, scratch)) {
+            if (!signature_hex_decode(e.value, e.value_len,
+                                      h->v1_count < SIGNATURE_KEPT_V1 ? h->v1[h->v1_count] : scratch)) {
                 *msg = "malformed_header: a v1 value is not 64 hexadecimal digits";
                 return "malformed_header";
             }
@@ -324,15 +331,21 @@ static const char *signature_check_header(const char *header, size_t len, signat
     return NULL;
 }
 
-/* 1 when some v1 of the (already validated) header equals expected, compared in constant time. */
-static int signature_header_matches(const char *header, size_t len,
+/* 1 when some v1 of the (already validated) header h equals expected, compared in constant
+ * time. */
+static int signature_header_matches(const char *header, size_t len, const signature_header *h,
                                     const unsigned char expected[SIGNATURE_DIGEST_SIZE])
 {
     signature_cursor c;
     signature_element e;
     unsigned char given[SIGNATURE_DIGEST_SIZE];
-    int found = 0;
+    int found = 0, i;
 
+    if (h->v1_count <= SIGNATURE_KEPT_V1) {
+        for (i = 0; i < h->v1_count; i++)
+            found |= CRYPTO_memcmp(h->v1[i], expected, SIGNATURE_DIGEST_SIZE) == 0;
+        return found;
+    }
     signature_cursor_init(&c, header, len);
     while (!found && signature_next(&c, &e)) {
         if (e.has_equals && signature_is_prefix(&e, "v1")
@@ -539,7 +552,7 @@ static int signature_signs(signature_template *tpl, const char *header, size_t h
     parts[2].len = body_len;
     if (!signature_hmac(tpl, secret, secret_len, parts, 3, expected))
         return -1;
-    matched = signature_header_matches(header, header_len, expected);
+    matched = signature_header_matches(header, header_len, h, expected);
     signature_forget(expected);
     return matched;
 }
@@ -687,8 +700,10 @@ void signature_register(lua_State *L)
         lua_pushcclosure(L, f->func, 1);
         lua_setfield(L, -3, f->name);
     }
-    /* for LuaJIT's FFI (see signature_check); the closures above keep it alive */
+    /* for LuaJIT's FFI (see signature_check); the closures above keep the template alive */
     lua_pushlightuserdata(L, tpl);
     lua_setfield(L, -3, "hmac_template");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)signature_check);
+    lua_setfield(L, -3, "signature_check");
     lua_pop(L, 1);
 }

@@ -4,8 +4,9 @@
 
 #include <lua.h>
 
-/* Adds the signature functions to the module table on top of the stack, and the HMAC
- * template they share as core.hmac_template (a light userdata, for signature_check). */
+/* Adds the signature functions to the module table on top of the stack; for LuaJIT's FFI
+ * also signature_check and the HMAC template it takes, as core.signature_check and
+ * core.hmac_template (light userdata). */
 void signature_register(lua_State *L);
 
 /* verify without Lua, for LuaJIT's FFI: whether header signs body under one secret, with a

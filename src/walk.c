@@ -3,7 +3,7 @@
  * values of unknown keys). The first violation stops it.
  *
  * In tape mode (p->tape set, no Lua state) the same walk writes int32 slots instead, for
- * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/tape.lua). It covers the common
+ * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/luajit.lua). It covers the common
  * delivery and declines the rest (an unknown key holding a number, a list or an object, an
  * escaped key, a full tape, any error); the caller then walks the input again with Lua, which
  * reports or builds it. The layout:

@@ -3,15 +3,15 @@
 local core = require "jicoo.webhook.core"
 local types = require "jicoo.webhook.types"
 
-local verify = core.verify
+local core_verify = core.verify
 local require = require
 
--- On LuaJIT the tables are built by JIT-compiled Lua from the core's tape (tape.lua); the
--- classic C API builds them everywhere else. Both give the same results.
-local parse, parse_signed, construct_fast = core.parse, core.parse_signed, nil
+-- On LuaJIT the common calls go through the FFI and the tables are built by JIT-compiled Lua
+-- (luajit.lua); the classic C API serves everywhere else. Both give the same results.
+local parse, verify, parse_signed, construct_fast = core.parse, core_verify, core.parse_signed, nil
 if rawget(_G, "jit") and pcall(require, "ffi") then
-  local tape = require "jicoo.webhook.tape"
-  parse, construct_fast = tape.parse, tape.construct_fast
+  local luajit = require "jicoo.webhook.luajit"
+  parse, verify, construct_fast = luajit.parse, luajit.verify, luajit.construct_fast
 end
 
 local _M = {
@@ -45,7 +45,7 @@ function _M.construct(body, header, secrets, opts)
   if opts and (opts.tolerance ~= nil or opts.now ~= nil) then
     verify_opts = { tolerance = opts.tolerance, now = opts.now }
   end
-  local ok, msg, code = verify(body, header, secrets, verify_opts)
+  local ok, msg, code = core_verify(body, header, secrets, verify_opts)
   if not ok then
     return nil, msg, { code = code }
   end

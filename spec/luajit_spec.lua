@@ -1,4 +1,4 @@
--- LuaJIT's parse (tape.lua: the core's tape mode through the FFI, tables built by generated
+-- LuaJIT's paths (luajit.lua: the core's tape mode through the FFI, tables built by generated
 -- Lua) against the classic C API's core.parse: the same tables with the same metatables, or
 -- a decline that core.parse then answers. Never a delivery accepted that core.parse refuses.
 local webhook = require "jicoo.webhook"
@@ -47,7 +47,7 @@ local function bodies()
   return list
 end
 
-describe("LuaJIT's parse", function()
+describe("LuaJIT's paths", function()
   if not on_luajit then
     it("is not used here: webhook.parse is core.parse", function()
       assert.are.equal(core.parse, webhook.parse)
@@ -55,11 +55,11 @@ describe("LuaJIT's parse", function()
     return
   end
 
-  local tape = require "jicoo.webhook.tape"
+  local luajit = require "jicoo.webhook.luajit"
 
   -- The fast path's answer and core.parse's agree on body at level (a failure names where).
   local function agree(body, level)
-    local fast = tape.parse_fast(body, level == "strict")
+    local fast = luajit.parse_fast(body, level == "strict")
     local classic, msg = core.parse(body, { level = level })
     if fast and not classic then
       return "the fast path accepts what core.parse refuses: " .. msg
@@ -70,8 +70,9 @@ describe("LuaJIT's parse", function()
     return nil
   end
 
-  it("is what webhook.parse and construct call", function()
-    assert.are.equal(tape.parse, webhook.parse)
+  it("is what webhook.parse, verify and construct call", function()
+    assert.are.equal(luajit.parse, webhook.parse)
+    assert.are.equal(luajit.verify, webhook.verify)
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
     local header = webhook.sign("secret", body)
     local event = assert(webhook.construct(body, header, "secret", { level = "strict", tolerance = 0 }))
@@ -82,22 +83,22 @@ describe("LuaJIT's parse", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
     local t = 1662520836
     local header = webhook.sign("secret", body, t)
-    local event = assert(tape.construct_fast(body, header, "secret", { now = t, level = "strict" }))
+    local event = assert(luajit.construct_fast(body, header, "secret", { now = t, level = "strict" }))
     assert.is_nil(difference(event, core.parse(body)))
     assert.is_nil(difference(assert(webhook.construct(body, header, "secret", { now = t })), event))
     -- not verified, not parsed, not for the fast path
-    assert.are.same({ nil, "verify" }, { tape.construct_fast(body, header, "other", { now = t }) })
-    assert.are.same({ nil, "verify" }, { tape.construct_fast(body, header, "secret", { now = t + 301 }) })
-    assert.are.same({ nil, "verify" }, { tape.construct_fast(body, "t=1,v1=zz", "secret") })
+    assert.are.same({ nil, "verify" }, { luajit.construct_fast(body, header, "other", { now = t }) })
+    assert.are.same({ nil, "verify" }, { luajit.construct_fast(body, header, "secret", { now = t + 301 }) })
+    assert.are.same({ nil, "verify" }, { luajit.construct_fast(body, "t=1,v1=zz", "secret") })
     local broken = body:gsub('"cancel"', '"pending"')
     local broken_header = webhook.sign("secret", broken, t)
-    assert.are.same({ nil, "parse" }, { tape.construct_fast(broken, broken_header, "secret", { now = t, level = "strict" }) })
+    assert.are.same({ nil, "parse" }, { luajit.construct_fast(broken, broken_header, "secret", { now = t, level = "strict" }) })
     for _, args in ipairs({
       { body, header, { "secret" } }, { body, { header }, "secret" }, { body, header, "" },
       { body, header, "secret", { now = t, tolerance = -1 } }, { body, header, "secret", { now = "x" } },
       { body, header, "secret", { now = 1 / 0 } }, { body, header, "secret", { unknown_keys = "drop" } },
     }) do
-      local event_or_nil, failed = tape.construct_fast(args[1], args[2], args[3], args[4])
+      local event_or_nil, failed = luajit.construct_fast(args[1], args[2], args[3], args[4])
       assert.is_nil(event_or_nil)
       assert.is_nil(failed)
     end
@@ -115,11 +116,36 @@ describe("LuaJIT's parse", function()
     end)
   end)
 
+  it("verifies as core.verify does, whatever the arguments", function()
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    local t = 1662520836
+    local header = webhook.sign("secret", body, t)
+    local cases = {
+      { body, header, "secret", { now = t } }, { body, header, "secret", { now = t + 300 } },
+      { body, header, "secret", { now = t + 301 } }, { body, header, "secret", { now = t + 301, tolerance = 0 } },
+      { body, header, "other", { now = t } }, { body .. " ", header, "secret", { now = t } },
+      { body, header .. ",v1=" .. ("0"):rep(64), "secret", { now = t } }, { body, "t=1", "secret" },
+      { body, "", "secret" }, { body, nil, "secret" }, { body, { header }, "secret", { now = t } },
+      { body, header, { "other", "secret" }, { now = t } }, { body, header, "secret" },
+    }
+    for i, c in ipairs(cases) do
+      assert.are.same({ core.verify(c[1], c[2], c[3], c[4]) }, { webhook.verify(c[1], c[2], c[3], c[4]) },
+        "case " .. i)
+    end
+    for _, opts in ipairs({ { now = t, tolerance = -1 }, { now = t, tolerance = 0 / 0 }, { now = 0 / 0 },
+      { now = 1 / 0 }, { now = "x" }, { now = t, level = "strict" } }) do
+      local ok_a, err_a = pcall(core.verify, body, header, "secret", opts)
+      local ok_b, err_b = pcall(webhook.verify, body, header, "secret", opts)
+      assert.is_false(ok_a)
+      assert.are.same({ ok_a, err_a }, { ok_b, err_b })
+    end
+  end)
+
   it("builds every valid fixture itself (lenient ones at their level), as core.parse does", function()
     for _, fixture in ipairs(bodies()) do
       if fixture.folder ~= "invalid" then
         for _, level in ipairs(fixture.folder == "valid" and { "lenient", "strict" } or { "lenient" }) do
-          local fast = tape.parse_fast(fixture.body, level == "strict")
+          local fast = luajit.parse_fast(fixture.body, level == "strict")
           assert(fast, fixture.name .. " at " .. level .. ": declined")
           assert.is_nil(difference(fast, core.parse(fixture.body, { level = level })))
         end
@@ -155,7 +181,7 @@ describe("LuaJIT's parse", function()
               assert(problem == nil, string.format("%s, byte %d -> %q at %s: %s", fixture.name, i, r,
                 level, tostring(problem)))
               checked = checked + 1
-              if tape.parse_fast(changed, level == "strict") then
+              if luajit.parse_fast(changed, level == "strict") then
                 fast = fast + 1
               end
             end
@@ -172,7 +198,7 @@ describe("LuaJIT's parse", function()
       :gsub('"John Doe"', '"John \\u0044oe \\ud83d\\ude00 \\/\\\\\\"\\b\\f\\n\\r\\t\\u0000 \\u00e9\\u4f53"')
       :gsub('"cancel"', '"\\u0063ancel"')
       :gsub('"2022%-09%-01T17:00:00.000Z"', '"2022-09-01T17:00:00.000\\u005a"')
-    local fast = assert(tape.parse_fast(body, true))
+    local fast = assert(luajit.parse_fast(body, true))
     assert.are.equal('John Doe \240\159\152\128 /\\"\b\f\n\r\t\0 \195\169\228\189\147',
       fast.object.contact.name)
     assert.are.equal("cancel", fast.object.status)
@@ -185,14 +211,14 @@ describe("LuaJIT's parse", function()
     }
     for _, bad in ipairs(bad_values) do
       local changed = support.read(support.fixtures .. "/valid/guest_cancelled.json"):gsub(bad[1], bad[2], 1)
-      assert.is_nil(tape.parse_fast(changed, true))
+      assert.is_nil(luajit.parse_fast(changed, true))
       assert.is_nil(core.parse(changed, { level = "strict" }))
     end
   end)
 
   it("declines an escaped key, and webhook.parse still reads it", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json"):gsub('"uid"', '"\\u0075id"')
-    assert.is_nil(tape.parse_fast(body, false))
+    assert.is_nil(luajit.parse_fast(body, false))
     local event = assert(webhook.parse(body))
     assert.are.equal("ACDADADASS", event.object.uid)
     assert.is_nil(difference(event, core.parse(body)))
@@ -201,17 +227,17 @@ describe("LuaJIT's parse", function()
   it("keeps unknown keys holding a string or null, as core.parse does", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
       :gsub('"status"', '"meetingUrl": "https://meet.example.com/x", "note": "caf\\u00e9", "gone": null,\n    "status"')
-    local fast = assert(tape.parse_fast(body, false))
+    local fast = assert(luajit.parse_fast(body, false))
     assert.are.equal("https://meet.example.com/x", fast.object.meetingUrl)
     assert.are.equal("caf\195\169", fast.object.note)
     assert.is_nil(difference(fast, core.parse(body)))
-    assert.is_nil(difference(assert(tape.parse_fast(body, true)), core.parse(body, { level = "strict" })))
+    assert.is_nil(difference(assert(luajit.parse_fast(body, true)), core.parse(body, { level = "strict" })))
   end)
 
   it("declines a repeated unknown key, which core.parse reports", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
       :gsub('"status"', '"note": "a", "note": "b",\n    "status"')
-    assert.is_nil(tape.parse_fast(body, false))
+    assert.is_nil(luajit.parse_fast(body, false))
     local event, msg = webhook.parse(body)
     assert.is_nil(event)
     assert.matches("^duplicate: /object/note", msg)
@@ -220,7 +246,7 @@ describe("LuaJIT's parse", function()
   it("declines an unknown key holding a list, and webhook.parse keeps, drops or refuses it as asked", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
       :gsub('"status"', '"extra": [1, true, null, {"a": 2.5}],\n    "status"')
-    assert.is_nil(tape.parse_fast(body, false))
+    assert.is_nil(luajit.parse_fast(body, false))
     for _, mode in ipairs({ "keep", "drop", "reject" }) do
       local a, msg_a = webhook.parse(body, { unknown_keys = mode })
       local b, msg_b = core.parse(body, { unknown_keys = mode })
@@ -236,7 +262,7 @@ describe("LuaJIT's parse", function()
     end
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
       :gsub('"answers": %b[]', '"answers": [' .. table.concat(answers, ",") .. "]")
-    assert.is_nil(tape.parse_fast(body, false))
+    assert.is_nil(luajit.parse_fast(body, false))
     local event = assert(webhook.parse(body))
     assert.are.equal(1500, #event.object.answers)
     assert.are.equal("a1500", event.object.answers[1500].content[1])
@@ -246,10 +272,10 @@ describe("LuaJIT's parse", function()
   it("reads a lone string as a one-item list at the lenient level, as core.parse does", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
       :gsub('"content": %b[]', '"content": "SNS"')
-    local fast = assert(tape.parse_fast(body, false))
+    local fast = assert(luajit.parse_fast(body, false))
     assert.are.same({ "SNS" }, fast.object.answers[1].content)
     assert.is_nil(difference(fast, core.parse(body)))
-    assert.is_nil(tape.parse_fast(body, true))
+    assert.is_nil(luajit.parse_fast(body, true))
   end)
 
   it("leaves options it does not know to core.parse, which checks them", function()

@@ -1,10 +1,11 @@
--- LuaJIT's parse: the C core walks and checks the delivery into int32 slots (its tape mode,
--- called through the FFI), and Lua code generated from core.schema builds the tables. Table
--- constructors with constant keys are copied from a template and filled without hashing, and
--- the JIT compiles all of it; through the classic C API every key is a call and a hash
--- lookup (README "Performance"). Deliveries outside the fast path (an escaped string, an
--- unknown key, any error, options other than level) go to core.parse, which gives the same
--- result or the same error. Only loaded on LuaJIT (see init.lua).
+-- LuaJIT's paths into the C core, through the FFI, which the JIT compiles (README
+-- "Performance"). parse: the core walks and checks the delivery into int32 slots (its tape
+-- mode) and Lua code generated from core.schema builds the tables: table constructors with
+-- constant keys are copied from a template and filled without hashing, where through the
+-- classic C API every key is a call and a hash lookup. verify and construct: one call for one
+-- header and one secret. Anything outside these paths (an invalid or unusual delivery, a
+-- failed signature, other options or arguments) goes to the classic functions, which give
+-- the same result, the same message or the same error. Only loaded on LuaJIT (see init.lua).
 local ffi = require "ffi"
 local core = require "jicoo.webhook.core"
 
@@ -42,7 +43,10 @@ local UNROLLED = 8
 local walk_tape = ffi.cast("int (*)(const char *, size_t, int, int32_t *, int32_t)", core.tape)
 local walk_tape_signed = ffi.cast("int (*)(void *, const char *, size_t, const char *, size_t,"
   .. " const char *, size_t, double, double, int, int32_t *, int32_t)", core.tape_signed)
+local check_signature = ffi.cast("int (*)(void *, const char *, size_t, const char *, size_t,"
+  .. " const char *, size_t, double, double)", core.signature_check)
 local hmac_template = ffi.cast("void *", core.hmac_template)
+local core_verify = core.verify
 local slots = ffi.new("int32_t[?]", CAPACITY)
 local core_parse = core.parse
 
@@ -151,7 +155,7 @@ local function builder_source(schema)
   return concat(lines, "\n")
 end
 
-local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.tape"))(
+local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.luajit"))(
   ffi.string, setmetatable, new_table, core.metatables, ffi.cast("const char *", slots))
 
 local _M = { builder_source = builder_source }
@@ -205,6 +209,42 @@ end
 
 local NAN, HUGE = 0 / 0, math.huge
 
+-- verify's tolerance and now from opts as signature_check takes them (-1: the default, NaN:
+-- the clock), or nil when they are not numbers it can take or, with `alone`, when opts holds
+-- anything else.
+local function signature_times(opts, alone)
+  if opts == nil then
+    return -1, NAN
+  end
+  local tolerance, now = opts.tolerance, opts.now
+  if alone and count_keys(opts) ~= (tolerance ~= nil and 1 or 0) + (now ~= nil and 1 or 0) then
+    return nil
+  end
+  if tolerance == nil then
+    tolerance = -1
+  elseif type(tolerance) ~= "number" or tolerance ~= tolerance or tolerance < 0 then
+    return nil
+  end
+  if now == nil then
+    now = NAN
+  elseif type(now) ~= "number" or now ~= now or now == HUGE or now == -HUGE then
+    return nil
+  end
+  return tolerance, now
+end
+
+-- webhook.verify, same arguments and results as core.verify.
+function _M.verify(body, header, secret, opts)
+  if type(body) == "string" and type(header) == "string" and type(secret) == "string" and secret ~= "" then
+    local tolerance, now = signature_times(opts, true)
+    if tolerance and check_signature(hmac_template, body, #body, header, #header, secret, #secret, now,
+      tolerance) == 1 then
+      return true
+    end
+  end
+  return core_verify(body, header, secret, opts)
+end
+
 -- construct's verify and parse in one C call, for one secret and one header: the Event, or
 -- nil and "verify" (not verified: core.verify says why) or "parse" (verified: core.parse_signed
 -- reads it), or nothing when the arguments are not for the fast path.
@@ -212,16 +252,10 @@ function _M.construct_fast(body, header, secret, opts)
   if type(body) ~= "string" or type(header) ~= "string" or type(secret) ~= "string" or secret == "" then
     return nil
   end
-  local strict, tolerance, now = fast_level(opts, true), -1, NAN
-  if strict == nil then
+  local strict = fast_level(opts, true)
+  local tolerance, now = signature_times(opts)
+  if strict == nil or tolerance == nil then
     return nil
-  end
-  if opts then
-    tolerance, now = opts.tolerance or -1, opts.now or NAN
-    if type(tolerance) ~= "number" or type(now) ~= "number" or (tolerance < 0 and opts.tolerance)
-      or now == HUGE or now == -HUGE then
-      return nil
-    end
   end
   local status = walk_tape_signed(hmac_template, body, #body, header, #header, secret, #secret, now,
     tolerance, strict and 1 or 0, slots, CAPACITY)
