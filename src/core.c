@@ -208,15 +208,15 @@ static int core_walk(lua_State *L, enum core_mode mode)
 }
 
 /* parse without Lua, for LuaJIT's FFI (lua/jicoo/webhook/luajit.lua): a delivery (body[len] is
- * NUL, as in every Lua string) walked with the default limits into int32 slots, the Event at
+ * NUL, as in every Lua string) walked with the default limits into slots (doubles), the Event at
  * slot 0 (layout in walk.c). Returns 0, or -1 when the delivery is invalid or outside the fast
  * path; the caller then calls parse, which reports or builds it. */
-static int core_tape(const char *body, size_t len, int strict, int32_t *slots, int32_t capacity)
+static int core_tape(const char *body, size_t len, int strict, double *slots, int32_t capacity)
 {
     json_parser p;
     json_tape tape;
     core_init_parser(&p, body, len);
-    if (len > p.limits.max_size || capacity < 0 || capacity > INT32_MAX / 4)
+    if (len > p.limits.max_size || capacity < 0)
         return -1;
     p.strict = strict;
     p.reject_duplicates = 1;
@@ -234,7 +234,7 @@ static int core_tape(const char *body, size_t len, int strict, int32_t *slots, i
 static int core_tape_signed(void *hmac_template, const char *body, size_t len,
                             const char *header, size_t header_len, const char *secret,
                             size_t secret_len, double now, double tolerance, int strict,
-                            int32_t *slots, int32_t capacity)
+                            double *slots, int32_t capacity)
 {
     if (!signature_check(hmac_template, body, len, header, header_len, secret, secret_len, now,
                          tolerance))

@@ -56,11 +56,13 @@ typedef struct json_error {
 
 typedef enum json_unknown_keys { JSON_KEEP, JSON_DROP, JSON_REJECT } json_unknown_keys;
 
-/* The tape mode's output (walk.c): the parse written as int32 slots instead of Lua values. */
+/* The tape mode's output (walk.c): the parse written as numbered slots instead of Lua values.
+ * A slot is a double, as a Lua number is: the FFI reads it without conversions or boxes. */
 typedef struct json_tape {
-    int32_t *slots;
+    double *slots;
     int32_t used, capacity;
-    int32_t value[2]; /* the value just read, as its parent stores it */
+    double value[2];     /* the value just read, as its parent stores it */
+    const char *decoded; /* the bytes of the last string decoded into the slots */
 } json_tape;
 
 typedef struct json_parser {

@@ -2,15 +2,16 @@
  * checking each against its schema field (or against nothing, for plain JSON and for the
  * values of unknown keys). The first violation stops it.
  *
- * In tape mode (p->tape set, no Lua state) the same walk writes int32 slots instead, for
+ * In tape mode (p->tape set, no Lua state) the same walk writes numbered slots instead, for
  * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/luajit.lua). It covers the common
  * delivery and declines the rest (an unknown key holding a number, a list or an object, an
  * escaped key, a full tape, any error); the caller then walks the input again with Lua, which
  * reports or builds it. The layout:
  *   object of type t at slot b: two slots per field, in the type's order: a string is
- *     (offset in the input, length), or when it has escapes (byte offset of its decoded bytes
- *     in the slots, -2 - length); an object is (its slot, 0), an array (its first item,
- *     count); an absent or null field is (0, -1); then (first other key, how many): the keys
+ *     (where it starts, counted from the start of the input, length): a string with escapes
+ *     is decoded into slots of its own, and its start is theirs; an object is (its slot, 0),
+ *     an array (its first item, count); an absent or null field is (0, -1); then (first other
+ *     key, how many): the keys
  *     not in t, each at slot k: (offset, length) of the key, its value (a string or null), the
  *     next other key's slot (-1 after the last);
  *   array item at slot e: its value as above, then the next item's slot (-1 after the last). */
@@ -48,7 +49,7 @@ static int32_t walk_tape_slots(json_tape *tape, int32_t n)
     return at;
 }
 
-static void walk_tape_value(json_tape *tape, int32_t a, int32_t b)
+static void walk_tape_value(json_tape *tape, double a, double b)
 {
     tape->value[0] = a;
     tape->value[1] = b;
@@ -94,17 +95,20 @@ static int walk_check_text(json_parser *p, const schema_field *f, const json_fra
     return 0;
 }
 
-/* Tape mode: a string with escapes, decoded into the slots; its value is (byte offset in the
- * slots, -2 - length). */
+/* Tape mode: a string with escapes, decoded into slots of its own. */
 static int walk_tape_decoded(json_parser *p, const json_string *s)
 {
     json_tape *tape = p->tape;
     int32_t at;
-    if (s->len > (size_t)tape->capacity * 4 ||
-        (at = walk_tape_slots(tape, (int32_t)((s->len + 3) / 4))) < 0)
+    if (s->len > (size_t)tape->capacity * sizeof *tape->slots ||
+        (at = walk_tape_slots(tape, (int32_t)((s->len + sizeof *tape->slots - 1) /
+                                              sizeof *tape->slots))) < 0)
         return walk_decline(p);
+    tape->decoded = (const char *)(tape->slots + at);
     json_decode_into((char *)(tape->slots + at), s);
-    walk_tape_value(tape, at * 4, -2 - (int32_t)s->len);
+    /* the distance between two objects, which the FFI adds back to the input's address */
+    walk_tape_value(tape, (double)(intptr_t)((uintptr_t)tape->decoded - (uintptr_t)p->start),
+                    (double)s->len);
     return 0;
 }
 
@@ -119,13 +123,13 @@ static int walk_string(json_parser *p, const schema_field *f, const json_frame *
     if (!p->tape)
         json_push_string(p->L, &s);
     else if (!s.has_escapes)
-        walk_tape_value(p->tape, (int32_t)(s.raw - p->start), (int32_t)s.raw_len);
+        walk_tape_value(p->tape, (double)(s.raw - p->start), (double)s.raw_len);
     else if (walk_tape_decoded(p, &s))
         return JSON_ERROR;
     if (f && (f->format != SCHEMA_TEXT || f->values)) {
         size_t len = s.len;
         const char *text = !s.has_escapes ? (const char *)s.raw
-                           : p->tape ? (const char *)p->tape->slots + p->tape->value[0]
+                           : p->tape ? p->tape->decoded
                                      : lua_tolstring(p->L, -1, &len);
         return walk_check_text(p, f, frame, at, text, len);
     }
@@ -159,7 +163,7 @@ static int walk_tape_item(json_parser *p, int32_t *first, int32_t *last)
     tape->slots[at + 1] = tape->value[1];
     tape->slots[at + 2] = -1;
     if (*last >= 0)
-        tape->slots[*last + 2] = at;
+        tape->slots[*last + 2] = (double)at;
     else
         *first = at;
     *last = at;
@@ -209,7 +213,7 @@ static int walk_array(json_parser *p, const schema_field *item, const json_frame
     }
     p->cur++;
     if (p->tape)
-        walk_tape_value(p->tape, first, (int32_t)n);
+        walk_tape_value(p->tape, (double)first, (double)n);
     else if (!table)
         walk_flush(L, base);
     json_leave(p);
@@ -304,21 +308,22 @@ static int walk_tape_other_key(json_parser *p, const schema_type *t, const json_
                                const json_frame *child, int32_t object)
 {
     json_tape *tape = p->tape;
-    int32_t *chain = tape->slots + object + 2 * (int32_t)t->nfields, other, at;
+    double *chain = tape->slots + object + 2 * (int32_t)t->nfields;
+    int32_t other, at;
     if (key->has_escapes || chain[1] == WALK_TAPE_OTHER_KEYS)
         return walk_decline(p);
-    for (other = chain[0]; other >= 0; other = tape->slots[other + 4])
-        if (tape->slots[other + 1] == (int32_t)key->raw_len &&
-            memcmp(p->start + tape->slots[other], key->raw, key->raw_len) == 0)
+    for (other = (int32_t)chain[0]; other >= 0; other = (int32_t)tape->slots[other + 4])
+        if (tape->slots[other + 1] == (double)key->raw_len &&
+            memcmp(p->start + (size_t)tape->slots[other], key->raw, key->raw_len) == 0)
             return walk_decline(p);
     if (walk_value(p, NULL, child) || (at = walk_tape_slots(tape, 5)) < 0)
         return walk_decline(p);
-    tape->slots[at] = (int32_t)(key->raw - p->start);
-    tape->slots[at + 1] = (int32_t)key->raw_len;
+    tape->slots[at] = (double)(key->raw - p->start);
+    tape->slots[at + 1] = (double)key->raw_len;
     tape->slots[at + 2] = tape->value[0];
     tape->slots[at + 3] = tape->value[1];
     tape->slots[at + 4] = chain[0];
-    chain[0] = at;
+    chain[0] = (double)at;
     chain[1]++;
     return 0;
 }

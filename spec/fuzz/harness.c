@@ -31,12 +31,12 @@ static int harness_entry(lua_State *L)
  * so that the sanitizers see a write past them. */
 static int harness_tape_accepts(lua_State *L)
 {
-    typedef int (*tape_walk)(const char *, size_t, int, int32_t *, int32_t);
+    typedef int (*tape_walk)(const char *, size_t, int, double *, int32_t);
     size_t len;
     const char *body = luaL_checklstring(L, 1, &len);
     int strict = lua_toboolean(L, 2), accepted;
     lua_Integer capacity = luaL_checkinteger(L, 3);
-    int32_t *slots = malloc((size_t)capacity * sizeof *slots);
+    double *slots = malloc((size_t)capacity * sizeof *slots);
     tape_walk walk;
     if (!slots)
         return luaL_error(L, "no memory for %d slots", (int)capacity);

@@ -1,5 +1,5 @@
 -- LuaJIT's paths into the C core, through the FFI, which the JIT compiles (README
--- "Performance"). parse: the core walks and checks the delivery into int32 slots (its tape
+-- "Performance"). parse: the core walks and checks the delivery into numbered slots (its tape
 -- mode) and Lua code generated from core.schema builds the tables: table constructors with
 -- constant keys are copied from a template and filled without hashing, where through the
 -- classic C API every key is a call and a hash lookup. verify and construct: one call for one
@@ -40,14 +40,14 @@ local CAPACITY = 8192
 -- List items read one by one before the loop takes over.
 local UNROLLED = 8
 
-local walk_tape = ffi.cast("int (*)(const char *, size_t, int, int32_t *, int32_t)", core.tape)
+local walk_tape = ffi.cast("int (*)(const char *, size_t, int, double *, int32_t)", core.tape)
 local walk_tape_signed = ffi.cast("int (*)(void *, const char *, size_t, const char *, size_t,"
-  .. " const char *, size_t, double, double, int, int32_t *, int32_t)", core.tape_signed)
+  .. " const char *, size_t, double, double, int, double *, int32_t)", core.tape_signed)
 local check_signature = ffi.cast("int (*)(void *, const char *, size_t, const char *, size_t,"
   .. " const char *, size_t, double, double)", core.signature_check)
 local hmac_template = ffi.cast("void *", core.hmac_template)
 local core_verify = core.verify
-local slots = ffi.new("int32_t[?]", CAPACITY)
+local slots = ffi.new("double[?]", CAPACITY)
 local core_parse = core.parse
 
 -- The source of the builders: for each type a function(T, base, at) that reads its object
@@ -82,11 +82,13 @@ local function builder_source(schema)
     return concat(lines, "\n")
   end
 
-  -- The expression for the value of `field` in slots `at`, `at + 1`.
-  local function read(field, at)
+  -- The expression for the value of `field` in slots `at`, `at + 1`; `always` when it cannot
+  -- be absent. Every test is a trace exit the JIT must be ready for, so only a field that may
+  -- be absent tests whether it is there.
+  local function read(field, at, always)
     local expr
-    if field.kind == "string" then -- in the input, else decoded in the slots (or absent)
-      return format("T[%s + 1] >= 0 and str(base + T[%s], T[%s + 1]) or decoded(T, %s)", at, at, at, at)
+    if field.kind == "string" then
+      expr = format("str(base + T[%s], T[%s + 1])", at, at)
     elseif field.kind == "object" then
       expr = format("build_%s(T, base, T[%s])", field.type, at)
     else -- an array: a chain of items, read by a function of its own
@@ -95,8 +97,11 @@ local function builder_source(schema)
       functions[#functions + 1] = chain(
         format("local function %s(T, base, link, n)\n  local list, i = new_table(n, 0), 1\n"
           .. "  if n == 0 then return list end", name),
-        { format("list[i] = %s", read(field.items, "link")), "i = i + 1" }, "link + 2", "list")
+        { format("list[i] = %s", read(field.items, "link", true)), "i = i + 1" }, "link + 2", "list")
       expr = format("%s(T, base, T[%s], T[%s + 1])", name, at, at)
+    end
+    if always then
+      return expr
     end
     return format("T[%s + 1] >= 0 and %s or nil", at, expr)
   end
@@ -119,17 +124,11 @@ local function builder_source(schema)
   visit("Event")
 
   local lines = {
-    "local str, setmetatable, new_table, metatables, bytes = ...",
-    "local function decoded(T, at)",
-    "  local n = T[at + 1]",
-    "  if n ~= -1 then",
-    "    return str(bytes + T[at], -2 - n)",
-    "  end",
-    "end",
+    "local str, setmetatable, new_table, metatables = ...",
     -- keys that are not in the type (lenient level): a string or null each
     chain("local function other_keys(object, T, base, link)",
       { "object[str(base + T[link], T[link + 1])] = T[link + 3] >= 0"
-        .. " and str(base + T[link + 2], T[link + 3]) or decoded(T, link + 2)" }, "link + 4", "object"),
+        .. " and str(base + T[link + 2], T[link + 3]) or nil" }, "link + 4", "object"),
   }
   for _, type_name in ipairs(order) do
     lines[#lines + 1] = format("local build_%s", type_name)
@@ -137,7 +136,8 @@ local function builder_source(schema)
   for _, type_name in ipairs(order) do
     local fields, values = schema[type_name].fields, {}
     for i, field in ipairs(fields) do
-      values[i] = format("    [%q] = %s,", field.name, read(field, format("at + %d", 2 * (i - 1))))
+      local always = field.required == "always" and not field.nullable
+      values[i] = format("    [%q] = %s,", field.name, read(field, format("at + %d", 2 * (i - 1)), always))
     end
     functions[#functions + 1] = concat({
       format("function build_%s(T, base, at)", type_name),
@@ -156,7 +156,7 @@ local function builder_source(schema)
 end
 
 local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.luajit"))(
-  ffi.string, setmetatable, new_table, core.metatables, ffi.cast("const char *", slots))
+  ffi.string, setmetatable, new_table, core.metatables)
 
 local _M = { builder_source = builder_source }
 
