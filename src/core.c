@@ -229,8 +229,8 @@ static int core_tape(const char *body, size_t len, int strict, double *slots, in
 }
 
 /* construct without Lua, for LuaJIT's FFI: signature_check, then core_tape. Returns 0 (the
- * Event at slot 0), 1 when the signature does not verify (core.verify says why), or 2 when it
- * does and the delivery is invalid or outside the fast path (core.parse_signed then). */
+ * Event at slot 0), or non-zero when the signature does not verify or the delivery is invalid
+ * or outside the fast path; core.construct then says what it is. */
 static int core_tape_signed(void *hmac_template, const char *body, size_t len,
                             const char *header, size_t header_len, const char *secret,
                             size_t secret_len, double now, double tolerance, int strict,
@@ -239,7 +239,7 @@ static int core_tape_signed(void *hmac_template, const char *body, size_t len,
     if (!signature_check(hmac_template, body, len, header, header_len, secret, secret_len, now,
                          tolerance))
         return 1;
-    return core_tape(body, len, strict, slots, capacity) ? 2 : 0;
+    return core_tape(body, len, strict, slots, capacity);
 }
 
 static int core_decode(lua_State *L)
@@ -252,9 +252,22 @@ static int core_parse(lua_State *L)
     return core_walk(L, CORE_PARSE);
 }
 
-/* parse, accepting the signature's options too: for construct(). */
-static int core_parse_signed(lua_State *L)
+/* construct(body, header, secrets [, opts]): verify, then parse only what verified, in one
+ * call. Upvalues: the cache, the HMAC template. */
+static int core_construct(lua_State *L)
 {
+    lua_settop(L, 4);
+    if (signature_verify_at(L, lua_upvalueindex(2), 1) != 1) { /* false, msg, code */
+        lua_pushnil(L);                                          /* nil, msg, {code = code} */
+        lua_pushvalue(L, -3);
+        lua_createtable(L, 0, 1);
+        lua_pushvalue(L, -4);
+        lua_setfield(L, -2, "code");
+        return 3;
+    }
+    lua_settop(L, 4);
+    lua_remove(L, 2); /* body, secrets, opts */
+    lua_remove(L, 2); /* body, opts */
     return core_walk(L, CORE_CONSTRUCT);
 }
 
@@ -308,37 +321,46 @@ CORE_EXPORT int luaopen_jicoo_webhook_core(lua_State *L);
 int luaopen_jicoo_webhook_core(lua_State *L)
 {
     static const luaL_Reg walkers[] = {
-        {"decode", core_decode}, {"parse", core_parse}, {"parse_signed", core_parse_signed},
-        {NULL, NULL}};
+        {"decode", core_decode}, {"parse", core_parse}, {NULL, NULL}};
     const luaL_Reg *r;
     size_t i;
+    int module, cache;
 
-    lua_createtable(L, 0, 16);   /* module */
+    lua_createtable(L, 0, 20);
+    module = lua_gettop(L);
     core_push_cache(L);          /* module, metatables, cache */
+    cache = lua_gettop(L);
+    lua_pushvalue(L, cache - 1);
+    lua_setfield(L, module, "metatables");
     for (r = walkers; r->name; r++) {
-        lua_pushvalue(L, -1);
+        lua_pushvalue(L, cache);
         lua_pushcclosure(L, r->func, 1);
-        lua_setfield(L, -4, r->name);
+        lua_setfield(L, module, r->name);
     }
-    lua_pop(L, 1);
-    lua_setfield(L, -2, "metatables");
 
     lua_pushcfunction(L, core_time);
-    lua_setfield(L, -2, "time");
+    lua_setfield(L, module, "time");
     lua_pushlightuserdata(L, NULL); /* equal to cjson.null */
-    lua_setfield(L, -2, "null");
+    lua_setfield(L, module, "null");
     schema_push_description(L);
-    lua_setfield(L, -2, "schema");
+    lua_setfield(L, module, "schema");
     lua_createtable(L, 0, (int)CORE_NLIMITS);
     for (i = 0; i < CORE_NLIMITS; i++) {
         lua_pushinteger(L, (lua_Integer)core_limits[i].value);
         lua_setfield(L, -2, core_limits[i].name);
     }
-    lua_setfield(L, -2, "limits");
+    lua_setfield(L, module, "limits");
     lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape); /* for LuaJIT's FFI only */
-    lua_setfield(L, -2, "tape");
+    lua_setfield(L, module, "tape");
     lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape_signed);
-    lua_setfield(L, -2, "tape_signed");
-    signature_register(L);
+    lua_setfield(L, module, "tape_signed");
+
+    lua_pushvalue(L, module);
+    signature_register(L);       /* module, cache, module, template */
+    lua_pushvalue(L, cache);
+    lua_insert(L, -2);
+    lua_pushcclosure(L, core_construct, 2);
+    lua_setfield(L, module, "construct");
+    lua_settop(L, module);
     return 1;
 }

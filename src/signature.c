@@ -144,9 +144,9 @@ static int signature_hmac(signature_template *tpl, const char *key, size_t key_l
     return ok;
 }
 
-static signature_template *signature_get_template(lua_State *L)
+static signature_template *signature_get_template(lua_State *L, int index)
 {
-    signature_template *tpl = (signature_template *)lua_touserdata(L, lua_upvalueindex(1));
+    signature_template *tpl = (signature_template *)lua_touserdata(L, index);
     if (tpl == NULL || tpl->ctx == NULL) {
         luaL_error(L, "jicoo.webhook.core: HMAC template is not initialised");
     }
@@ -397,7 +397,7 @@ static int signature_push_failure(lua_State *L, const char *code, const char *ms
 /* core.hmac_sha256(key, msg) -> 32 raw bytes */
 static int signature_hmac_sha256(lua_State *L)
 {
-    signature_template *tpl = signature_get_template(L);
+    signature_template *tpl = signature_get_template(L, lua_upvalueindex(1));
     size_t key_len, msg_len;
     const char *key = luaL_checklstring(L, 1, &key_len);
     signature_part part;
@@ -415,7 +415,7 @@ static int signature_hmac_sha256(lua_State *L)
 /* core.sign(secret, body [, t]) -> "t=<t>,v1=<64 lower-case hex>", t defaulting to now */
 static int signature_sign(lua_State *L)
 {
-    signature_template *tpl = signature_get_template(L);
+    signature_template *tpl = signature_get_template(L, lua_upvalueindex(1));
     size_t secret_len, body_len;
     const char *secret = luaL_checklstring(L, 1, &secret_len);
     const char *body = luaL_checklstring(L, 2, &body_len);
@@ -466,8 +466,10 @@ static int signature_check_secrets(lua_State *L, int arg)
 }
 
 /* The verify options at `arg` (nil or a table): tolerance (default 300 s, 0 = no time check)
- * and now (default the system clock); any other name raises. */
-static void signature_read_options(lua_State *L, int arg, lua_Number *tolerance, lua_Number *now)
+ * and now (default the system clock); any other name raises, unless `shared` (construct's
+ * options, whose other names are the parser's). */
+static void signature_read_options(lua_State *L, int arg, int shared, lua_Number *tolerance,
+                                   lua_Number *now)
 {
     const char *name;
     *tolerance = SIGNATURE_DEFAULT_TOLERANCE;
@@ -487,7 +489,7 @@ static void signature_read_options(lua_State *L, int arg, lua_Number *tolerance,
             *now = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
             if (!(*now == *now) || *now == HUGE_VAL || *now == -HUGE_VAL)
                 luaL_error(L, "option 'now' must be a time in Unix seconds");
-        } else {
+        } else if (!shared) {
             luaL_error(L, "unknown option '%s'", name);
         }
         lua_pop(L, 1);
@@ -589,7 +591,12 @@ int signature_check(void *hmac_template, const char *body, size_t body_len,
  */
 static int signature_verify(lua_State *L)
 {
-    signature_template *tpl = signature_get_template(L);
+    return signature_verify_at(L, lua_upvalueindex(1), 0);
+}
+
+int signature_verify_at(lua_State *L, int template_index, int shared_options)
+{
+    signature_template *tpl = signature_get_template(L, template_index);
     size_t body_len, header_len, secret_len;
     const char *body, *header, *code, *msg = NULL, *secret;
     int nsecrets, i, matched = 0;
@@ -600,7 +607,7 @@ static int signature_verify(lua_State *L)
     body = lua_tolstring(L, 1, &body_len);
     header = signature_read_header(L, 2, &header_len);
     nsecrets = signature_check_secrets(L, 3);
-    signature_read_options(L, 4, &tolerance, &now);
+    signature_read_options(L, 4, shared_options, &tolerance, &now);
     if (header == NULL || signature_is_blank(header, header_len)) {
         return signature_push_failure(L, "missing_header",
                                       "missing_header: no Jicoo-Webhook-Signature header");
@@ -705,5 +712,4 @@ void signature_register(lua_State *L)
     lua_setfield(L, -3, "hmac_template");
     lua_pushlightuserdata(L, (void *)(uintptr_t)signature_check);
     lua_setfield(L, -3, "signature_check");
-    lua_pop(L, 1);
 }

@@ -283,6 +283,7 @@ local function report(results, quick)
     local parts = {}
     for _, rt in ipairs(runtimes) do
       local lo, hi, large
+      local rt_met = true
       for _, payload in ipairs(payload_order) do
         local c = by[rt][payload]
         local v = c and t.value(c)
@@ -290,7 +291,7 @@ local function report(results, quick)
           if is_fixture(payload) then
             seen = true
             if not t.ok(v) then
-              met = false
+              met, rt_met = false, false
             end
             lo = lo and math.min(lo, v) or v
             hi = hi and math.max(hi, v) or v
@@ -300,8 +301,8 @@ local function report(results, quick)
         end
       end
       if lo then
-        parts[#parts + 1] = string_format("%s %s-%s%s", rt, fmt_ratio(lo), fmt_ratio(hi),
-          large and string_format(" (large %s)", fmt_ratio(large)) or "")
+        parts[#parts + 1] = string_format("%s %s-%s%s %s", rt, fmt_ratio(lo), fmt_ratio(hi),
+          large and string_format(" (large %s)", fmt_ratio(large)) or "", rt_met and "met" or "not met")
       end
     end
     local verdict = not seen and "NOT MEASURED" or met and "met" or "NOT MET"

@@ -47,6 +47,7 @@ local check_signature = ffi.cast("int (*)(void *, const char *, size_t, const ch
   .. " const char *, size_t, double, double)", core.signature_check)
 local hmac_template = ffi.cast("void *", core.hmac_template)
 local core_verify = core.verify
+local core_construct = core.construct
 local slots = ffi.new("double[?]", CAPACITY)
 local core_parse = core.parse
 
@@ -245,24 +246,18 @@ function _M.verify(body, header, secret, opts)
   return core_verify(body, header, secret, opts)
 end
 
--- construct's verify and parse in one C call, for one secret and one header: the Event, or
--- nil and "verify" (not verified: core.verify says why) or "parse" (verified: core.parse_signed
--- reads it), or nothing when the arguments are not for the fast path.
-function _M.construct_fast(body, header, secret, opts)
-  if type(body) ~= "string" or type(header) ~= "string" or type(secret) ~= "string" or secret == "" then
-    return nil
+-- webhook.construct, same arguments and results as core.construct: verify and parse in one
+-- C call for one header and one secret; anything else, and every failure, from core.construct.
+function _M.construct(body, header, secret, opts)
+  if type(body) == "string" and type(header) == "string" and type(secret) == "string" and secret ~= "" then
+    local strict = fast_level(opts, true)
+    local tolerance, now = signature_times(opts)
+    if strict ~= nil and tolerance ~= nil and walk_tape_signed(hmac_template, body, #body, header,
+      #header, secret, #secret, now, tolerance, strict and 1 or 0, slots, CAPACITY) == 0 then
+      return build(slots, ffi.cast("const char *", body), 0)
+    end
   end
-  local strict = fast_level(opts, true)
-  local tolerance, now = signature_times(opts)
-  if strict == nil or tolerance == nil then
-    return nil
-  end
-  local status = walk_tape_signed(hmac_template, body, #body, header, #header, secret, #secret, now,
-    tolerance, strict and 1 or 0, slots, CAPACITY)
-  if status == 0 then
-    return build(slots, ffi.cast("const char *", body), 0)
-  end
-  return nil, status == 1 and "verify" or "parse"
+  return core_construct(body, header, secret, opts)
 end
 
 return _M
