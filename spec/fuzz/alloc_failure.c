@@ -83,6 +83,10 @@ static const char alloc_cases[] =
     "    { 'whsec_other', secret }, { tolerance = 300, now = now } },\n"
     "  { label .. ': verify mismatch', core.verify, 4, body, core.sign(secret, body, now),\n"
     "    'whsec_other', { tolerance = 300, now = now } },\n"
+    "  { label .. ': construct', core.construct, 4, body, core.sign(secret, body, now),\n"
+    "    secret, { now = now, level = 'strict' } },\n"
+    "  { label .. ': construct mismatch', core.construct, 4, body, core.sign(secret, body, now),\n"
+    "    'whsec_other', { now = now } },\n"
     "}\n";
 
 static const char alloc_canon[] =
