@@ -321,15 +321,19 @@ end
 
 -- Every (row, payload) gets its own compiled loop, so LuaJIT records one trace per call site
 -- instead of one polymorphic trace shared by every row. The loop returns how many calls
--- failed, which also keeps the calls' results alive.
+-- failed. Each result is stored where the loop's caller could reach it: a result only tested
+-- for truth would let LuaJIT leave out (sink) the tables a Lua-built result is made of.
 local LOOP_TEMPLATE = [[
 local f, a, b, c = ...
+local kept = {}
 return function(n)
   local failed = 0
   for _ = 1, n do
-    if not (%s) then
+    local result = %s
+    if not result then
       failed = failed + 1
     end
+    kept[1] = result
   end
   return failed
 end
