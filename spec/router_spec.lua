@@ -508,6 +508,15 @@ describe("router: handlers and ctx", function()
       cjson.decode(encoded))
   end)
 
+  it("writes the handled answer as json_object would, byte for byte", function()
+    local router_module = require "jicoo.webhook.router"
+    for _, c in ipairs({ { "guest_booked", 1, false }, { "guest_assigned", 3, true },
+      { 'we"ird\1\255', 0, true } }) do
+      assert.are.equal(router_module.json_object({ ok = true, result = "handled", event = c[1],
+        handlers = c[2], unknown = c[3] or nil }), router_module.handled_json(c[1], c[2], c[3]))
+    end
+  end)
+
   local misuse = {
     { "an unknown option", function() webhook.router({ verify = false, secret = "s" }) end,
       "unknown option 'secret'" },

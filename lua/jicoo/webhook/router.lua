@@ -164,6 +164,16 @@ end
 
 _M.json_object = json_object
 
+-- The answer to a handled delivery, json_object({ ok = true, result = "handled", event = event,
+-- handlers = handlers, unknown = unknown }) written out: the answer sent most often, and
+-- json_object's loops would keep LuaJIT from compiling the request path.
+local function handled_json(event, handlers, unknown)
+  return '{"event":' .. json_string(event) .. ',"handlers":' .. json_value(handlers)
+    .. ',"ok":true,"result":"handled"' .. (unknown and ',"unknown":true}' or "}")
+end
+
+_M.handled_json = handled_json
+
 ---------------------------------------------------------------------------------------------
 -- Helpers
 
@@ -210,31 +220,41 @@ end
 
 -- The logger handed to handlers as ctx.log: ctx.log("fmt", ...) logs at info level;
 -- ctx.log.debug/info/warn/error(fmt, ...) pick the level. Messages are prefixed with the
--- handler that wrote them.
+-- handler that wrote them. The logger and its levels are callable tables, not closures: LuaJIT
+-- cannot compile the creation of a closure, and a handler that logs runs on every delivery.
+local function log_emit(logger, level, fmt, ...)
+  local message
+  if select("#", ...) > 0 then
+    message = string_format(fmt, ...)
+  else
+    message = tostring(fmt)
+  end
+  local handler = logger.ctx.handler
+  if handler then
+    message = handler .. ": " .. message
+  end
+  logger.sink(level, message)
+end
+
+local level_meta = {
+  __call = function(self, fmt, ...)
+    log_emit(self.logger, self.level, fmt, ...)
+  end,
+}
+
+local logger_meta = {
+  __call = function(self, fmt, ...)
+    log_emit(self, "info", fmt, ...)
+  end,
+}
+
 local function new_context_logger(sink, ctx)
-  local function emit(level, fmt, ...)
-    local message
-    if select("#", ...) > 0 then
-      message = string_format(fmt, ...)
-    else
-      message = tostring(fmt)
-    end
-    if ctx.handler then
-      message = ctx.handler .. ": " .. message
-    end
-    sink(level, message)
-  end
-  local logger = {}
-  for _, level in ipairs({ "debug", "info", "warn", "error" }) do
-    logger[level] = function(fmt, ...)
-      emit(level, fmt, ...)
-    end
-  end
-  return setmetatable(logger, {
-    __call = function(_, fmt, ...)
-      emit("info", fmt, ...)
-    end,
-  })
+  local logger = setmetatable({ sink = sink, ctx = ctx }, logger_meta)
+  logger.debug = setmetatable({ logger = logger, level = "debug" }, level_meta)
+  logger.info = setmetatable({ logger = logger, level = "info" }, level_meta)
+  logger.warn = setmetatable({ logger = logger, level = "warn" }, level_meta)
+  logger.error = setmetatable({ logger = logger, level = "error" }, level_meta)
+  return logger
 end
 
 -- ctx:setting(name, env_name, default): a handler's setting from ctx.config (the router's
@@ -723,10 +743,8 @@ function Router:dispatch(delivery)
       ok = false, error = "handler_failed", event = ev.event, failed = #errors,
     }, ev, errors)
   else
-    res = respond(200, {
-      ok = true, result = "handled", event = ev.event, handlers = #ran,
-      unknown = (not ev:is_known()) or nil,
-    }, ev)
+    res = { status = 200, body = handled_json(ev.event, #ran, not ev:is_known()), event = ev,
+      errors = {} }
   end
   res.key = delivery.key
   res.handlers = ran
