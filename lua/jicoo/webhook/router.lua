@@ -128,6 +128,9 @@ local function valid_utf8(s)
 end
 
 local function json_string(s)
+  if not string_find(s, '[%c"\\\128-\255]') then -- most strings: nothing to escape or repair
+    return '"' .. s .. '"'
+  end
   return '"' .. string_gsub(valid_utf8(s), '[%c"\\]', escape_char) .. '"'
 end
 

@@ -7,6 +7,7 @@ local type = type
 local ipairs = ipairs
 local concat = table.concat
 local gsub = string.gsub
+local find = string.find
 local match = string.match
 
 local _M = {}
@@ -32,8 +33,12 @@ local function epoch(value)
   return nil
 end
 
--- "/" separates the key's parts and "%" escapes, so both are escaped inside a part.
+-- "/" separates the key's parts and "%" escapes, so both are escaped inside a part. Plain
+-- searches first: LuaJIT compiles them, not gsub, and most parts have neither.
 local function key_part(s)
+  if not find(s, "%", 1, true) and not find(s, "/", 1, true) then
+    return s
+  end
   return (gsub(s, "[%%/]", { ["%"] = "%25", ["/"] = "%2F" }))
 end
 
