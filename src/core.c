@@ -209,8 +209,9 @@ static int core_walk(lua_State *L, enum core_mode mode)
 
 /* parse without Lua, for LuaJIT's FFI (lua/jicoo/webhook/luajit.lua): a delivery (body[len] is
  * NUL, as in every Lua string) walked with the default limits into slots (doubles), the Event at
- * slot 0 (layout in walk.c). Returns 0, or -1 when the delivery is invalid or outside the fast
- * path; the caller then calls parse, which reports or builds it. */
+ * slot 0 (layout in walk.c). Returns how many keys outside the schema it kept (0 or more), or -1
+ * when the delivery is invalid or outside the fast path; the caller then calls parse, which
+ * reports or builds it. */
 static int core_tape(const char *body, size_t len, int strict, double *slots, int32_t capacity)
 {
     json_parser p;
@@ -221,16 +222,16 @@ static int core_tape(const char *body, size_t len, int strict, double *slots, in
     p.strict = strict;
     p.reject_duplicates = 1;
     p.unknown_keys = JSON_KEEP;
+    memset(&tape, 0, sizeof tape);
     tape.slots = slots;
-    tape.used = 0;
     tape.capacity = capacity;
     p.tape = &tape;
-    return walk_document(&p, &schema_event) ? -1 : 0;
+    return walk_document(&p, &schema_event) ? -1 : tape.other_keys;
 }
 
-/* construct without Lua, for LuaJIT's FFI: signature_check, then core_tape. Returns 0 (the
- * Event at slot 0), or non-zero when the signature does not verify or the delivery is invalid
- * or outside the fast path; core.construct then says what it is. */
+/* construct without Lua, for LuaJIT's FFI: signature_check, then core_tape. Returns what
+ * core_tape returns, or -1 when the signature does not verify; after a -1 core.construct says
+ * what is wrong. */
 static int core_tape_signed(void *hmac_template, const char *body, size_t len,
                             const char *header, size_t header_len, const char *secret,
                             size_t secret_len, double now, double tolerance, int strict,
@@ -238,7 +239,7 @@ static int core_tape_signed(void *hmac_template, const char *body, size_t len,
 {
     if (!signature_check(hmac_template, body, len, header, header_len, secret, secret_len, now,
                          tolerance))
-        return 1;
+        return -1;
     return core_tape(body, len, strict, slots, capacity);
 }
 

@@ -63,6 +63,7 @@ typedef struct json_tape {
     int32_t used, capacity;
     double value[2];     /* the value just read, as its parent stores it */
     const char *decoded; /* the bytes of the last string decoded into the slots */
+    int32_t other_keys;  /* how many keys outside the schema were kept */
 } json_tape;
 
 typedef struct json_parser {

@@ -325,6 +325,7 @@ static int walk_tape_other_key(json_parser *p, const schema_type *t, const json_
     tape->slots[at + 4] = chain[0];
     chain[0] = (double)at;
     chain[1]++;
+    tape->other_keys++;
     return 0;
 }
 

@@ -43,7 +43,7 @@ static int harness_tape_accepts(lua_State *L)
     lua_getglobal(L, "core");
     lua_getfield(L, -1, "tape");
     walk = (tape_walk)(uintptr_t)lua_touserdata(L, -1);
-    accepted = walk(body, len, strict, slots, (int32_t)capacity) == 0;
+    accepted = walk(body, len, strict, slots, (int32_t)capacity) >= 0;
     free(slots);
     lua_pushboolean(L, accepted);
     return 1;

@@ -56,7 +56,7 @@ local core_parse = core.parse
 -- values are read in place. A constructor with constant keys copies a template and stores
 -- without hashing; reading each value inside it keeps few values live, so the JIT compiles
 -- a side trace for every shape of delivery (optional fields there or not).
-local function builder_source(schema)
+local function builder_source(schema, other_keys)
   local functions, lists = {}, 0
 
   -- The lines of a function that walks a chain: `step` (lines) reads the link at slot `link`,
@@ -145,8 +145,8 @@ local function builder_source(schema)
       "  local object = setmetatable({",
       concat(values, "\n"),
       format("  }, metatables.%s)", type_name),
-      format("  if T[at + %d] > 0 then other_keys(object, T, base, T[at + %d]) end",
-        2 * #fields + 1, 2 * #fields),
+      other_keys and format("  if T[at + %d] > 0 then other_keys(object, T, base, T[at + %d]) end",
+        2 * #fields + 1, 2 * #fields) or "",
       "  return object",
       "end",
     }, "\n")
@@ -156,17 +156,34 @@ local function builder_source(schema)
   return concat(lines, "\n")
 end
 
-local build = assert(loadstring(builder_source(core.schema), "=jicoo.webhook.luajit"))(
-  ffi.string, setmetatable, new_table, core.metatables)
+-- Two builders: one for deliveries that hold only the schema's keys, one that also keeps the
+-- others (schema drift). Separate functions get separate compiled traces, so neither shape
+-- runs through the other's trace exits.
+local function new_builder(other_keys)
+  local name = other_keys and "=jicoo.webhook.luajit (other keys)" or "=jicoo.webhook.luajit"
+  return assert(loadstring(builder_source(core.schema, other_keys), name))(
+    ffi.string, setmetatable, new_table, core.metatables)
+end
+local build_schema_keys, build_other_keys = new_builder(false), new_builder(true)
+
+-- The Event in the slots after a walk that kept `other_keys` keys outside the schema.
+local function build(body, other_keys)
+  local base = ffi.cast("const char *", body)
+  if other_keys == 0 then
+    return build_schema_keys(slots, base, 0)
+  end
+  return build_other_keys(slots, base, 0)
+end
 
 local _M = { builder_source = builder_source }
 
 -- The tables of a valid delivery in the fast path, or nil (then core.parse knows more).
 function _M.parse_fast(body, strict)
-  if walk_tape(body, #body, strict and 1 or 0, slots, CAPACITY) ~= 0 then
+  local other_keys = walk_tape(body, #body, strict and 1 or 0, slots, CAPACITY)
+  if other_keys < 0 then
     return nil
   end
-  return build(slots, ffi.cast("const char *", body), 0)
+  return build(body, other_keys)
 end
 local parse_fast = _M.parse_fast
 
@@ -252,9 +269,12 @@ function _M.construct(body, header, secret, opts)
   if type(body) == "string" and type(header) == "string" and type(secret) == "string" and secret ~= "" then
     local strict = fast_level(opts, true)
     local tolerance, now = signature_times(opts)
-    if strict ~= nil and tolerance ~= nil and walk_tape_signed(hmac_template, body, #body, header,
-      #header, secret, #secret, now, tolerance, strict and 1 or 0, slots, CAPACITY) == 0 then
-      return build(slots, ffi.cast("const char *", body), 0)
+    if strict ~= nil and tolerance ~= nil then
+      local other_keys = walk_tape_signed(hmac_template, body, #body, header, #header, secret,
+        #secret, now, tolerance, strict and 1 or 0, slots, CAPACITY)
+      if other_keys >= 0 then
+        return build(body, other_keys)
+      end
     end
   end
   return core_construct(body, header, secret, opts)
