@@ -117,21 +117,37 @@ int json_literal(json_parser *p);
 int json_enter(json_parser *p);
 #define json_leave(p) ((p)->depth--)
 
-/* Whitespace comes in runs of indentation in pretty-printed deliveries: eight spaces are
- * skipped at a time. */
+/* Whitespace comes in runs of indentation in pretty-printed deliveries: a run of spaces is
+ * measured eight bytes at a time, the first byte that is not a space found by counting the
+ * zero bytes of (word XOR eight spaces) on little-endian machines. */
+static inline const unsigned char *json_skip_spaces(const json_parser *p, const unsigned char *c)
+{
+    uint64_t word;
+    while (p->end - c >= 8) {
+        memcpy(&word, c, 8);
+        word ^= JSON_EIGHT_SPACES;
+#if defined(__GNUC__) && defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        if (word != 0)
+            return c + (__builtin_ctzll(word) >> 3);
+#else
+        if (word != 0)
+            break;
+#endif
+        c += 8;
+    }
+    while (*c == ' ')
+        c++;
+    return c;
+}
+
 static inline void json_skip_space(json_parser *p)
 {
     const unsigned char *c = p->cur;
-    uint64_t word;
     if (*c > ' ')
         return;
     for (;;) {
-        if (*c == ' ') {
-            while (p->end - c >= 8 && (memcpy(&word, c, 8), word == JSON_EIGHT_SPACES))
-                c += 8;
-            while (*c == ' ')
-                c++;
-        }
+        if (*c == ' ')
+            c = json_skip_spaces(p, c);
         if (*c != '\n' && *c != '\r' && *c != '\t')
             break;
         c++;
