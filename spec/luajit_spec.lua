@@ -272,6 +272,29 @@ describe("LuaJIT's paths", function()
     assert.is_nil(luajit.parse_fast(body, true))
   end)
 
+  it("gives a parse that starts while another one is building the classic path", function()
+    -- A finalizer can do that; a count hook does it at a chosen moment: inside the builder.
+    local outer_body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    local inner_body = support.read(support.fixtures .. "/valid/tokyo_no_utm_compact.json")
+    local inner
+    jit.off() -- hooks run in the interpreter only
+    jit.flush()
+    debug.sethook(function()
+      local info = debug.getinfo(2, "S")
+      if inner == nil and info and info.source == "=jicoo.webhook.luajit" then
+        inner = false
+        inner = webhook.parse(inner_body)
+      end
+    end, "", 1)
+    local outer = webhook.parse(outer_body)
+    debug.sethook()
+    jit.on()
+    assert.is_table(inner)
+    assert.is_nil(difference(inner, core.parse(inner_body)))
+    assert.is_nil(difference(outer, core.parse(outer_body)))
+    assert(luajit.parse_fast(outer_body, false), "the fast path is free again")
+  end)
+
   it("leaves options it does not know to core.parse, which checks them", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
     for _, opts in ipairs({ { level = "loose" }, { max_size = 0 }, { bogus = true } }) do
