@@ -6,15 +6,15 @@
  * LuaJIT's FFI to build the tables from (lua/jicoo/webhook/luajit.lua). It covers the common
  * delivery and declines the rest (an unknown key holding a number, a list or an object, an
  * escaped key, a full tape, any error); the caller then walks the input again with Lua, which
- * reports or builds it. The layout:
- *   object of type t at slot b: two slots per field, in the type's order: a string is
- *     (where it starts, counted from the start of the input, length): a string with escapes
- *     is decoded into slots of its own, and its start is theirs; an object is (its slot, 0),
- *     an array (its first item, count); an absent or null field is (0, -1); then (first other
- *     key, how many): the keys
- *     not in t, each at slot k: (offset, length) of the key, its value (a string or null), the
- *     next other key's slot (-1 after the last);
- *   array item at slot e: its value as above, then the next item's slot (-1 after the last). */
+ * reports or builds it. A value takes two slots:
+ *   a string: (where it starts, counted from the start of the input; its length). A string
+ *     with escapes is decoded into slots of its own and starts there;
+ *   an object: (its first slot, 0); an array: (its first item's slot, how many items);
+ *   an absent or null field: (0, -1).
+ * An object of type t: one value per field, in t's order, then (the first of its keys that are
+ * not in t, how many). Such a key: (where it starts, length), its value (a string or null), the
+ * next one's slot (-1 after the last). An array item: its value, then the next item's slot (-1
+ * after the last). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
