@@ -49,6 +49,29 @@ static int harness_tape_accepts(lua_State *L)
     return 1;
 }
 
+/* signature_accepts(body, header, secret, now, tolerance): what core.signature_check (verify
+ * for LuaJIT's FFI) answers, as a boolean. */
+static int harness_signature_accepts(lua_State *L)
+{
+    typedef int (*signature_check)(void *, const char *, size_t, const char *, size_t,
+                                   const char *, size_t, double, double);
+    size_t body_len, header_len, secret_len;
+    const char *body = luaL_checklstring(L, 1, &body_len);
+    const char *header = luaL_checklstring(L, 2, &header_len);
+    const char *secret = luaL_checklstring(L, 3, &secret_len);
+    double now = luaL_checknumber(L, 4), tolerance = luaL_checknumber(L, 5);
+    signature_check check;
+    void *hmac_template;
+    lua_getglobal(L, "core");
+    lua_getfield(L, -1, "signature_check");
+    check = (signature_check)(uintptr_t)lua_touserdata(L, -1);
+    lua_getfield(L, -2, "hmac_template");
+    hmac_template = lua_touserdata(L, -1);
+    lua_pushboolean(L, check(hmac_template, body, body_len, header, header_len, secret, secret_len,
+                             now, tolerance));
+    return 1;
+}
+
 static void harness_die(lua_State *L, const char *what)
 {
     fprintf(stderr, "\n*** jicoo fuzz: %s: %s\n", what,
@@ -75,6 +98,8 @@ lua_State *harness_state(void)
     lua_setglobal(L, "call_entry");
     lua_pushcfunction(L, harness_tape_accepts);
     lua_setglobal(L, "tape_accepts");
+    lua_pushcfunction(L, harness_signature_accepts);
+    lua_setglobal(L, "signature_accepts");
     /* JICOO_FUZZ_INVARIANTS names another checks file, to try a change without a rebuild */
     invariants = getenv("JICOO_FUZZ_INVARIANTS");
     if (!invariants || !*invariants)
