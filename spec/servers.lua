@@ -259,19 +259,25 @@ function servers.nginx_server(dir, name, render, env)
   return nil, last_log
 end
 
--- nginx.conf for the specs: the example receiver (examples/openresty/jicoo_receiver.lua)
--- under settings a spec picks.
+-- nginx.conf for the specs and the nginx benchmark: the example receiver
+-- (examples/openresty/jicoo_receiver.lua) under settings the caller picks: workers (2),
+-- log_level ("info"), claims_size ("10m"), client_max_body_size ("2m"), client_body_buffer_size
+-- ("128k"), and lines of its own: lua_path (prepended to the package path), http (in the http
+-- block), init_worker (after the receiver's), server (in the server block, before the catch-all).
 function servers.config(port, opts)
   opts = opts or {}
   local root = servers.root
   local is_root = trim(sh("id -u") or "") == "0"
+  local function lines_of(list)
+    return table.concat(list or {}, "\n")
+  end
   local lines = {
     "load_module " .. servers.NDK_MODULE .. ";",
     "load_module " .. servers.LUA_MODULE .. ";",
     "daemon on;",
     "worker_processes " .. (opts.workers or 2) .. ";",
     "pid logs/nginx.pid;",
-    "error_log logs/error.log info;",
+    "error_log logs/error.log " .. (opts.log_level or "info") .. ";",
     is_root and "user root;" or "",
     "env JICOO_WEBHOOK_SECRET; env JICOO_HANDLERS; env JICOO_OUTPUT_DIR; env JICOO_REDIS;",
     "env JICOO_ANSWER_FIRST; env JICOO_TEST_SLEEP;",
@@ -280,13 +286,15 @@ function servers.config(port, opts)
     "  access_log off;",
     "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
     "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
-    "  lua_package_path \"" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root
-      .. "/examples/openresty/?.lua;;\";",
+    "  lua_package_path \"" .. (opts.lua_path or "") .. root .. "/lua/?.lua;" .. root
+      .. "/lua/?/init.lua;" .. root .. "/examples/openresty/?.lua;;\";",
     "  lua_package_cpath \"" .. servers.core_dir .. "/?.so;;\";",
-    "  lua_shared_dict jicoo_claims 10m;",
+    "  lua_shared_dict jicoo_claims " .. (opts.claims_size or "10m") .. ";",
     "  lua_shared_dict jicoo_stats 1m;",
+    lines_of(opts.http),
     "  init_by_lua_block { require('jicoo_receiver').check_environment() }",
-    "  init_worker_by_lua_block { require('jicoo_receiver').init_worker() }",
+    "  init_worker_by_lua_block { require('jicoo_receiver').init_worker() " .. (opts.init_worker or "")
+      .. " }",
     "  server {",
     "    listen 127.0.0.1:" .. port .. ";",
     "    location = /jicoo/webhook {",
@@ -298,6 +306,7 @@ function servers.config(port, opts)
     "    location = /jicoo/stats { content_by_lua_block { require('jicoo_receiver').stats() } }",
     "    location @too_large { default_type application/json;",
     "      return 413 '{\"error\":\"too_large\",\"ok\":false}'; }",
+    lines_of(opts.server),
     "    location / { return 404; }",
     "  }",
     "}",

@@ -90,55 +90,30 @@ if opts.variants then
   table.insert(endpoints, 6, { name = "router_nostore", path = "/v/router_nostore", handles = true })
 end
 
+-- The receiver as the specs serve it (spec/servers.lua), one worker, and the benchmark's own
+-- endpoints (spec/bench/nginx_endpoints.lua).
 local function render(port)
-  local root = servers.root
-  local is_root = trim(sh("id -u")) == "0"
-  local lines = {
-    "load_module " .. servers.NDK_MODULE .. ";",
-    "load_module " .. servers.LUA_MODULE .. ";",
-    "daemon on;",
-    "worker_processes 1;",
-    "pid logs/nginx.pid;",
-    "error_log logs/error.log " .. opts.log_level .. ";",
-    is_root and "user root;" or "",
-    "env JICOO_WEBHOOK_SECRET; env JICOO_HANDLERS;",
-    "events { worker_connections 1024; }",
-    "http {",
-    "  access_log off;",
-    "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
-    "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
-    "  lua_package_path \"" .. root .. "/lua/?.lua;" .. root .. "/lua/?/init.lua;" .. root
-      .. "/examples/openresty/?.lua;" .. root .. "/spec/bench/?.lua;;\";",
-    "  lua_package_cpath \"" .. servers.core_dir .. "/?.so;;\";",
+  return servers.config(port, {
+    workers = 1,
+    log_level = opts.log_level,
+    lua_path = servers.root .. "/spec/bench/?.lua;",
     -- Big enough that no claim of a run is evicted; /bench/reset empties them between rounds.
-    "  lua_shared_dict jicoo_claims 64m;",
-    "  lua_shared_dict bench_claims 64m;",
-    "  lua_shared_dict jicoo_stats 1m;",
-    "  init_by_lua_block { require('jicoo_receiver').check_environment() }",
-    "  init_worker_by_lua_block {",
-    "    require('jicoo_receiver').init_worker()",
-    "    require('nginx_endpoints').init_worker()",
-    "  }",
-    "  server {",
-    "    listen 127.0.0.1:" .. port .. ";",
-    "    client_max_body_size 2m;",
-    "    client_body_buffer_size 128k;",
-    -- (a) the bare endpoint: read the body, answer 200.
-    "    location = /bare { content_by_lua_block { ngx.req.read_body() ngx.say('ok') } }",
-    -- (b) the example receiver, as examples/openresty/nginx.conf serves it.
-    "    location = /jicoo/webhook {",
-    "      content_by_lua_block { require('jicoo_receiver').serve() }",
-    "    }",
-    "    location = /jicoo/stats { content_by_lua_block { require('jicoo_receiver').stats() } }",
-    "    location = /bench/reset { content_by_lua_block { require('nginx_endpoints').reset() } }",
-    "    location ~ ^/v/(adapter|verify|construct|router_noverify|router_nostore)$ {",
-    "      content_by_lua_block { require('nginx_endpoints')[ngx.var[1]]() }",
-    "    }",
-    "    location / { return 404; }",
-    "  }",
-    "}",
-  }
-  return table.concat(lines, "\n") .. "\n"
+    claims_size = "64m",
+    http = { "  lua_shared_dict bench_claims 64m;" },
+    init_worker = "require('nginx_endpoints').init_worker()",
+    server = {
+      -- (a) the bare endpoint: read the body, answer 200.
+      "    location = /bare {",
+      "      client_max_body_size 2m; client_body_buffer_size 128k;",
+      "      content_by_lua_block { ngx.req.read_body() ngx.say('ok') }",
+      "    }",
+      "    location = /bench/reset { content_by_lua_block { require('nginx_endpoints').reset() } }",
+      "    location ~ ^/v/(adapter|verify|construct|router_noverify|router_nostore)$ {",
+      "      client_max_body_size 2m; client_body_buffer_size 128k;",
+      "      content_by_lua_block { require('nginx_endpoints')[ngx.var[1]]() }",
+      "    }",
+    },
+  })
 end
 
 ---------------------------------------------------------------------------------------------
