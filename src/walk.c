@@ -535,7 +535,7 @@ static int walk_tape_any(json_parser *p, const json_frame *frame)
         return walk_string(p, NULL, frame);
     if (*p->cur != 'n' || json_literal(p) != JSON_LITERAL_NULL)
         return walk_decline(p);
-    walk_tape_value(p->tape, 0, -1);
+    walk_push_null(p);
     return 0;
 }
 

@@ -55,7 +55,8 @@ local core_parse = core.parse
 -- at slot `at` (layout in src/walk.c) and returns the table, one table constructor whose
 -- values are read in place. A constructor with constant keys copies a template and stores
 -- without hashing; reading each value inside it keeps few values live, so the JIT compiles
--- a side trace for every shape of delivery (optional fields there or not).
+-- a side trace for every shape of delivery (optional fields there or not). With other_keys,
+-- each table also gets the keys outside its type that the walk kept.
 local function builder_source(schema, other_keys)
   local functions, lists = {}, 0
 
@@ -124,13 +125,12 @@ local function builder_source(schema, other_keys)
   end
   visit("Event")
 
-  local lines = {
-    "local str, setmetatable, new_table, metatables = ...",
-    -- keys that are not in the type (lenient level): a string or null each
-    chain("local function other_keys(object, T, base, link)",
+  local lines = { "local str, setmetatable, new_table, metatables = ..." }
+  if other_keys then -- keys that are not in the type: a string or null each
+    lines[2] = chain("local function other_keys(object, T, base, link)",
       { "object[str(base + T[link], T[link + 1])] = T[link + 3] >= 0"
-        .. " and str(base + T[link + 2], T[link + 3]) or nil" }, "link + 4", "object"),
-  }
+        .. " and str(base + T[link + 2], T[link + 3]) or nil" }, "link + 4", "object")
+  end
   for _, type_name in ipairs(order) do
     lines[#lines + 1] = format("local build_%s", type_name)
   end
@@ -184,7 +184,7 @@ local function build(body, other_keys)
   return event
 end
 
-local _M = { builder_source = builder_source }
+local _M = {}
 
 -- The tables of a valid delivery in the fast path, or nil (then core.parse knows more).
 function _M.parse_fast(body, strict)
