@@ -113,6 +113,18 @@ describe("decode", function()
       end
     end)
 
+    it("reads -0 as tonumber does: the integer 0 where Lua has integers, else -0.0", function()
+      local zero, float_zero = decode("-0"), decode("-0.0")
+      assert.are.equal(tonumber("-0"), zero)
+      if has_integers then
+        assert.are.equal("integer", math.type(zero))
+        assert.are.equal(math.huge, 1 / zero)
+      else
+        assert.are.equal(-math.huge, 1 / zero)
+      end
+      assert.are.equal(-math.huge, 1 / float_zero)
+    end)
+
     it("reads long arrays in order past the batch size", function()
       local items = {}
       for i = 1, 1000 do

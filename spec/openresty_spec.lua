@@ -196,6 +196,43 @@ describe("openresty: one nginx, shared-dict store", function()
     assert.are.same({ ok = false, error = "too_large" }, cjson.decode(body))
   end)
 
+  -- A key's bytes reach the log in an error's path, a uid's in a delivery's key: JSON escapes
+  -- decode to control bytes, which must not end the entry or start a forged one.
+  it("writes every entry as one line, whatever control bytes a delivery's keys and uid hold", function()
+    local template = support.read(fixture("valid", "host_cancelled.json"))
+    local hostile_key = state.dir .. "/hostile-key.json"
+    support.write(hostile_key, (template:gsub('"tracking": {',
+      '"tracking": {"x\\u0000\\n\\r[error] forged":{"a":1,"a":2},', 1)))
+    local hostile_uid = state.dir .. "/hostile-uid.json"
+    support.write(hostile_uid, (template:gsub('"uid": "ACDADADASS"',
+      '"uid": "uid\\n2024/01/01 00:00:00 [error] 1#1: forged\\r\\t\\u0001"', 1)))
+
+    local status, body = signed_post(server, hostile_key)
+    assert.are.equal("400", status, body)
+    assert.are.equal("/object/tracking/x\0\n\r[error] forged/a", cjson.decode(body).path)
+    for _ = 1, 2 do   -- handled, then a duplicate: both logged with the key
+      status, body = signed_post(server, hostile_uid)
+      assert.are.equal("200", status, body)
+    end
+
+    local log = server:log()
+    local rejection = {}
+    for line in log:gmatch("[^\n]*\n") do
+      -- Every entry starts with nginx's date and level on a line of its own, and holds no
+      -- control byte but its line end.
+      assert.truthy(line:match("^%d%d%d%d/%d%d/%d%d %d%d:%d%d:%d%d %[%a+%] "), line)
+      assert.is_nil(line:sub(1, -2):find("%c"), line)
+      if line:find("code=duplicate path=/object/tracking/x", 1, true) then
+        rejection[#rejection + 1] = line
+      end
+    end
+    assert.are.equal(1, #rejection, table.concat(rejection))
+    assert.truthy(rejection[1]:find("path=/object/tracking/x\\u0000\\n\\r[error] forged/a", 1, true),
+      rejection[1])
+    assert.truthy(log:find("duplicate delivery host_cancelled/uid\\n2024%2F01%2F01 00:00:00 [error]"
+      .. " 1#1: forged\\r\\t\\u0001/", 1, true), log)
+  end)
+
   it("answers 405 to a GET", function()
     assert.are.equal("405", servers.get(server:url()))
   end)

@@ -14,6 +14,17 @@
 #define CORE_EXPORT
 #endif
 
+/* The longest key the runtime's string hash reads whole. Past it, the hash samples some bytes,
+ * and keys that differ only in the others all land in one chain of the string table (or of a
+ * table's hash part), each new key compared with every one before it: LuaJIT (OpenResty's
+ * luajit2) samples strings of 128 bytes or more, Lua 5.1 to 5.3 every string of 32 or more,
+ * Lua 5.4 none. */
+#if defined(JICOO_LUAJIT) || LUA_VERSION_NUM >= 504
+#define CORE_MAX_KEY 127
+#else
+#define CORE_MAX_KEY 31
+#endif
+
 /* The defaults of every limit (README "Limits"), in the order of json_limits. */
 static const struct core_limit {
     const char *name;
@@ -24,6 +35,7 @@ static const struct core_limit {
     {"max_size", offsetof(json_limits, max_size), 1048576, (size_t)INT32_MAX},
     {"max_depth", offsetof(json_limits, max_depth), 32, JSON_DEPTH_CEILING},
     {"max_string", offsetof(json_limits, max_string), 262144, (size_t)INT32_MAX},
+    {"max_key", offsetof(json_limits, max_key), CORE_MAX_KEY, (size_t)INT32_MAX},
     {"max_keys", offsetof(json_limits, max_keys), 1024, (size_t)INT32_MAX},
     {"max_items", offsetof(json_limits, max_items), 10000, (size_t)INT32_MAX},
     {"max_values", offsetof(json_limits, max_values), 100000, (size_t)INT32_MAX},

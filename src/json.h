@@ -21,6 +21,7 @@ typedef struct json_limits {
     size_t max_size;    /* bytes of input */
     size_t max_depth;   /* nested objects and arrays */
     size_t max_string;  /* bytes of one decoded string, keys included */
+    size_t max_key;     /* bytes of one decoded key (the runtimes' string hashes, README "Limits") */
     size_t max_keys;    /* keys in one object */
     size_t max_items;   /* items in one array */
     size_t max_values;  /* values in the whole document */

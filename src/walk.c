@@ -71,6 +71,16 @@ static int walk_too_long(json_parser *p, const unsigned char *at, size_t len)
                      len, p->limits.max_string);
 }
 
+/* A key is bounded by max_string like any string, and by max_key. Known keys count too, so that
+ * a limit means the same in parse and in decode. */
+static int walk_key_too_long(json_parser *p, const unsigned char *at, size_t len)
+{
+    if (len > p->limits.max_string)
+        return walk_too_long(p, at, len);
+    return json_fail(p, "limit", at, 0, NULL, NULL, "a key of %zu bytes is over max_key (%zu)",
+                     len, p->limits.max_key);
+}
+
 /* A decoded string against its field's format and known values. */
 static int walk_check_text(json_parser *p, const schema_field *f, const json_frame *frame,
                            const unsigned char *at, const char *text, size_t len)
@@ -426,6 +436,8 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
     int object;
     uint32_t present = 0;
     size_t nkeys = 0, guess = 0;
+    size_t max_key = p->limits.max_key < p->limits.max_string ? p->limits.max_key
+                                                               : p->limits.max_string;
     json_frame child;
     json_string key;
     const schema_field *missing;
@@ -446,12 +458,14 @@ static int walk_object(json_parser *p, const schema_type *t, const json_frame *f
             child.key = p->cur;
             field = t ? walk_match_key(t, p->cur, p->end, guess) : -1;
             if (field >= 0) {
+                if (t->fields[field].name_len > max_key)
+                    return walk_key_too_long(p, child.key, t->fields[field].name_len);
                 p->cur += t->fields[field].name_len + 2;
             } else {
                 if (json_scan_string(p, &key, frame))
                     return JSON_ERROR;
-                if (key.len > p->limits.max_string)
-                    return walk_too_long(p, child.key, key.len);
+                if (key.len > max_key)
+                    return walk_key_too_long(p, child.key, key.len);
                 if (t && key.has_escapes)
                     field = p->tape ? walk_decline(p) : walk_match_escaped_key(L, t, &key);
             }

@@ -15,6 +15,10 @@ trap 'rm -rf "$out"' EXIT INT TERM
 
 status=0
 reporter=
+quick=
+for a in "$@"; do
+  [ "$a" = --quick ] && quick=--quick
+done
 for rt in $runtimes; do
   if ! command -v "$rt" >/dev/null 2>&1; then
     echo "run.sh: $rt not installed, skipped" >&2
@@ -39,4 +43,11 @@ for rt in $runtimes; do
   [ -f "$out/$rt.tsv" ] && set -- "$@" "$out/$rt.tsv"
 done
 "$reporter" spec/bench/bench.lua --report "$@" || status=1
+
+# Strings built to collide in each runtime's string hash, against random ones (README "Limits").
+for rt in $runtimes; do
+  [ -f "$out/$rt.tsv" ] || continue
+  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/$rt/?.so;;" \
+    "$rt" spec/bench/hash_flood.lua $quick || status=1
+done
 exit $status

@@ -27,7 +27,7 @@ local VERIFY_CODES = {
 -- README: info.path is nil for these codes, a JSON Pointer for every other one.
 local PATHLESS = { syntax = true, limit = true }
 -- Small enough that inputs of a few hundred bytes reach every limit.
-local TIGHT = { max_depth = 4, max_string = 16, max_keys = 8, max_items = 8, max_values = 64 }
+local TIGHT = { max_depth = 4, max_string = 16, max_key = 10, max_keys = 8, max_items = 8, max_values = 64 }
 local LEVELS = { "lenient", "strict" }
 local UNKNOWN_KEYS = { "keep", "drop", "reject" }
 

@@ -17,6 +17,9 @@ local tonumber = tonumber
 local io_open = io.open
 local string_format = string.format
 local string_match = string.match
+local string_find = string.find
+local string_gsub = string.gsub
+local string_byte = string.byte
 local table_concat = table.concat
 
 local webhook = require "jicoo.webhook"
@@ -37,9 +40,27 @@ local LEVELS = {
   error = ngx.ERR,
 }
 
--- The router's log sink: function(level, message) onto nginx's error log.
+-- Control bytes written as JSON writes them (\n, \r, \t, \u00XX), so that no byte of a delivery
+-- (a key in an error's path, a booking uid in a delivery's key) can end a log entry or start a
+-- forged one: every entry the adapter writes is one line.
+local CONTROL_ESCAPES = { ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t" }
+
+local function escape_control(c)
+  return CONTROL_ESCAPES[c] or string_format("\\u%04X", string_byte(c))
+end
+
+local function printable(s)
+  s = tostring(s)
+  if not string_find(s, "%c") then
+    return s
+  end
+  return (string_gsub(s, "%c", escape_control))
+end
+
+-- The router's log sink: function(level, message) onto nginx's error log, one line an entry (a
+-- handler's traceback too, its line breaks written as \n).
 function _M.log(level, message)
-  ngx_log(LEVELS[level] or ngx.NOTICE, "jicoo-webhook: ", message)
+  ngx_log(LEVELS[level] or ngx.NOTICE, "jicoo-webhook: ", printable(message))
 end
 
 -- webhook.router(opts) with opts.log defaulting to ngx.log; opts as webhook.router takes them.
@@ -72,12 +93,14 @@ end
 
 local function describe_error(e)
   local parts = {}
-  if e.stage then parts[#parts + 1] = "stage=" .. e.stage end
-  if e.code then parts[#parts + 1] = "code=" .. e.code end
-  if e.path then parts[#parts + 1] = "path=" .. (e.path == "" and '""' or e.path) end
-  if e.offset then parts[#parts + 1] = "offset=" .. e.offset end
-  if e.handler then parts[#parts + 1] = "handler=" .. e.handler end
-  if e.message then parts[#parts + 1] = "(" .. (string_match(e.message, "^[^\n]*")) .. ")" end
+  if e.stage then parts[#parts + 1] = "stage=" .. printable(e.stage) end
+  if e.code then parts[#parts + 1] = "code=" .. printable(e.code) end
+  if e.path then parts[#parts + 1] = "path=" .. (e.path == "" and '""' or printable(e.path)) end
+  if e.offset then parts[#parts + 1] = "offset=" .. printable(e.offset) end
+  if e.handler then parts[#parts + 1] = "handler=" .. printable(e.handler) end
+  if e.message then
+    parts[#parts + 1] = "(" .. printable(string_match(e.message, "^[^\n]*")) .. ")"
+  end
   return table_concat(parts, " ")
 end
 
@@ -86,7 +109,7 @@ local function log_rejection(res)
   local level = res.status >= 500 and ngx.ERR or ngx.WARN
   local errors = res.errors or {}
   if #errors == 0 then
-    ngx_log(level, "jicoo-webhook: answered ", res.status, " ", res.body)
+    ngx_log(level, "jicoo-webhook: answered ", res.status, " ", printable(res.body))
     return
   end
   for _, e in ipairs(errors) do
@@ -147,12 +170,13 @@ end
 
 local function dispatch_later(premature, router, delivery)
   if premature then
-    ngx_log(ngx.WARN, "jicoo-webhook: worker exiting; handling ", delivery.key, " before it stops")
+    ngx_log(ngx.WARN, "jicoo-webhook: worker exiting; handling ", printable(delivery.key),
+      " before it stops")
   end
   local ok, res = pcall(router.dispatch, router, delivery)
   if not ok or res.status ~= 200 then
-    ngx_log(ngx.ERR, "jicoo-webhook: answered 200 first, then ", delivery.key, " failed: ",
-      ok and res.body or tostring(res), "; Jicoo will not retry it, replay it with `jicoo-webhook run`")
+    ngx_log(ngx.ERR, "jicoo-webhook: answered 200 first, then ", printable(delivery.key), " failed: ",
+      printable(ok and res.body or res), "; Jicoo will not retry it, replay it with `jicoo-webhook run`")
   end
 end
 
