@@ -17,7 +17,7 @@ local webhook = require "jicoo.webhook"
 
 local quick = arg[1] == "--quick"
 local clock = os.clock
-local rep, concat, char = string.rep, table.concat, string.char
+local concat, char = table.concat, string.char
 local floor = math.floor
 
 local is_luajit = rawget(_G, "jit") ~= nil
