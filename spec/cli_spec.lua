@@ -230,14 +230,16 @@ describe("jicoo-webhook run", function()
     assert.truthy(out:find("-> 500", 1, true), out)
   end)
 
-  it("a broken script: exit 1 naming the file; the other scripts still run", function()
+  it("a broken script: exit 1 naming the file; the other scripts still run, its delivery fails", function()
     script("guest_booked.lua", "return function( print('x') end\n")
     script("any.lua", "return function() print('any ran') end\n")
     local code, out, err = jicoo("run " .. q(dir) .. " " .. q(booked))
     assert.are.equal(1, code)
     assert.truthy(err:find(dir .. "/guest_booked.lua:1:", 1, true), err)
     assert.truthy(out:find("any ran", 1, true), out)
-    assert.truthy(out:find("-> 200", 1, true), out)
+    assert.truthy(out:find("FAILED " .. dir .. "/guest_booked.lua: the script did not load: " .. dir
+      .. "/guest_booked.lua:1:", 1, true), out)
+    assert.truthy(out:find("-> 500", 1, true), out)
   end)
 
   it("an invalid payload: exit 1 with the code and pointer", function()

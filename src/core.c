@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "datetime.h"
+#include "files.h"
 #include "signature.h"
 #include "walk.h"
 
@@ -369,6 +370,7 @@ int luaopen_jicoo_webhook_core(lua_State *L)
     lua_setfield(L, module, "tape_signed");
 
     lua_pushvalue(L, module);
+    files_register(L);
     signature_register(L);       /* module, cache, module, template */
     lua_pushvalue(L, cache);
     lua_insert(L, -2);

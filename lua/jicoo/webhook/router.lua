@@ -23,13 +23,13 @@ local string_lower = string.lower
 local string_byte = string.byte
 local string_gsub = string.gsub
 local string_match = string.match
-local string_find = string.find
 local string_sub = string.sub
 local table_concat = table.concat
 local table_sort = table.sort
 local table_insert = table.insert
-local math_floor = math.floor
-local math_huge = math.huge
+local math_random = math.random
+local math_max = math.max
+local math_ceil = math.ceil
 local io_open = io.open
 local io_popen = io.popen
 local io_stderr = io.stderr
@@ -39,6 +39,12 @@ local global_env = _G
 
 local store = require "jicoo.webhook.store"
 local core = require "jicoo.webhook.core"
+local json = require "jicoo.webhook.json"
+local journal_module = require "jicoo.webhook.journal"
+
+local json_encode = json.encode
+local encode_string = json.encode_string
+local encode_number = json.encode_number
 
 local _M = {}
 
@@ -48,8 +54,15 @@ local ANY = "*"
 -- The router's own options; every parse option (the limits included) is passed on to parse.
 local OPTION_NAMES = {
   secrets = true, tolerance = true, verify = true,
-  store = true, ttl = true, now = true, log = true, config = true,
+  journal = true, store = true, ttl = true, lease = true, retry_delays = true,
+  now = true, log = true, config = true,
 }
+
+-- Seconds between attempts of a failed delivery (8 attempts over about 22 hours); each delay is
+-- varied by up to a quarter either way, so that deliveries that failed together spread out.
+local DEFAULT_RETRY_DELAYS = { 60, 300, 900, 3600, 10800, 21600, 43200 }
+local DEFAULT_LEASE = 300
+local DUE_PER_RUN = 100
 local PARSE_OPTION_NAMES = { "level", "unknown_keys", "null" }
 for name in pairs(core.limits) do
   PARSE_OPTION_NAMES[#PARSE_OPTION_NAMES + 1] = name
@@ -65,117 +78,16 @@ local webhook
 local Router = {}
 Router.__index = Router
 
----------------------------------------------------------------------------------------------
--- A tiny JSON writer for the flat response documents (no dependency on cjson).
-
-local JSON_ESCAPES = {
-  ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
-  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
-}
-
-local function escape_char(c)
-  return JSON_ESCAPES[c] or string_format("\\u%04x", string_byte(c))
-end
-
--- Length of the strict UTF-8 sequence (shortest form, no surrogates, up to U+10FFFF) that
--- starts at byte i, or nil when the byte there starts none.
-local function utf8_sequence_length(s, i)
-  local c = string_byte(s, i)
-  if c < 0x80 then
-    return 1
-  end
-  local extra, code, min
-  if c >= 0xC2 and c <= 0xDF then
-    extra, code, min = 1, c - 0xC0, 0x80
-  elseif c >= 0xE0 and c <= 0xEF then
-    extra, code, min = 2, c - 0xE0, 0x800
-  elseif c >= 0xF0 and c <= 0xF4 then
-    extra, code, min = 3, c - 0xF0, 0x10000
-  else
-    return nil
-  end
-  for j = i + 1, i + extra do
-    local b = string_byte(s, j)
-    if not b or b < 0x80 or b > 0xBF then
-      return nil
-    end
-    code = code * 64 + (b - 0x80)
-  end
-  if code < min or code > 0x10FFFF or (code >= 0xD800 and code <= 0xDFFF) then
-    return nil
-  end
-  return extra + 1
-end
-
--- Response bodies must be valid JSON: a message quoting broken input gets U+FFFD for each
--- byte that is not part of a valid UTF-8 sequence.
-local function valid_utf8(s)
-  if not string_find(s, "[\128-\255]") then
-    return s
-  end
-  local parts, i, n = {}, 1, #s
-  while i <= n do
-    local length = utf8_sequence_length(s, i)
-    if length then
-      parts[#parts + 1] = string_sub(s, i, i + length - 1)
-      i = i + length
-    else
-      parts[#parts + 1] = "\239\191\189"
-      i = i + 1
-    end
-  end
-  return table_concat(parts)
-end
-
-local function json_string(s)
-  if not string_find(s, '[%c"\\\128-\255]') then -- most strings: nothing to escape or repair
-    return '"' .. s .. '"'
-  end
-  return '"' .. string_gsub(valid_utf8(s), '[%c"\\]', escape_char) .. '"'
-end
-
-local function json_value(v)
-  local kind = type(v)
-  if kind == "string" then
-    return json_string(v)
-  elseif kind == "boolean" then
-    return v and "true" or "false"
-  elseif kind == "number" then
-    if v ~= v or v == math_huge or v == -math_huge then
-      return "null"
-    elseif v == math_floor(v) and v > -2^53 and v < 2^53 then
-      return string_format("%d", v)
-    end
-    return string_format("%.17g", v)
-  end
-  return "null"
-end
-
--- Encodes a table of scalar values as one JSON object, keys sorted (stable output).
-local function json_object(t)
-  local keys = {}
-  for k in pairs(t) do
-    keys[#keys + 1] = k
-  end
-  table_sort(keys)
-  local parts = {}
-  for i, k in ipairs(keys) do
-    parts[i] = json_string(k) .. ":" .. json_value(t[k])
-  end
-  return "{" .. table_concat(parts, ",") .. "}"
-end
-
-_M.json_object = json_object
-
--- The answer to a handled delivery, json_object({ ok = true, result = "handled", event = event,
+-- The answer to a handled delivery, json.encode({ ok = true, result = "handled", event = event,
 -- handlers = handlers, unknown = unknown }) written out: the answer sent most often, and
--- json_object's loops would keep LuaJIT from compiling the request path.
+-- json.encode's loops would keep LuaJIT from compiling the request path.
 local function handled_json(event, handlers, unknown)
-  return '{"event":' .. json_string(event) .. ',"handlers":' .. json_value(handlers)
+  return '{"event":' .. encode_string(event) .. ',"handlers":' .. encode_number(handlers)
     .. ',"ok":true,"result":"handled"' .. (unknown and ',"unknown":true}' or "}")
 end
 
 _M.handled_json = handled_json
+_M.json_object = json_encode
 
 ---------------------------------------------------------------------------------------------
 -- Helpers
@@ -323,15 +235,37 @@ function _M.new(opts)
   end
 
   local max_size = opts.max_size or core.limits.max_size
-  local id_store = opts.store
-  if id_store == nil then
-    id_store = store.memory()
-  elseif not store.is_store(id_store) then
-    error("webhook.router: opts.store must have add(key, ttl) and delete(key) methods", 2)
-  end
   local ttl = opts.ttl or store.DEFAULT_TTL
   if type(ttl) ~= "number" or ttl <= 0 then
     error("webhook.router: opts.ttl must be a positive number of seconds", 2)
+  end
+  local journal = opts.journal
+  if journal ~= nil and opts.store ~= nil then
+    error("webhook.router: opts.journal and opts.store exclude each other (a journal is its own"
+      .. " claim store)", 2)
+  elseif journal ~= nil and opts.ttl ~= nil then
+    error("webhook.router: opts.ttl is the journal's own option when opts.journal is given", 2)
+  elseif journal ~= nil and not journal_module.is_journal(journal) then
+    error("webhook.router: opts.journal must have the journal methods (acquire, update, due,"
+      .. " get, list, rearm, remove)", 2)
+  elseif opts.store ~= nil and not store.is_store(opts.store) then
+    error("webhook.router: opts.store must have add(key, ttl) and delete(key) methods", 2)
+  end
+  if journal == nil then
+    journal = journal_module.memory({ claims = opts.store, ttl = ttl })
+  end
+  local lease = opts.lease or DEFAULT_LEASE
+  if type(lease) ~= "number" or lease <= 0 then
+    error("webhook.router: opts.lease must be a positive number of seconds", 2)
+  end
+  local retry_delays = opts.retry_delays or DEFAULT_RETRY_DELAYS
+  if type(retry_delays) ~= "table" then
+    error("webhook.router: opts.retry_delays must be a list of seconds", 2)
+  end
+  for i, delay in ipairs(retry_delays) do
+    if type(delay) ~= "number" or delay < 0 then
+      error("webhook.router: opts.retry_delays[" .. i .. "] must be a number of seconds", 2)
+    end
   end
   local now = opts.now
   if now ~= nil and type(now) ~= "number" and not is_callable(now) then
@@ -367,13 +301,16 @@ function _M.new(opts)
     tolerance = opts.tolerance,
     parse_opts = parse_opts,
     max_size = max_size,
-    store = id_store,
-    ttl = ttl,
+    journal = journal,
+    lease = lease,
+    retry_delays = retry_delays,
+    max_attempts = #retry_delays + 1,
     now_option = now,
     log = log,
     config = config,
     routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
     error_handlers = {},
+    reported = {},        -- journal files already reported as unreadable
   }, Router)
 end
 
@@ -563,6 +500,10 @@ function Router:load(dir)
         registered = registered + 1
       end
     else
+      -- In the broken script's place, a handler that fails with its error: the deliveries it
+      -- would have handled are journaled as failed and retried, and run it once it is fixed.
+      local message = "the script did not load: " .. tostring(err)
+      add_route(self, script.event, function() error(message, 0) end, script.path)
       failures[#failures + 1] = { file = script.path, message = err }
     end
   end
@@ -583,7 +524,7 @@ end
 local function respond(status, doc, event, errors)
   return {
     status = status,
-    body = json_object(doc),
+    body = json_encode(doc),
     event = event,
     errors = errors or {},
   }
@@ -613,30 +554,63 @@ local function report_error(self, message, ev, ctx)
   end
 end
 
--- Claims the key; a store that raises counts as a failed store.
-local function claim(self, key)
-  local ok, claimed, err = pcall(self.store.add, self.store, key, self.ttl)
+-- journal:method(...) with a journal that raises counted as a journal that failed.
+local function call_journal(self, method, ...)
+  local j = self.journal
+  local ok, a, b = pcall(j[method], j, ...)
   if not ok then
-    return nil, tostring(claimed)
+    return nil, tostring(a)
   end
-  if claimed == nil then
-    return nil, tostring(err or "store:add returned nil")
-  end
-  return claimed
+  return a, b
 end
 
-local function release(self, key)
-  local ok, released, err = pcall(self.store.delete, self.store, key)
-  if not ok or released == nil then
-    local message = tostring(ok and (err or "store:delete returned nil") or released)
-    self.log("error", "cannot release the claim on " .. key .. " (the retry will be taken for a"
-      .. " duplicate until the claim expires): " .. message)
+-- The delay before the attempt after `attempts` failed ones, jittered, or nil when there is no
+-- attempt left.
+local function retry_delay(self, attempts)
+  local delay = self.retry_delays[attempts]
+  if delay == nil then
+    return nil
   end
+  return delay * (0.75 + 0.5 * math_random())
 end
 
--- The checks before any handler runs: size, signature, payload, and the claim on the
--- delivery's key. Returns the delivery to dispatch, or nil and the final answer (413, 401, 400,
--- 500 when the store fails, 200 for a duplicate).
+-- What a copy of a delivery that is already journaled is answered: 200 duplicate when the
+-- journal will see it through (durable, or it is done or dead), else 503 with the seconds to
+-- wait, so that the sender tries again.
+local function answer_copy(self, ev, key, outcome, record, now)
+  local state = outcome == "busy" and "running" or outcome == "waiting" and "failed" or outcome
+  if (outcome == "busy" or outcome == "waiting") and not self.journal.durable then
+    self.log("info", "delivery " .. key .. " is " .. state .. " in this process: answered 503")
+    local res = respond(503, { ok = false, error = "in_progress", event = ev.event }, ev)
+    res.key = key
+    res.retry_after = math_max(1, math_ceil((record.lease_until or now) - now))
+    return res
+  end
+  self.log("info", "duplicate delivery " .. key .. " (" .. state .. "): handlers not run")
+  local res = respond(200, {
+    ok = true, result = "duplicate", state = state, event = ev.event,
+    unknown = (not ev:is_known()) or nil,
+  }, ev)
+  res.duplicate = true
+  res.key = key
+  return res
+end
+
+local function new_context(self, key, body, headers, received_at, attempt)
+  return setmetatable({
+    headers = headers,
+    body = body,
+    received_at = received_at,
+    key = key,
+    config = self.config,
+    attempt = attempt,
+  }, self.context_meta)
+end
+
+-- The checks before any handler runs: size, signature, payload, and the journal's record of
+-- the delivery (its claim). Returns the delivery to dispatch, or nil and the final answer (413,
+-- 401, 400, 500 when the journal fails, 200 for a duplicate, 503 for a copy of a delivery still
+-- running in a journal that is not durable).
 function Router:accept(body, headers)
   if type(body) ~= "string" then
     error("router:accept: body must be a string, got " .. type(body), 2)
@@ -675,32 +649,21 @@ function Router:accept(body, headers)
   end
 
   local key = ev:key()
-  local ctx = setmetatable({
-    headers = headers,
-    body = body,
-    received_at = now,
-    key = key,
-    config = self.config,
-  }, self.context_meta)
-
-  local claimed, store_err = claim(self, key)
-  local res
-  if claimed == nil then
-    local message = "store: cannot claim " .. key .. ": " .. store_err
-    report_error(self, message, ev, ctx)
-    res = respond(500, { ok = false, error = "store_failed", event = ev.event }, ev,
+  local outcome, record = call_journal(self, "acquire", key, now, self.lease, {
+    key = key, event = ev.event, uid = ev.object.uid, body = body, received_at = now,
+  }, not self.journal.durable)
+  if outcome == "new" or outcome == "taken" then
+    return { event = ev, key = key, record = record,
+      ctx = new_context(self, key, body, headers, record.received_at, record.attempts) }
+  elseif outcome == nil then
+    local message = "journal: cannot record " .. key .. ": " .. tostring(record)
+    report_error(self, message, ev, new_context(self, key, body, headers, now, 0))
+    local res = respond(500, { ok = false, error = "store_failed", event = ev.event }, ev,
       { { stage = "store", message = message } })
-  elseif claimed == false then
-    self.log("info", "duplicate delivery " .. key .. ": already claimed, handlers not run")
-    res = respond(200, {
-      ok = true, result = "duplicate", event = ev.event, unknown = (not ev:is_known()) or nil,
-    }, ev)
-    res.duplicate = true
-  else
-    return { event = ev, ctx = ctx, key = key }
+    res.key = key
+    return nil, res
   end
-  res.key = key
-  return nil, res
+  return nil, answer_copy(self, ev, key, outcome, record, now)
 end
 
 -- fn(ev, ctx) under xpcall with a traceback. LuaJIT and Lua 5.2+ pass xpcall's extra
@@ -716,49 +679,96 @@ else
   end
 end
 
--- Runs one route's handler if the delivery is for it, noting the outcome in ran and errors.
-local function run_route(self, route, ev, ctx, ran, errors)
-  if route.event ~= ev.event and route.event ~= ANY then
-    return
+-- Writes changes to the delivery's record under its lease; a record that cannot be written is
+-- logged (the delivery stays running, and is taken over once its lease runs out).
+local function record_outcome(self, delivery, changes, now)
+  local ok, err = call_journal(self, "update", delivery.key, delivery.record.token, changes, now)
+  if ok == false then
+    self.log("warn", "journal: the lease on " .. delivery.key .. " ran out and another attempt"
+      .. " took it over; this attempt's outcome is not recorded")
+  elseif ok == nil then
+    self.log("error", "journal: cannot record how " .. delivery.key .. " went (it runs again"
+      .. " once its lease runs out): " .. tostring(err))
   end
-  ctx.handler = route.label
-  local ok, err = call_handler(route.fn, ev, ctx)
-  ctx.handler = nil
-  if ok then
-    ran[#ran + 1] = { handler = route.label, ok = true }
-  else
-    local message = route.label .. " failed: " .. tostring(err)
-    ran[#ran + 1] = { handler = route.label, ok = false, error = first_line(tostring(err)) }
-    errors[#errors + 1] = { stage = "handler", handler = route.label,
-      message = first_line(tostring(err)) }
-    report_error(self, message, ev, ctx)
-  end
+  return ok
 end
 
--- Runs the handlers of an accepted delivery, in registration order. When one raises, the
--- others still run, the claim is released (so the sender's retry runs them again) and the
--- answer is 500. The first routes are run one by one, not in a loop: a loop that runs a few
--- times on every request keeps LuaJIT from compiling the request's path.
-function Router:dispatch(delivery)
-  local ev, ctx = delivery.event, delivery.ctx
-  local ran, errors = {}, {}
+-- The routes an accepted delivery still needs: those for its event (in registration order)
+-- that have not succeeded for it yet.
+local function pending_routes(self, event, succeeded)
+  local pending = {}
   local routes = self.routes
-  local n = #routes
-  if n >= 1 then run_route(self, routes[1], ev, ctx, ran, errors) end
-  if n >= 2 then run_route(self, routes[2], ev, ctx, ran, errors) end
-  if n >= 3 then run_route(self, routes[3], ev, ctx, ran, errors) end
-  if n >= 4 then run_route(self, routes[4], ev, ctx, ran, errors) end
-  for i = 5, n do
-    run_route(self, routes[i], ev, ctx, ran, errors)
+  for i = 1, #routes do
+    local route = routes[i]
+    if (route.event == event or route.event == ANY) and not succeeded[route.label] then
+      pending[#pending + 1] = route
+    end
+  end
+  return pending
+end
+
+-- The end of an attempt that failed: due again after the retry delay, or dead (logged once).
+local function failure_changes(self, delivery, succeeded, errors, now)
+  local attempts = delivery.record.attempts
+  local delay = attempts < self.max_attempts and retry_delay(self, attempts)
+  local failures = {}
+  for i, e in ipairs(errors) do
+    failures[i] = { handler = e.handler, message = e.message }
+  end
+  if delay then
+    return { state = "failed", handlers = succeeded, errors = failures, next_at = now + delay }
+  end
+  local parts = {}
+  for i, e in ipairs(failures) do
+    parts[i] = tostring(e.handler) .. ": " .. tostring(e.message)
+  end
+  self.log("error", "dead letter " .. delivery.key .. " after " .. attempts .. " attempt(s): "
+    .. table_concat(parts, "; ") .. " (jicoo-webhook deliveries show / retry)")
+  return { state = "dead", handlers = succeeded, errors = failures, finished_at = now }
+end
+
+-- Runs the handlers an accepted delivery still needs, in registration order; each success is
+-- written to the journal before the next handler starts (the last one with the outcome), so a
+-- handler that succeeded never runs again for this delivery. When one raises, the others still
+-- run and the answer is 500: the delivery is due again after its retry delay, or dead.
+function Router:dispatch(delivery)
+  local ev, ctx, record = delivery.event, delivery.ctx, delivery.record
+  local succeeded = {}
+  for label in pairs(record.handlers or {}) do
+    succeeded[label] = true
+  end
+  local pending = pending_routes(self, ev.event, succeeded)
+  local ran, errors = {}, {}
+  for i = 1, #pending do
+    local route = pending[i]
+    ctx.handler = route.label
+    local ok, err = call_handler(route.fn, ev, ctx)
+    ctx.handler = nil
+    if ok then
+      ran[#ran + 1] = { handler = route.label, ok = true }
+      succeeded[route.label] = true
+      if i < #pending then
+        local now = current_time(self)
+        record_outcome(self, delivery, { handlers = succeeded, lease_until = now + self.lease }, now)
+      end
+    else
+      local message = first_line(tostring(err))
+      ran[#ran + 1] = { handler = route.label, ok = false, error = message }
+      errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
+      report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
+    end
   end
 
+  local now = current_time(self)
   local res
   if #errors > 0 then
-    self:release(delivery)
+    record_outcome(self, delivery, failure_changes(self, delivery, succeeded, errors, now), now)
     res = respond(500, {
       ok = false, error = "handler_failed", event = ev.event, failed = #errors,
     }, ev, errors)
   else
+    record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},
+      finished_at = now }, now)
     res = { status = 200, body = handled_json(ev.event, #ran, not ev:is_known()), event = ev,
       errors = {} }
   end
@@ -767,10 +777,12 @@ function Router:dispatch(delivery)
   return res
 end
 
--- Gives up an accepted delivery's claim without running it (e.g. it could not be scheduled),
--- so that the sender's retry is not taken for a duplicate.
+-- Gives an accepted delivery back without running it (e.g. it could not be scheduled): due
+-- again at once, its attempt not counted.
 function Router:release(delivery)
-  release(self, delivery.key)
+  local now = current_time(self)
+  record_outcome(self, delivery, { state = "failed", next_at = now,
+    attempts = delivery.record.attempts - 1 }, now)
 end
 
 -- The whole receive path, accept then dispatch: returns
@@ -781,6 +793,56 @@ function Router:handle(body, headers)
     return res
   end
   return self:dispatch(delivery)
+end
+
+-- A journaled delivery taken for another attempt, ready for dispatch; or nil when its body no
+-- longer parses (the router's parse options changed), which ends it as dead.
+local function journaled_delivery(self, key, record, now)
+  local ev, msg = webhook.parse(record.body or "", self.parse_opts)
+  local delivery = { event = ev, key = key, record = record }
+  if not ev then
+    self.log("error", "dead letter " .. key .. ": its journaled body no longer parses: " .. msg)
+    record_outcome(self, delivery, { state = "dead", finished_at = now,
+      errors = { { handler = "(parse)", message = msg } } }, now)
+    return nil
+  end
+  delivery.ctx = new_context(self, key, record.body, {}, record.received_at, record.attempts)
+  return delivery
+end
+
+-- One pass of the scheduler: every delivery the journal has due now (a failed one whose retry
+-- time came, a running one whose lease ran out: its worker died) is taken, under a fresh lease,
+-- and its remaining handlers run. Returns how many ran, and their results. The nginx adapter
+-- calls it from a timer in every worker; a plain-Lua program calls it when it likes.
+function Router:run_due()
+  local now = current_time(self)
+  local keys, problems = call_journal(self, "due", now, DUE_PER_RUN)
+  if not keys then
+    self.log("error", "journal: cannot list the deliveries due: " .. tostring(problems))
+    return 0, {}
+  end
+  for _, problem in ipairs(type(problems) == "table" and problems or {}) do
+    if not self.reported[problem.file] then
+      self.reported[problem.file] = true
+      self.log("error", "journal: skipping " .. problem.file .. ": " .. problem.error)
+    end
+  end
+  local results = {}
+  for _, key in ipairs(keys) do
+    local outcome, record = call_journal(self, "acquire", key, now, self.lease, nil, false)
+    if outcome == "taken" then
+      local delivery = journaled_delivery(self, key, record, now)
+      if delivery then
+        local res = self:dispatch(delivery)
+        self.log(res.status == 200 and "info" or "warn", "attempt " .. record.attempts .. " of "
+          .. key .. ": " .. (res.status == 200 and "handled" or "failed"))
+        results[#results + 1] = res
+      end
+    elseif outcome == nil then
+      self.log("error", "journal: cannot take " .. key .. ": " .. tostring(record))
+    end
+  end
+  return #results, results
 end
 
 return _M

@@ -1,0 +1,156 @@
+-- The journal of deliveries: what the router received, and how far each delivery got.
+--
+-- A record is the delivery's claim too, keyed by ev:key():
+--
+--   key, event, uid, body, received_at   the delivery as received (body: its raw bytes)
+--   state         "running" (an attempt holds the lease), "failed" (due again at next_at),
+--                 "done" (every handler succeeded; kept until expires_at, without its body) or
+--                 "dead" (out of attempts; kept until an operator retries or drops it)
+--   attempts      attempts started
+--   handlers      { [label] = true } for each handler that succeeded (never run again)
+--   errors        the last attempt's failures: { { handler = label, message = text }, ... }
+--   next_at, lease_until, token, finished_at, expires_at, version
+--
+-- A journal is any table with these methods (the backends: memory.lua, files.lua, redis.lua):
+--
+--   acquire(key, now, lease, new, take_failed) -> outcome, record | nil, err
+--       Atomically, as decide() below says: "new" (no record: `new` written as a running one),
+--       "taken" (a running one whose lease ran out, or a failed one that is due, or any failed
+--       one with take_failed) or "absent" (no record and no `new`) change the record; "busy",
+--       "waiting", "done" and "dead" leave it. For new and taken the record comes back running,
+--       under a fresh token, its lease until now + lease, its attempts one more.
+--   update(key, token, changes, now) -> true | false (the lease is not this token's) | nil, err
+--       Sets the fields in `changes` on the running record `token` holds; version goes up.
+--   due(now, limit) -> { key, ... } | nil, err     running ones past their lease, failed ones due
+--   get(key) -> record | nil (absent) | nil, err
+--   list(state) -> { record, ... } | nil, err      state: a state name or "all"; a record that
+--       cannot be read is listed as { state = "corrupt", file = name, error = text }
+--   rearm(key, now) -> record | nil, "not found" | false, why   a failed or dead one: due now,
+--       with a fresh budget of attempts (an operator's retry)
+--   remove(key) -> true | nil, "not found" | nil, err
+--   durable       whether a record survives the process (and a machine crash)
+local type = type
+local ipairs = ipairs
+local tostring = tostring
+local rawget = rawget
+local require = require
+local string_format = string.format
+local io_open = io.open
+
+local _M = {}
+
+_M.STATES = { "running", "failed", "done", "dead" }
+
+-- What acquire does to a delivery whose record is `record` (nil: none): the one definition of
+-- the journal's claim. redis.lua's ACQUIRE script says the same in Redis; the journal spec
+-- holds every backend to it.
+function _M.decide(record, now, receive, take_failed)
+  if record == nil then
+    return receive and "new" or "absent"
+  end
+  local state = record.state
+  if state == "running" then
+    return record.lease_until <= now and "taken" or "busy"
+  elseif state == "failed" then
+    return (take_failed or record.next_at <= now) and "taken" or "waiting"
+  end
+  return state   -- "done" or "dead"
+end
+
+-- Tokens tell the holders of one record's successive leases apart, across workers and
+-- machines: random bytes read once per process, the process id, and a counter.
+local token_prefix, token_count = nil, 0
+
+local function process_id()
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.worker and ngx.worker.pid then
+    return ngx.worker.pid()
+  end
+  local stat = io_open("/proc/self/stat")
+  local pid = stat and stat:read("*l"):match("^(%d+)") or "0"
+  if stat then
+    stat:close()
+  end
+  return pid
+end
+
+function _M.token()
+  if not token_prefix then
+    local random = io_open("/dev/urandom", "rb")
+    local bytes = random and random:read(6) or tostring({}):sub(-6)
+    if random then
+      random:close()
+    end
+    token_prefix = (bytes:gsub(".", function(c) return string_format("%02x", c:byte()) end))
+  end
+  token_count = token_count + 1
+  return string_format("%s-%s-%d", token_prefix, tostring(process_id()), token_count)
+end
+
+-- The record acquire writes for a new delivery: `new` (key, event, uid, body, received_at)
+-- running under a fresh lease.
+function _M.running(new, now, lease)
+  return {
+    key = new.key, event = new.event, uid = new.uid, body = new.body,
+    received_at = new.received_at,
+    state = "running", attempts = 1, handlers = {}, errors = {},
+    token = _M.token(), lease_until = now + lease, version = 1,
+  }
+end
+
+-- A record taken over: running again under a fresh lease (changes the record in place).
+function _M.take(record, now, lease)
+  record.state = "running"
+  record.attempts = (record.attempts or 0) + 1
+  record.token = _M.token()
+  record.lease_until = now + lease
+  record.next_at = nil
+  record.version = (record.version or 0) + 1
+  return record
+end
+
+-- A failed or dead record made due now with a fresh budget (rearm), or false, why.
+function _M.rearmed(record, now)
+  if record.state ~= "failed" and record.state ~= "dead" then
+    return false, record.key .. " is " .. record.state .. ", not failed or dead"
+  end
+  record.state = "failed"
+  record.next_at = now
+  record.attempts = 0
+  record.finished_at = nil
+  record.version = (record.version or 0) + 1
+  return record
+end
+
+-- Whether a record is due for the scheduler at `now`.
+function _M.is_due(record, now)
+  return (record.state == "running" and record.lease_until <= now)
+    or (record.state == "failed" and record.next_at <= now)
+end
+
+function _M.is_journal(obj)
+  local kind = type(obj)
+  if kind ~= "table" and kind ~= "userdata" then
+    return false
+  end
+  for _, name in ipairs({ "acquire", "update", "due", "get", "list", "rearm", "remove" }) do
+    if type(obj[name]) ~= "function" then
+      return false
+    end
+  end
+  return true
+end
+
+function _M.memory(opts)
+  return require("jicoo.webhook.journal.memory").new(opts)
+end
+
+function _M.files(opts)
+  return require("jicoo.webhook.journal.files").new(opts)
+end
+
+function _M.redis(opts)
+  return require("jicoo.webhook.journal.redis").new(opts)
+end
+
+return _M

@@ -1,0 +1,195 @@
+-- The memory journal: records in this Lua state, for tests and plain-Lua scripts. Not durable:
+-- what it holds is gone with the process, so the router leaves the retry of a failed delivery
+-- to its sender too (a copy takes it at once) and answers a copy of one still running with a
+-- retryable 503.
+--
+-- Which deliveries were received is asked of a claim store (store.memory() unless opts.claims
+-- names another, e.g. store.shdict(...) to share it between nginx workers). The records of
+-- running, failed and dead deliveries stay here; a done one leaves only its claim, for the
+-- claim's ttl. A failed or dead delivery's claim is given back, so that the sender's retry is
+-- taken wherever it arrives: a worker that takes it back must claim it again first.
+local setmetatable = setmetatable
+local pairs = pairs
+local ipairs = ipairs
+local pcall = pcall
+local type = type
+local error = error
+local tostring = tostring
+
+local journal = require "jicoo.webhook.journal"
+local store = require "jicoo.webhook.store"
+
+local _M = {}
+
+local DEFAULT_MAX_OPEN = 100000
+
+local Memory = {}
+Memory.__index = Memory
+
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("journal.memory: opts must be a table, got " .. type(opts), 3)
+  end
+  opts = opts or {}
+  local claims = opts.claims or store.memory({ ttl = opts.ttl, max_entries = opts.max_entries })
+  if not store.is_store(claims) then
+    error("journal.memory: opts.claims must have add(key, ttl) and delete(key) methods", 3)
+  end
+  return setmetatable({
+    claims = claims,
+    ttl = opts.ttl or store.DEFAULT_TTL,
+    max_open = opts.max_entries or DEFAULT_MAX_OPEN,
+    records = {},   -- key -> the record of a running, failed or dead delivery
+    open = 0,
+    durable = false,
+  }, Memory)
+end
+
+-- Claims key in the store: true, false (claimed already), or nil, err.
+local function claim(self, key)
+  local ok, claimed, err = pcall(self.claims.add, self.claims, key, self.ttl)
+  if not ok then
+    return nil, tostring(claimed)
+  elseif claimed == nil then
+    return nil, tostring(err or "store:add returned nil")
+  end
+  return claimed
+end
+
+local function release(self, key)
+  local ok, released, err = pcall(self.claims.delete, self.claims, key)
+  if not ok or released == nil then
+    return nil, "cannot release the claim on " .. key .. " (a retry arriving elsewhere is taken"
+      .. " for a duplicate until the claim expires): "
+      .. tostring(ok and (err or "store:delete returned nil") or released)
+  end
+  return true
+end
+
+-- What the journal hands out is a copy: a caller that keeps a record (the router keeps the one
+-- it acquired, for its token) must not see a later attempt's changes, as with any other
+-- backend.
+local function copy(record)
+  if record == nil then
+    return nil
+  end
+  local c = {}
+  for name, value in pairs(record) do
+    c[name] = value
+  end
+  local handlers, errors = {}, {}
+  for label in pairs(record.handlers or {}) do
+    handlers[label] = true
+  end
+  for i, e in ipairs(record.errors or {}) do
+    errors[i] = { handler = e.handler, message = e.message }
+  end
+  c.handlers, c.errors = handlers, errors
+  return c
+end
+
+local function forget(self, key)
+  if self.records[key] then
+    self.records[key] = nil
+    self.open = self.open - 1
+  end
+end
+
+function Memory:acquire(key, now, lease, new, take_failed)
+  local record = self.records[key]
+  local outcome = journal.decide(record, now, new ~= nil, take_failed)
+  if outcome == "new" then
+    if self.open >= self.max_open then
+      return nil, "memory journal full: " .. self.open .. " deliveries not done"
+    end
+    local claimed, err = claim(self, key)
+    if claimed == nil then
+      return nil, err
+    elseif not claimed then
+      return "done", { key = key, state = "done" }
+    end
+    record = journal.running(new, now, lease)
+    self.records[key] = record
+    self.open = self.open + 1
+    return "new", copy(record)
+  elseif outcome == "taken" then
+    if record.state == "failed" then
+      -- its claim was given back: whoever claims it again runs it
+      local claimed, err = claim(self, key)
+      if claimed == nil then
+        return nil, err
+      elseif not claimed then
+        forget(self, key)
+        return "done", { key = key, state = "done" }
+      end
+    end
+    return "taken", copy(journal.take(record, now, lease))
+  end
+  return outcome, copy(record)
+end
+
+function Memory:update(key, token, changes)
+  local record = self.records[key]
+  if not record or record.state ~= "running" or record.token ~= token then
+    return false
+  end
+  for name, value in pairs(copy(changes)) do
+    record[name] = value
+  end
+  record.version = record.version + 1
+  if record.state == "done" then
+    forget(self, key)   -- its claim stays, for the ttl
+  elseif record.state == "failed" or record.state == "dead" then
+    return release(self, key)
+  end
+  return true
+end
+
+function Memory:due(now, limit)
+  local keys = {}
+  for key, record in pairs(self.records) do
+    if #keys >= limit then
+      break
+    end
+    if journal.is_due(record, now) then
+      keys[#keys + 1] = key
+    end
+  end
+  return keys
+end
+
+function Memory:get(key)
+  return copy(self.records[key])
+end
+
+function Memory:list(state)
+  local list = {}
+  for _, record in pairs(self.records) do
+    if state == "all" or record.state == state then
+      list[#list + 1] = copy(record)
+    end
+  end
+  return list
+end
+
+function Memory:rearm(key, now)
+  local record = self.records[key]
+  if not record then
+    return nil, "not found"
+  end
+  local rearmed, why = journal.rearmed(record, now)
+  if not rearmed then
+    return false, why
+  end
+  return copy(rearmed)
+end
+
+function Memory:remove(key)
+  if not self.records[key] then
+    return nil, "not found"
+  end
+  forget(self, key)
+  return release(self, key)
+end
+
+return _M

@@ -1,0 +1,155 @@
+-- JSON text from Lua values, for what the library writes itself: the router's and the nginx
+-- adapter's answers, and the journal's records. Reading JSON is the C core's (core.decode).
+--
+-- Strings are written byte for byte but for the escapes JSON requires; a byte that is not part
+-- of a valid UTF-8 sequence becomes U+FFFD, so the output is always valid JSON (a message may
+-- quote broken input). A table is an array when its keys are exactly 1..n (n > 0), else an
+-- object, its keys sorted so that the same value always gives the same text.
+
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tonumber = tonumber
+local error = error
+local tostring = tostring
+local string_format = string.format
+local string_byte = string.byte
+local string_gsub = string.gsub
+local string_find = string.find
+local string_sub = string.sub
+local table_concat = table.concat
+local table_sort = table.sort
+local math_floor = math.floor
+local math_huge = math.huge
+
+local _M = {}
+
+local ESCAPES = {
+  ['"'] = '\\"', ['\\'] = '\\\\', ['\b'] = '\\b', ['\f'] = '\\f',
+  ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t',
+}
+
+local function escape_char(c)
+  return ESCAPES[c] or string_format("\\u%04x", string_byte(c))
+end
+
+-- Length of the strict UTF-8 sequence (shortest form, no surrogates, up to U+10FFFF) that
+-- starts at byte i, or nil when the byte there starts none.
+local function utf8_sequence_length(s, i)
+  local c = string_byte(s, i)
+  if c < 0x80 then
+    return 1
+  end
+  local extra, code, min
+  if c >= 0xC2 and c <= 0xDF then
+    extra, code, min = 1, c - 0xC0, 0x80
+  elseif c >= 0xE0 and c <= 0xEF then
+    extra, code, min = 2, c - 0xE0, 0x800
+  elseif c >= 0xF0 and c <= 0xF4 then
+    extra, code, min = 3, c - 0xF0, 0x10000
+  else
+    return nil
+  end
+  for j = i + 1, i + extra do
+    local b = string_byte(s, j)
+    if not b or b < 0x80 or b > 0xBF then
+      return nil
+    end
+    code = code * 64 + (b - 0x80)
+  end
+  if code < min or code > 0x10FFFF or (code >= 0xD800 and code <= 0xDFFF) then
+    return nil
+  end
+  return extra + 1
+end
+
+local function valid_utf8(s)
+  local parts, i, n = {}, 1, #s
+  while i <= n do
+    local length = utf8_sequence_length(s, i)
+    if length then
+      parts[#parts + 1] = string_sub(s, i, i + length - 1)
+      i = i + length
+    else
+      parts[#parts + 1] = "\239\191\189"
+      i = i + 1
+    end
+  end
+  return table_concat(parts)
+end
+
+local function encode_string(s)
+  if not string_find(s, '[%c"\\\128-\255]') then -- most strings: nothing to escape or repair
+    return '"' .. s .. '"'
+  end
+  if string_find(s, "[\128-\255]") then
+    s = valid_utf8(s)
+  end
+  return '"' .. string_gsub(s, '[%c"\\]', escape_char) .. '"'
+end
+
+local function encode_number(v)
+  if v ~= v or v == math_huge or v == -math_huge then
+    return "null"
+  elseif v == math_floor(v) and v > -2^53 and v < 2^53 then
+    return string_format("%d", v)
+  end
+  return string_format("%.17g", v)
+end
+
+local encode_value
+
+local function encode_table(t, depth)
+  if depth > 32 then
+    error("json.encode: nested deeper than 32 tables (a cycle?)", depth + 2)
+  end
+  local n = #t
+  local count = 0
+  for _ in pairs(t) do
+    count = count + 1
+  end
+  local parts = {}
+  if n > 0 and count == n then
+    for i = 1, n do
+      parts[i] = encode_value(t[i], depth + 1)
+    end
+    return "[" .. table_concat(parts, ",") .. "]"
+  end
+  local keys = {}
+  for k in pairs(t) do
+    keys[#keys + 1] = tostring(k)
+  end
+  table_sort(keys)
+  for i, k in ipairs(keys) do
+    local v = t[k]
+    if v == nil then
+      v = t[tonumber(k)]
+    end
+    parts[i] = encode_string(k) .. ":" .. encode_value(v, depth + 1)
+  end
+  return "{" .. table_concat(parts, ",") .. "}"
+end
+
+function encode_value(v, depth)
+  local kind = type(v)
+  if kind == "string" then
+    return encode_string(v)
+  elseif kind == "number" then
+    return encode_number(v)
+  elseif kind == "boolean" then
+    return v and "true" or "false"
+  elseif kind == "table" then
+    return encode_table(v, depth)
+  end
+  return "null"   -- nil, the null sentinel, and what JSON cannot hold
+end
+
+-- The JSON text of a string, a number, a boolean or a table of them.
+function _M.encode(value)
+  return encode_value(value, 0)
+end
+
+_M.encode_string = encode_string
+_M.encode_number = encode_number
+
+return _M

@@ -1,0 +1,299 @@
+-- The journal's backends held to one contract (lua/jicoo/webhook/journal/init.lua): the same
+-- sequence of acquire, update, due, rearm and remove gives the same outcomes on the memory
+-- journal, the file journal and, where redis-server and LuaSocket are installed, the Redis
+-- journal against a real redis-server on 127.0.0.1. Then what only the file journal has: its
+-- layout, corrupt records, a folder it cannot write.
+local journal = require "jicoo.webhook.journal"
+local support = require "support"
+
+local NOW = 1700000000
+local LEASE = 60
+local KEY = "guest_booked/bk_1/2024-03-01T10:00:05+09:00"
+
+local function new_delivery(key)
+  return { key = key or KEY, event = "guest_booked", uid = "bk_1", body = '{"a":1}\n',
+    received_at = NOW }
+end
+
+local function temp_dir()
+  local out = support.run("mktemp -d /tmp/jicoo-journal.XXXXXX")
+  return (out:gsub("%s+$", ""))
+end
+
+local function remove_dir(dir)
+  if dir and dir:match("^/tmp/jicoo%-journal%.") then
+    support.run("rm -rf " .. support.quote(dir))
+  end
+end
+
+-- The backends: name, make(dir) -> journal, and what sets them apart.
+local backends = {
+  { name = "memory", make = function() return journal.memory() end, durable = false },
+  { name = "files", make = function(dir) return journal.files({ dir = dir .. "/journal" }) end,
+    durable = true, keeps_done = true },
+}
+
+local redis_server, redis_dir
+do
+  local has_socket = pcall(require, "socket")
+  local ok_servers, servers = pcall(require, "servers")
+  if has_socket and ok_servers and servers.redis_server and servers.redis_cli then
+    table.insert(backends, { name = "redis", durable = true, keeps_done = true,
+      make = function()
+        if not redis_server then
+          redis_dir = temp_dir()
+          redis_server = assert(servers.redis(redis_dir))
+        end
+        redis_server:cli("flushall")
+        return journal.redis({ host = "127.0.0.1", port = redis_server.port })
+      end })
+  end
+end
+
+teardown(function()
+  if redis_server then
+    redis_server:stop()
+    remove_dir(redis_dir)
+  end
+end)
+
+for _, backend in ipairs(backends) do
+  describe("journal." .. backend.name, function()
+    local dir, j
+
+    before_each(function()
+      dir = temp_dir()
+      j = backend.make(dir)
+    end)
+
+    after_each(function()
+      remove_dir(dir)
+    end)
+
+    it("says whether it is durable", function()
+      assert.are.equal(backend.durable, j.durable)
+    end)
+
+    it("writes a new delivery as running under a lease, its body kept", function()
+      assert.are.equal("absent", (j:acquire(KEY, NOW, LEASE, nil, false)))
+      local outcome, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.are.equal("new", outcome)
+      assert.are.equal("running", record.state)
+      assert.are.equal(1, record.attempts)
+      assert.are.equal(NOW + LEASE, record.lease_until)
+      assert.is_string(record.token)
+      local stored = j:get(KEY)
+      assert.are.equal('{"a":1}\n', stored.body)
+      assert.are.equal("guest_booked", stored.event)
+      assert.are.equal("bk_1", stored.uid)
+      assert.are.equal(NOW, stored.received_at)
+      assert.are.equal(record.token, stored.token)
+    end)
+
+    it("answers busy while the lease holds, and hands the delivery over once it runs out", function()
+      local _, first = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.are.equal("busy", (j:acquire(KEY, NOW + LEASE - 1, LEASE, new_delivery(), true)))
+      assert.are.same({}, j:due(NOW + LEASE - 1, 10))
+      assert.are.same({ KEY }, (j:due(NOW + LEASE, 10)))
+      local outcome, second = j:acquire(KEY, NOW + LEASE, LEASE, nil, false)
+      assert.are.equal("taken", outcome)
+      assert.are.equal(2, second.attempts)
+      assert.are_not.equal(first.token, second.token)
+      -- The first attempt's token no longer writes.
+      assert.is_false(j:update(KEY, first.token, { state = "done" }, NOW + LEASE))
+      assert.is_true(j:update(KEY, second.token, { handlers = { a = true } }, NOW + LEASE))
+      assert.are.same({ a = true }, j:get(KEY).handlers)
+    end)
+
+    it("keeps a failed delivery until its next attempt is due, unless told to take it", function()
+      local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_true(j:update(KEY, record.token, { state = "failed", next_at = NOW + 100,
+        handlers = { a = true }, errors = { { handler = "b", message = "down" } } }, NOW))
+      assert.are.equal("waiting", (j:acquire(KEY, NOW + 99, LEASE, new_delivery(), false)))
+      assert.are.same({}, j:due(NOW + 99, 10))
+      assert.are.same({ KEY }, (j:due(NOW + 100, 10)))
+      local outcome, taken = j:acquire(KEY, NOW + 100, LEASE, nil, false)
+      assert.are.equal("taken", outcome)
+      assert.are.equal(2, taken.attempts)
+      assert.are.same({ a = true }, taken.handlers)
+      assert.are.same({ { handler = "b", message = "down" } }, taken.errors)
+      assert.is_true(j:update(KEY, taken.token, { state = "failed", next_at = NOW + 500 }, NOW + 100))
+      assert.are.equal("taken", (j:acquire(KEY, NOW + 101, LEASE, new_delivery(), true)))
+    end)
+
+    it("ends a delivery done: later copies are done, it is due no more", function()
+      local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_true(j:update(KEY, record.token, { state = "done", handlers = { a = true },
+        finished_at = NOW }, NOW))
+      assert.are.equal("done", (j:acquire(KEY, NOW + 1, LEASE, new_delivery(), true)))
+      assert.are.same({}, j:due(NOW + 10 * LEASE, 10))
+      assert.is_false(j:update(KEY, record.token, { state = "failed", next_at = NOW }, NOW))
+      if backend.keeps_done then
+        local done = j:get(KEY)
+        assert.are.equal("done", done.state)
+        assert.is_nil(done.body)
+        assert.are.same({ a = true }, done.handlers)
+        assert.are.equal(KEY, j:list("done")[1].key)
+      end
+    end)
+
+    it("keeps a dead letter until an operator rearms or removes it", function()
+      local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_true(j:update(KEY, record.token, { state = "dead", finished_at = NOW,
+        errors = { { handler = "b", message = "down" } } }, NOW))
+      assert.are.equal("dead", (j:acquire(KEY, NOW + 1, LEASE, new_delivery(), true)))
+      assert.are.same({}, j:due(NOW + 10 * LEASE, 10))
+      local listed = j:list("dead")
+      assert.are.equal(1, #listed)
+      assert.are.equal(KEY, listed[1].key)
+      assert.are.equal('{"a":1}\n', listed[1].body)
+
+      local rearmed = j:rearm(KEY, NOW + 5)
+      assert.are.equal("failed", rearmed.state)
+      assert.are.equal(0, rearmed.attempts)
+      assert.are.same({ KEY }, (j:due(NOW + 5, 10)))
+      local outcome, taken = j:acquire(KEY, NOW + 5, LEASE, nil, false)
+      assert.are.equal("taken", outcome)
+      assert.are.equal(1, taken.attempts)
+      assert.are.equal('{"a":1}\n', taken.body)
+    end)
+
+    it("rearms only failed and dead deliveries", function()
+      assert.are.same({ nil, "not found" }, { j:rearm(KEY, NOW) })
+      j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      local rearmed, why = j:rearm(KEY, NOW)
+      assert.is_false(rearmed)
+      assert.truthy(why:find("running", 1, true), why)
+    end)
+
+    it("removes a record, after which the key is new again", function()
+      assert.are.same({ nil, "not found" }, { j:remove(KEY) })
+      j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_true(j:remove(KEY))
+      assert.is_nil(j:get(KEY))
+      assert.are.equal("new", (j:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    end)
+
+    it("lists by state", function()
+      local keys = { "k/running/t", "k/failed/t", "k/dead/t" }
+      for _, key in ipairs(keys) do
+        local _, record = j:acquire(key, NOW, LEASE, new_delivery(key), false)
+        local state = key:match("^k/(%a+)/")
+        if state ~= "running" then
+          j:update(key, record.token, { state = state, next_at = NOW + 1000 }, NOW)
+        end
+      end
+      for _, key in ipairs(keys) do
+        local state = key:match("^k/(%a+)/")
+        local listed = j:list(state)
+        assert.are.equal(1, #listed, state)
+        assert.are.equal(key, listed[1].key)
+        assert.are.equal(state, listed[1].state)
+      end
+      assert.are.equal(3, #j:list("all"))
+    end)
+
+    it("takes keys holding any byte, and long ones", function()
+      -- A key is valid UTF-8, as every string parse gives (uids included).
+    local keys = { "guest_booked/a%2Fb c\n\0\195\169/2024", "x/" .. string.rep("u", 5000) .. "/t" }
+      for _, key in ipairs(keys) do
+        assert.are.equal("new", (j:acquire(key, NOW, LEASE, new_delivery(key), false)))
+        assert.are.equal(key, j:get(key).key)
+        assert.are.equal("busy", (j:acquire(key, NOW, LEASE, new_delivery(key), false)))
+      end
+    end)
+  end)
+end
+
+describe("journal.files on disk", function()
+  local core = require "jicoo.webhook.core"
+  local dir, j
+
+  before_each(function()
+    dir = temp_dir()
+    j = journal.files({ dir = dir .. "/journal" })
+  end)
+
+  after_each(function()
+    remove_dir(dir)
+  end)
+
+  local function path(folder)
+    return dir .. "/journal/" .. folder .. "/" .. require("jicoo.webhook.journal.files").file_name(KEY) .. ".json"
+  end
+
+  it("keeps each record as a JSON file in the folder of its state", function()
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    local stored = assert(core.decode(support.read(path("open"))))
+    assert.are.equal(KEY, stored.key)
+    assert.are.equal('{"a":1}\n', stored.body)
+    j:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW)
+    assert.is_nil(io.open(path("open")))
+    assert.are.equal("done", core.decode(support.read(path("done"))).state)
+  end)
+
+  it("names the file after the key, escaped", function()
+    assert.are.equal("guest_booked%2Fbk_1%2F2024-03-01T10%3A00%3A05%2B09%3A00", require("jicoo.webhook.journal.files").file_name(KEY))
+  end)
+
+  it("prefers the newer copy when a crash left one in two folders", function()
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    local old = support.read(path("open"))
+    j:update(KEY, record.token, { state = "dead", finished_at = NOW }, NOW)
+    support.write(path("open"), old)   -- as if the crash came before the old copy was removed
+    assert.are.equal("dead", j:get(KEY).state)
+    assert.are.equal("dead", (j:acquire(KEY, NOW + 1000, LEASE, new_delivery(), true)))
+    assert.is_truthy(j:rearm(KEY, NOW))
+    assert.is_nil(io.open(path("dead")))
+  end)
+
+  it("reports a truncated record, and skips it when listing what is due", function()
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    j:update(KEY, record.token, { state = "failed", next_at = NOW }, NOW)
+    j:acquire("other/key/t", NOW, LEASE, new_delivery("other/key/t"), false)
+    local text = support.read(path("open"))
+    support.write(path("open"), text:sub(1, math.floor(#text / 2)))
+
+    local got, err = j:get(KEY)
+    assert.is_nil(got)
+    assert.truthy(err:find("corrupt record " .. path("open"), 1, true), err)
+    local keys, problems = j:due(NOW + LEASE, 10)
+    assert.are.same({ "other/key/t" }, keys)
+    assert.are.equal(path("open"), problems[1].file)
+    local listed = j:list("all")
+    local corrupt
+    for _, entry in ipairs(listed) do
+      if entry.state == "corrupt" then
+        corrupt = entry
+      end
+    end
+    assert.are.equal(path("open"), corrupt.file)
+    -- A copy of the delivery cannot be told from a new one: the journal fails, nothing is claimed.
+    local outcome, acquire_err = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.is_nil(outcome)
+    assert.truthy(acquire_err:find("corrupt", 1, true))
+  end)
+
+  it("fails, naming the folder, where it cannot write", function()
+    support.write(dir .. "/file", "")
+    local blocked = journal.files({ dir = dir .. "/file/journal" })
+    local outcome, err = blocked:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.is_nil(outcome)
+    assert.truthy(err:find(dir .. "/file/journal", 1, true), err)
+    assert.truthy(err:find("Not a directory", 1, true), err)
+    assert.is_nil(blocked:due(NOW, 10))
+  end)
+
+  it("drops done records once their ttl has passed", function()
+    local short = journal.files({ dir = dir .. "/journal", ttl = 10 })
+    local _, record = short:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    short:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW)
+    -- The sweep goes by the file's time: make it old.
+    assert(support.run("touch -d @" .. (NOW - 3600) .. " " .. support.quote(path("done"))))
+    short:due(NOW + 5, 10)
+    assert.is_truthy(io.open(path("done")))   -- expires_at (NOW + 10) not reached
+    short:due(NOW + 100, 10)
+    assert.is_nil(io.open(path("done")))
+    assert.are.equal("new", (short:acquire(KEY, NOW + 100, LEASE, new_delivery(), false)))
+  end)
+end)

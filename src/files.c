@@ -1,0 +1,243 @@
+/* The file journal's system calls, which Lua's io library cannot make: a file replaced so that a
+ * crash at any point leaves the old or the new one whole (temp file, fsync, rename, fsync of the
+ * folder), a removal made durable, a folder listing with modification times, and an exclusive
+ * lock that the kernel releases when its process dies (flock). The parser never calls these; the
+ * journal (lua/jicoo/webhook/journal/files.lua) does, on a local file system.
+ *
+ * Failures a caller can meet (a full disk, a folder it cannot write) return nil, msg, errno with
+ * the path named in msg; misuse (an argument of the wrong type) raises. */
+#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+
+#include <dirent.h>
+#include <stdio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "files.h"
+
+#define FILES_LOCK "jicoo.webhook.FileLock"
+
+/* A path argument: a NUL inside would name another file than the caller meant. */
+static const char *files_path(lua_State *L, int index, size_t *len)
+{
+    const char *path = luaL_checklstring(L, index, len);
+    luaL_argcheck(L, strlen(path) == *len, index, "a path holds no NUL byte");
+    return path;
+}
+
+static int files_fail(lua_State *L, const char *what, const char *path, int err)
+{
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s %s: %s", what, path, strerror(err));
+    lua_pushinteger(L, err);
+    return 3;
+}
+
+/* Syncs the folder that holds path, so that a rename or an unlink in it survives a crash. */
+static int files_sync_folder(const char *path, size_t len)
+{
+    char folder[4096];
+    int fd, err = 0;
+    while (len > 0 && path[len - 1] != '/')
+        len--;
+    if (len == 0) {
+        folder[0] = '.';
+        len = 1;
+    } else if (len >= sizeof folder) {
+        return ENAMETOOLONG;
+    } else {
+        memcpy(folder, path, len);
+    }
+    folder[len] = '\0';
+    fd = open(folder, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (fsync(fd) != 0)
+        err = errno;
+    close(fd);
+    return err;
+}
+
+static int files_write_all(int fd, const char *data, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* replace(path, data): path holds data, or (on failure) what it held before. */
+static int files_replace(lua_State *L)
+{
+    size_t path_len, len;
+    const char *path = files_path(L, 1, &path_len);
+    const char *data = luaL_checklstring(L, 2, &len);
+    const char *temp;
+    int fd, err;
+
+    lua_pushfstring(L, "%s.tmp", path); /* the writer holds the record's lock: one writer */
+    temp = lua_tostring(L, -1);
+    fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return files_fail(L, "cannot create", temp, errno);
+    err = files_write_all(fd, data, len);
+    if (!err && fsync(fd) != 0)
+        err = errno;
+    if (close(fd) != 0 && !err)
+        err = errno;
+    if (err) {
+        unlink(temp);
+        return files_fail(L, "cannot write", temp, err);
+    }
+    if (rename(temp, path) != 0) {
+        err = errno;
+        unlink(temp);
+        return files_fail(L, "cannot rename to", path, err);
+    }
+    if ((err = files_sync_folder(path, path_len)) != 0)
+        return files_fail(L, "cannot sync the folder of", path, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* remove(path): true once path is gone (also when it was not there). */
+static int files_remove(lua_State *L)
+{
+    size_t path_len;
+    const char *path = files_path(L, 1, &path_len);
+    int err;
+    if (unlink(path) != 0) {
+        if (errno == ENOENT) {
+            lua_pushboolean(L, 1);
+            return 1;
+        }
+        return files_fail(L, "cannot remove", path, errno);
+    }
+    if ((err = files_sync_folder(path, path_len)) != 0)
+        return files_fail(L, "cannot sync the folder of", path, err);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* list(folder): { [name] = modification time in seconds }, "." and ".." left out. */
+static int files_list(lua_State *L)
+{
+    size_t len;
+    const char *folder = files_path(L, 1, &len);
+    DIR *dir;
+    struct dirent *entry;
+    struct stat st;
+    int err;
+
+    lua_newtable(L);
+    dir = opendir(folder);
+    if (!dir)
+        return files_fail(L, "cannot open the folder", folder, errno);
+    for (;;) {
+        errno = 0;
+        entry = readdir(dir);
+        if (!entry)
+            break;
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0)
+            continue;
+        /* A name removed between readdir and fstatat is left out. */
+        if (fstatat(dirfd(dir), entry->d_name, &st, 0) != 0)
+            continue;
+        lua_pushnumber(L, (lua_Number)st.st_mtime);
+        lua_setfield(L, -2, entry->d_name);
+    }
+    err = errno;
+    closedir(dir);
+    if (err)
+        return files_fail(L, "cannot read the folder", folder, err);
+    return 1;
+}
+
+/* mkdir(path): true once path is a folder. */
+static int files_mkdir(lua_State *L)
+{
+    size_t len;
+    const char *path = files_path(L, 1, &len);
+    struct stat st;
+    if (mkdir(path, 0755) != 0) {
+        int err = errno;
+        if (err != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+            return files_fail(L, "cannot create the folder", path, err);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+typedef struct files_lock_handle {
+    int fd;  /* -1 once unlocked */
+} files_lock_handle;
+
+/* lock(path): a handle holding an exclusive flock on path (created if absent), waited for; the
+ * lock goes with handle:unlock(), with the handle's collection, or with the process. */
+static int files_lock(lua_State *L)
+{
+    size_t len;
+    const char *path = files_path(L, 1, &len);
+    files_lock_handle *h = (files_lock_handle *)lua_newuserdata(L, sizeof *h);
+    h->fd = -1;
+    luaL_getmetatable(L, FILES_LOCK);
+    lua_setmetatable(L, -2);
+    h->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (h->fd < 0)
+        return files_fail(L, "cannot open the lock", path, errno);
+    while (flock(h->fd, LOCK_EX) != 0) {
+        int err = errno;
+        if (err == EINTR)
+            continue;
+        close(h->fd);
+        h->fd = -1;
+        return files_fail(L, "cannot lock", path, err);
+    }
+    return 1;
+}
+
+static int files_unlock(lua_State *L)
+{
+    files_lock_handle *h = (files_lock_handle *)luaL_checkudata(L, 1, FILES_LOCK);
+    if (h->fd >= 0) {
+        close(h->fd); /* closing the only descriptor releases the flock */
+        h->fd = -1;
+    }
+    return 0;
+}
+
+void files_register(lua_State *L)
+{
+    static const luaL_Reg functions[] = {
+        {"file_replace", files_replace}, {"file_remove", files_remove}, {"file_list", files_list},
+        {"file_mkdir", files_mkdir},     {"file_lock", files_lock},     {NULL, NULL}};
+    const luaL_Reg *f;
+    if (luaL_newmetatable(L, FILES_LOCK)) {
+        lua_pushcfunction(L, files_unlock);
+        lua_setfield(L, -2, "__gc");
+        lua_newtable(L);
+        lua_pushcfunction(L, files_unlock);
+        lua_setfield(L, -2, "unlock");
+        lua_setfield(L, -2, "__index");
+        lua_pushliteral(L, FILES_LOCK);
+        lua_setfield(L, -2, "__name");
+    }
+    lua_pop(L, 1);
+    for (f = functions; f->name; f++) {
+        lua_pushcfunction(L, f->func);
+        lua_setfield(L, -2, f->name);
+    }
+}
