@@ -1,16 +1,24 @@
 -- The receiver behind examples/openresty/nginx.conf: one router per nginx worker, configured
--- from the environment (declared with `env` in nginx.conf), serving /jicoo/webhook.
+-- from the environment (declared with `env` in nginx.conf), serving /jicoo/webhook, with the
+-- journal's scheduler running in every worker.
 --
 --   JICOO_WEBHOOK_SECRET      the endpoint's signing secret (required)
 --   JICOO_WEBHOOK_SECRET_OLD  the previous secret while you rotate (optional)
 --   JICOO_HANDLERS            handler-script folders, separated by ":" (default: this folder's
 --                             handlers/ and the four automations in examples/)
 --   JICOO_OUTPUT_DIR          where the example automations write (ctx.config.output_dir)
---   JICOO_REDIS               host:port of a redis-server shared by several nginx machines;
---                             unset: claims live in the lua_shared_dict jicoo_claims
+--   JICOO_JOURNAL_DIR         the file journal's folder (default: journal/ in nginx's prefix)
+--   JICOO_REDIS               host:port of a redis-server shared by several nginx machines:
+--                             the journal (and so the claims) live there instead
 --   JICOO_REDIS_PASSWORD      its password (optional)
---   JICOO_ANSWER_FIRST        "1": answer 200 before the handlers run (see the README)
+--   JICOO_JOURNAL             "memory": no journal on disk, claims in the lua_shared_dict
+--                             jicoo_claims (not durable; for benchmarks and trials)
+--   JICOO_LEASE               seconds an attempt holds a delivery (default 300)
+--   JICOO_RETRY_DELAYS        seconds between attempts, comma-separated; their count is the
+--                             number of retries (default 60,300,900,3600,10800,21600,43200)
+--   JICOO_ANSWER_FIRST        "1": answer 200 once journaled, run the handlers after
 local openresty = require "jicoo.webhook.openresty"
+local journal = require "jicoo.webhook.journal"
 local store = require "jicoo.webhook.store"
 local cjson = require "cjson.safe"
 
@@ -48,17 +56,49 @@ local function handler_folders()
     examples .. "cancellations", examples .. "campaigns" }
 end
 
-local function claims_store()
+local function deliveries_journal()
   local redis = setting("JICOO_REDIS")
-  if not redis then
-    return store.shdict("jicoo_claims")
+  if redis then
+    local host, port = redis:match("^(.-):(%d+)$")
+    return journal.redis({
+      host = host or redis,
+      port = tonumber(port) or 6379,
+      password = setting("JICOO_REDIS_PASSWORD"),
+    })
+  elseif setting("JICOO_JOURNAL") == "memory" then
+    return journal.memory({ claims = store.shdict("jicoo_claims") })
   end
-  local host, port = redis:match("^(.-):(%d+)$")
-  return store.redis({
-    host = host or redis,
-    port = tonumber(port) or 6379,
-    password = setting("JICOO_REDIS_PASSWORD"),
-  })
+  return journal.files({ dir = setting("JICOO_JOURNAL_DIR") or (ngx.config.prefix() .. "journal") })
+end
+
+-- A number of seconds from the environment, or nil when unset; a bad value stops the worker
+-- with a message, rather than run with a schedule nobody asked for.
+local function seconds(name)
+  local value = setting(name)
+  if value == nil then
+    return nil
+  end
+  local number = tonumber(value)
+  if not number or number < 0 then
+    error(name .. " must be a number of seconds, got '" .. value .. "'")
+  end
+  return number
+end
+
+local function retry_delays()
+  local value = setting("JICOO_RETRY_DELAYS")
+  if value == nil then
+    return nil
+  end
+  local delays = {}
+  for item in (value .. ","):gmatch("([^,]*),") do
+    local delay = tonumber(item)
+    if not delay or delay < 0 then
+      error("JICOO_RETRY_DELAYS must be seconds separated by commas, got '" .. value .. "'")
+    end
+    delays[#delays + 1] = delay
+  end
+  return delays
 end
 
 -- init_by_lua: refuse to start without a secret, rather than answer 500 to every delivery.
@@ -68,23 +108,33 @@ function _M.check_environment()
   end
 end
 
--- init_worker_by_lua: this worker's router, with every handler folder loaded.
+-- init_worker_by_lua: this worker's router, with every handler folder loaded, and its scheduler.
 function _M.init_worker()
   serve_options = { answer_first = setting("JICOO_ANSWER_FIRST") == "1" }
   router = openresty.router({
     secrets = secrets(),
-    store = claims_store(),
+    journal = deliveries_journal(),
+    lease = seconds("JICOO_LEASE"),
+    retry_delays = retry_delays(),
     config = { output_dir = setting("JICOO_OUTPUT_DIR") },
   })
   for _, folder in ipairs(handler_folders()) do
-    local count, err = router:load(folder)
+    local count, err, failures = router:load(folder)
     if count then
       ngx.log(ngx.INFO, "jicoo-webhook: ", folder, ": ", count, " handler(s)")
-    else
-      -- The scripts that loaded still run; the broken ones are named here.
+    elseif not failures or #failures == 0 or failures[1].file == folder then
       ngx.log(ngx.ERR, "jicoo-webhook: ", folder, ": ", err)
+    else
+      -- The scripts that loaded run; each broken one fails its deliveries, which wait in the
+      -- journal until it is fixed and nginx reloaded.
+      for _, failure in ipairs(failures) do
+        ngx.log(ngx.ERR, "jicoo-webhook: broken script ", failure.file, ": ",
+          (tostring(failure.message):gsub("%c", " ")),
+          "; its deliveries are journaled as failed until it is fixed")
+      end
     end
   end
+  openresty.schedule(router)
 end
 
 -- content_by_lua: one delivery.

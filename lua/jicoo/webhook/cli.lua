@@ -17,6 +17,13 @@ local io_stdin = io.stdin
 local io_stdout = io.stdout
 local io_stderr = io.stderr
 local os_getenv = os.getenv
+local os_date = os.date
+local os_time = os.time
+local math_floor = math.floor
+local pairs = pairs
+local string_sub = string.sub
+local table_concat = table.concat
+local table_sort = table.sort
 
 local _M = {}
 
@@ -219,6 +226,155 @@ local function run_replay(args)
 end
 
 ---------------------------------------------------------------------------------------------
+-- deliveries: the journal, for an operator
+
+local function iso_time(t)
+  if type(t) ~= "number" then
+    return "-"
+  end
+  return os_date("!%Y-%m-%dT%H:%M:%SZ", math_floor(t))
+end
+
+-- The journal --journal or --redis names ($JICOO_JOURNAL_DIR, $JICOO_REDIS by default); or nil
+-- and a usage message.
+local function open_journal(args)
+  local journal = require "jicoo.webhook.journal"
+  local dir = args.journal or (not args.redis and os_getenv("JICOO_JOURNAL_DIR"))
+  local address = args.redis or (not args.journal and os_getenv("JICOO_REDIS"))
+  if dir and dir ~= "" and address and address ~= "" then
+    return nil, "--journal and --redis name two journals: give one"
+  elseif dir and dir ~= "" then
+    return journal.files({ dir = dir })
+  elseif address and address ~= "" then
+    local host, port = string_match(address, "^(.-):(%d+)$")
+    local password = os_getenv("JICOO_REDIS_PASSWORD")
+    return journal.redis({ host = host or address, port = tonumber(port) or 6379,
+      password = password ~= "" and password or nil })
+  end
+  return nil, "which journal? --journal DIR (the file journal's folder) or --redis HOST:PORT"
+end
+
+local function first_error(record)
+  local e = record.errors and record.errors[1]
+  if not e then
+    return nil
+  end
+  return (string_gsub(tostring(e.handler) .. ": " .. tostring(e.message), "%c", " "))
+end
+
+local function summary_line(record)
+  if record.state == "corrupt" then
+    return "corrupt " .. record.file .. ": " .. record.error
+  end
+  local parts = { record.state, record.key, "attempts=" .. tostring(record.attempts) }
+  if record.state == "failed" then
+    parts[#parts + 1] = "next=" .. iso_time(record.next_at)
+  elseif record.state == "running" then
+    parts[#parts + 1] = "lease=" .. iso_time(record.lease_until)
+  end
+  local problem = first_error(record)
+  if problem then
+    parts[#parts + 1] = "error=" .. problem
+  end
+  return table_concat(parts, " ")
+end
+
+local function run_list(args, journal)
+  local state = args.state or "open"
+  local records, err = journal:list(state == "open" and "all" or state)
+  if not records then
+    err_out("jicoo-webhook deliveries list: ", err)
+    return EXIT_FAILURE
+  end
+  local shown = {}
+  for _, record in ipairs(records) do
+    if state ~= "open" or record.state ~= "done" then
+      shown[#shown + 1] = record
+    end
+  end
+  table_sort(shown, function(a, b)
+    local ta, tb = a.received_at or 0, b.received_at or 0
+    if ta ~= tb then
+      return ta < tb
+    end
+    return (a.key or a.file) < (b.key or b.file)
+  end)
+  for _, record in ipairs(shown) do
+    out(summary_line(record))
+  end
+  return EXIT_OK
+end
+
+local function run_show(args, journal)
+  local record, err = journal:get(args.key)
+  if not record then
+    err_out("jicoo-webhook deliveries show: ", err or (args.key .. ": not found"))
+    return EXIT_FAILURE
+  end
+  local done = {}
+  for label in pairs(record.handlers or {}) do
+    done[#done + 1] = label
+  end
+  table_sort(done)
+  out("key:          ", record.key)
+  out("state:        ", record.state)
+  out("event:        ", tostring(record.event))
+  out("uid:          ", tostring(record.uid))
+  out("received:     ", iso_time(record.received_at))
+  out("attempts:     ", tostring(record.attempts))
+  if record.state == "failed" then
+    out("next attempt: ", iso_time(record.next_at))
+  elseif record.state == "running" then
+    out("lease until:  ", iso_time(record.lease_until))
+  elseif record.finished_at then
+    out("finished:     ", iso_time(record.finished_at))
+  end
+  out("succeeded:    ", #done > 0 and table_concat(done, ", ") or "-")
+  for i, e in ipairs(record.errors or {}) do
+    out(i == 1 and "errors:       " or "              ", tostring(e.handler), ": ",
+      (string_gsub(tostring(e.message), "\n", "\n                ")))
+  end
+  if record.body then
+    out("body:")
+    io_stdout:write(record.body)
+    if string_sub(record.body, -1) ~= "\n" then
+      out()
+    end
+  end
+  return EXIT_OK
+end
+
+local function run_retry(args, journal)
+  local record, why = journal:rearm(args.key, os_time())
+  if not record then
+    err_out("jicoo-webhook deliveries retry: ", args.key, ": ", tostring(why))
+    return EXIT_FAILURE
+  end
+  out(args.key, ": due now, with a new budget of attempts; the receiver's scheduler runs it")
+  return EXIT_OK
+end
+
+local function run_drop(args, journal)
+  local ok, err = journal:remove(args.key)
+  if not ok then
+    err_out("jicoo-webhook deliveries drop: ", args.key, ": ", tostring(err))
+    return EXIT_FAILURE
+  end
+  out(args.key, ": dropped")
+  return EXIT_OK
+end
+
+local DELIVERY_ACTIONS = { list = run_list, show = run_show, retry = run_retry, drop = run_drop }
+
+local function run_deliveries(args)
+  local journal, usage = open_journal(args)
+  if not journal then
+    return EXIT_USAGE, usage
+  end
+  return DELIVERY_ACTIONS[args.action](args, journal)
+end
+
+---------------------------------------------------------------------------------------------
 -- Arguments
 
 local function seconds_option(text)
@@ -261,6 +417,32 @@ local function build_parser()
   run:argument("dir", "Folder with <event>.lua and any.lua handler scripts.")
   run:argument("files", "Payload files, replayed in order."):args("+")
 
+  local deliveries = parser:command("deliveries", "The journal of deliveries a receiver accepted:"
+    .. " list failed and dead ones, show one with its body, retry or drop it.")
+  deliveries:command_target("action")
+  local function journal_options(command)
+    command:option("--journal", "The file journal's folder (default: $JICOO_JOURNAL_DIR).")
+      :argname("DIR")
+    command:option("--redis", "The Redis journal's server (default: $JICOO_REDIS; password in"
+      .. " $JICOO_REDIS_PASSWORD).")
+      :argname("HOST:PORT")
+  end
+  local list = deliveries:command("list", "One line per delivery: its state, its key, its"
+    .. " attempts, when it runs next, its last error.")
+  journal_options(list)
+  list:option("--state", "Which deliveries: failed, dead, done, running or all (default: all"
+    .. " but done)."):choices({ "failed", "dead", "done", "running", "all" })
+  for _, action in ipairs({
+    { "show", "Print one delivery's record and body." },
+    { "retry", "Make a failed or dead delivery due now, with a new budget of attempts; the"
+      .. " receiver's scheduler runs the handlers that have not succeeded." },
+    { "drop", "Remove a delivery from the journal." },
+  }) do
+    local command = deliveries:command(action[1], action[2])
+    journal_options(command)
+    command:argument("key", "The delivery's key (event/uid/createdAt), as list prints it.")
+  end
+
   return parser
 end
 
@@ -269,6 +451,7 @@ local COMMANDS = {
   sign = run_sign,
   verify = run_verify,
   run = run_replay,
+  deliveries = run_deliveries,
 }
 
 -- Runs the command line `args` (a list of strings, like the global `arg`); returns the exit

@@ -24,9 +24,9 @@ local table_concat = table.concat
 
 local webhook = require "jicoo.webhook"
 local count_keys = require "table.nkeys" -- OpenResty's LuaJIT has it
-local router_module = require "jicoo.webhook.router"
+local json = require "jicoo.webhook.json"
 
-local json_object = router_module.json_object
+local json_encode = json.encode
 
 local _M = {}
 
@@ -150,7 +150,7 @@ end
 local function too_large(length, max_size)
   return {
     status = 413,
-    body = json_object({ ok = false, error = "too_large", max_size = max_size }),
+    body = json_encode({ ok = false, error = "too_large", max_size = max_size }),
     errors = { { stage = "size", code = "limit",
       message = string_format("limit: body of %d bytes is over the %d-byte size limit", length,
         max_size) } },
@@ -160,7 +160,7 @@ end
 local function failure(status, error_name, message, event)
   return {
     status = status,
-    body = json_object({ ok = false, error = error_name, event = event }),
+    body = json_encode({ ok = false, error = error_name, event = event }),
     errors = { { stage = "server", message = message } },
   }
 end
@@ -173,15 +173,17 @@ local function dispatch_later(premature, router, delivery)
     ngx_log(ngx.WARN, "jicoo-webhook: worker exiting; handling ", printable(delivery.key),
       " before it stops")
   end
-  local ok, res = pcall(router.dispatch, router, delivery)
-  if not ok or res.status ~= 200 then
-    ngx_log(ngx.ERR, "jicoo-webhook: answered 200 first, then ", printable(delivery.key), " failed: ",
-      printable(ok and res.body or res), "; Jicoo will not retry it, replay it with `jicoo-webhook run`")
+  -- A handler's failure is journaled and retried by the router like any other; only a raise
+  -- out of the router itself lands here, and the lease brings the delivery back.
+  local ok, err = pcall(router.dispatch, router, delivery)
+  if not ok then
+    ngx_log(ngx.ERR, "jicoo-webhook: answered 200 first, then handling ", printable(delivery.key),
+      " raised: ", printable(err), "; it runs again once its lease runs out")
   end
 end
 
--- Accepts the delivery now (checks, and the claim: a store failure still answers 500 and Jicoo
--- retries), answers, and leaves the handlers to a zero-delay timer.
+-- Accepts the delivery now (checks, and its journal record: a journal that fails still answers
+-- 500 and the sender retries), answers, and leaves the handlers to a zero-delay timer.
 local function answer_first(router, body, headers)
   local delivery, res = router:accept(body, headers)
   if not delivery then
@@ -189,12 +191,55 @@ local function answer_first(router, body, headers)
   end
   local scheduled, timer_err = ngx_timer_at(0, dispatch_later, router, delivery)
   if not scheduled then
+    -- Due again at once: the scheduler takes it on its next pass.
     router:release(delivery)
-    return failure(500, "busy", "cannot schedule the handlers of " .. delivery.key .. ": "
-      .. tostring(timer_err) .. " (raise lua_max_pending_timers)", delivery.event.event)
+    local message = "cannot schedule the handlers of " .. delivery.key .. ": " .. tostring(timer_err)
+      .. " (raise lua_max_pending_timers)"
+    if not router.journal.durable then
+      return failure(500, "busy", message, delivery.event.event)
+    end
+    ngx_log(ngx.ERR, "jicoo-webhook: ", printable(message), "; the scheduler runs them instead")
   end
   return { status = 200, key = delivery.key, event = delivery.event, errors = {},
-    body = json_object({ ok = true, result = "accepted", event = delivery.event.event }) }
+    body = json_encode({ ok = true, result = "accepted", event = delivery.event.event }) }
+end
+
+---------------------------------------------------------------------------------------------
+-- The scheduler
+
+-- Runs router:run_due() in this worker (call it from init_worker_by_lua*): once at once, for what
+-- a worker that died left behind, then every opts.interval seconds (default 1). A pass that is
+-- still running when the next is due lets it go.
+function _M.schedule(router, opts)
+  if type(router) ~= "table" or type(router.run_due) ~= "function" then
+    error("openresty.schedule: router must be a jicoo.webhook router", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("openresty.schedule: opts must be a table, got " .. type(opts), 2)
+  end
+  local interval = opts and opts.interval or 1
+  if type(interval) ~= "number" or interval <= 0 then
+    error("openresty.schedule: opts.interval must be a positive number of seconds", 2)
+  end
+  local running = false
+  local function pass(premature)
+    if premature or running then
+      return
+    end
+    running = true
+    local ok, err = pcall(router.run_due, router)
+    running = false
+    if not ok then
+      ngx_log(ngx.ERR, "jicoo-webhook: the scheduler's pass raised: ", printable(err))
+    end
+  end
+  local ok, err = ngx_timer_at(0, pass)
+  if ok then
+    ok, err = ngx.timer.every(interval, pass)
+  end
+  if not ok then
+    error("openresty.schedule: cannot start the scheduler's timer: " .. tostring(err), 2)
+  end
 end
 
 ---------------------------------------------------------------------------------------------
@@ -221,7 +266,7 @@ function _M.serve(router, opts)
   local res
   if ngx.req.get_method() ~= "POST" then
     ngx.header["Allow"] = "POST"
-    res = { status = 405, body = json_object({ ok = false, error = "method_not_allowed" }),
+    res = { status = 405, body = json_encode({ ok = false, error = "method_not_allowed" }),
       errors = { { stage = "method", message = "method " .. ngx.req.get_method() } } }
   else
     local max_size = opts.max_size or router.max_size
@@ -246,6 +291,9 @@ function _M.serve(router, opts)
     log_rejection(res)
   end
   ngx.ctx.jicoo_webhook = res
+  if res.retry_after then
+    ngx.header["Retry-After"] = res.retry_after
+  end
   send(res.status, res.body)
   return res
 end

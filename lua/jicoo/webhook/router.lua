@@ -310,12 +310,21 @@ function _M.new(opts)
     config = config,
     routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
     error_handlers = {},
+    label_counts = {},    -- label -> routes registered under it
     reported = {},        -- journal files already reported as unreadable
   }, Router)
 end
 
+-- A route's label names its handler in logs, answers and the journal, which records by label
+-- the handlers that succeeded for a delivery: labels are unique in a router (a second handler
+-- registered from the same line gets "#2"), and the same registrations give the same labels.
 local function add_route(self, name, fn, label)
   local routes = self.routes
+  local seen = self.label_counts[label]
+  self.label_counts[label] = (seen or 0) + 1
+  if seen then
+    label = label .. "#" .. (seen + 1)
+  end
   routes[#routes + 1] = { event = name, fn = fn, label = label }
 end
 

@@ -121,7 +121,7 @@ local function read_file(path)
   if not text then
     return nil, "cannot read " .. path
   end
-  local record, msg = core.decode(text, { null = false })
+  local record, msg = journal.decode_json(text)
   if type(record) ~= "table" or type(record.key) ~= "string" or not FOLDER_OF[record.state]
       or type(record.version) ~= "number" then
     return nil, "corrupt record " .. path .. ": " .. (msg or "not a journal record")

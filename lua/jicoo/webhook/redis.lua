@@ -1,0 +1,516 @@
+-- A small Redis client speaking RESP2, for the Redis journal: the same code under nginx and in
+-- plain Lua (the command line, the specs).
+--
+--   local redis = require "jicoo.webhook.redis"
+--   local client = redis.new({ host = "127.0.0.1", port = 6379 })
+--   client:call("HGETALL", key)                  -> reply | nil, err, code
+--   client:pipeline({ { "GET", "a" }, ... })     -> { reply, ... } | nil, err, code
+--   client:eval_script(script, keys, args)       -> reply | nil, err, code
+--   client:close()
+--
+-- Options: host ("127.0.0.1"), port (6379), path (a unix socket, instead of host and port),
+-- password, username (with password: AUTH username password), db (SELECT on a new connection),
+-- connect_timeout, send_timeout, read_timeout (ms, 1000 each), pool_size (32) and
+-- keepalive_timeout (ms, 60000) for the nginx connection pool.
+--
+-- Replies: a status or a bulk string is a Lua string, an integer a number, an array a list. A nil
+-- bulk string or array is redis.null (core.null, the light userdata NULL that ngx.null and
+-- cjson.null equal): a nil would leave holes in lists and read as a failure. An error reply is
+-- nil, "ERR ...", "reply" from call and eval_script, and { err = "ERR ..." } inside an array or a
+-- pipeline's list; the connection stays open, its replies still in step. Any other failure
+-- (refused, timed out, closed, bytes that are not RESP) is nil, "redis ADDRESS: ...",
+-- "connection", and the connection is closed, never reused: a timed-out one may still carry a
+-- late reply.
+--
+-- Under nginx, in a phase with cosockets, every call takes a connection from the pool (one per
+-- address, db and user, since AUTH and SELECT stay on it) and puts it back after a whole reply.
+-- Elsewhere LuaSocket does the I/O: in plain Lua each client keeps one connection open (made
+-- again after a failure); in an nginx phase without cosockets (init, for one) the call blocks
+-- and its connection is closed after it, so that no socket outlives the phase or is shared by
+-- forked workers.
+local setmetatable = setmetatable
+local type = type
+local error = error
+local pcall = pcall
+local pairs = pairs
+local ipairs = ipairs
+local select = select
+local tostring = tostring
+local tonumber = tonumber
+local rawget = rawget
+local require = require
+local string_format = string.format
+local string_sub = string.sub
+local table_concat = table.concat
+local math_floor = math.floor
+local math_huge = math.huge
+local math_type = math.type   -- nil before 5.3
+
+local core = require "jicoo.webhook.core"
+
+local _M = {}
+
+_M.null = core.null
+
+-- The options new takes, and their types.
+_M.OPTIONS = {
+  host = "string", port = "number", path = "string", username = "string",
+  password = "string", db = "number", connect_timeout = "number", send_timeout = "number",
+  read_timeout = "number", pool_size = "number", keepalive_timeout = "number",
+}
+
+local POSITIVE = { "port", "connect_timeout", "send_timeout", "read_timeout", "pool_size",
+  "keepalive_timeout" }
+
+-- The nginx phases in which ngx.socket.tcp works.
+local COSOCKET_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
+}
+
+local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an error reply
+
+local Client = {}
+Client.__index = Client
+
+-- Raises, at `level` above the caller, on an option that is unknown or of the wrong type; for
+-- the Redis journal too, which takes these options beside its own.
+function _M.check_options(opts, who, level)
+  for name, value in pairs(opts) do
+    local expected = _M.OPTIONS[name]
+    if not expected then
+      error(who .. ": unknown option '" .. tostring(name) .. "'", level + 1)
+    end
+    if type(value) ~= expected then
+      error(who .. ": opts." .. name .. " must be a " .. expected .. ", got " .. type(value),
+        level + 1)
+    end
+  end
+  for _, name in ipairs(POSITIVE) do
+    local value = opts[name]
+    if value ~= nil and not (value > 0 and value < math_huge) then
+      error(who .. ": opts." .. name .. " must be a positive number, got " .. tostring(value),
+        level + 1)
+    end
+  end
+  if opts.db ~= nil and (opts.db < 0 or opts.db ~= math_floor(opts.db)) then
+    error(who .. ": opts.db must be a database number (0, 1, ...)", level + 1)
+  end
+  if opts.username ~= nil and opts.password == nil then
+    error(who .. ": opts.username needs opts.password", level + 1)
+  end
+end
+
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return ngx ~= nil and type(ngx.socket) == "table" and ngx.socket.tcp ~= nil
+end
+
+-- LuaSocket, or nil and why not.
+local function load_luasocket(path)
+  local ok, socket = pcall(require, path and "socket.unix" or "socket")
+  if not ok or type(socket) ~= "table" then
+    return nil, "needs LuaSocket (require \"socket\"; on Debian the package lua-socket)"
+  end
+  return socket
+end
+
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("redis.new: opts must be a table, got " .. type(opts), 2)
+  end
+  opts = opts or {}
+  _M.check_options(opts, "redis.new", 2)
+  if not in_nginx() then
+    local socket, why = load_luasocket(opts.path)
+    if not socket then
+      error("redis.new: " .. why, 2)
+    end
+  end
+  local host, port, db = opts.host or "127.0.0.1", opts.port or 6379, opts.db or 0
+  local address = opts.path and ("unix:" .. opts.path) or (host .. ":" .. port)
+  local pool_size = opts.pool_size or 32
+  return setmetatable({
+    host = host,
+    port = port,
+    path = opts.path,
+    address = address,
+    username = opts.username,
+    password = opts.password,
+    db = db,
+    connect_timeout = opts.connect_timeout or 1000,
+    send_timeout = opts.send_timeout or 1000,
+    read_timeout = opts.read_timeout or 1000,
+    keepalive_timeout = opts.keepalive_timeout or 60000,
+    pool_size = pool_size,
+    -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
+    pool_opts = {
+      pool = string_format("jicoo-webhook:redis:%s:%d:%s", address, db, opts.username or ""),
+      pool_size = pool_size,
+    },
+    sock = nil,      -- plain Lua: the open LuaSocket connection
+    scripts = {},    -- script text -> its SHA1, as SCRIPT LOAD gave it
+  }, Client)
+end
+
+---------------------------------------------------------------------------------------------
+-- RESP
+
+-- A number as Redis reads it back unchanged (integers without a fraction or exponent).
+local function number_text(v)
+  if (math_type and math_type(v) == "integer")
+      or (v == math_floor(v) and v > -2^53 and v < 2^53) then
+    return string_format("%d", v)
+  elseif v ~= v then
+    return "nan"
+  elseif v == math_huge or v == -math_huge then
+    return v > 0 and "inf" or "-inf"
+  end
+  local text = string_format("%.15g", v)
+  if tonumber(text) ~= v then
+    text = string_format("%.17g", v)
+  end
+  return text
+end
+
+-- The bulk strings of n arguments (strings and numbers); or nil, the position and the type of
+-- one that is neither.
+local function bulk_strings(args, n)
+  local parts = {}
+  for i = 1, n do
+    local arg = args[i]
+    local kind = type(arg)
+    if kind == "number" then
+      arg = number_text(arg)
+    elseif kind ~= "string" then
+      return nil, i, kind
+    end
+    parts[#parts + 1] = "$" .. #arg .. "\r\n"
+    parts[#parts + 1] = arg
+    parts[#parts + 1] = "\r\n"
+  end
+  return table_concat(parts)
+end
+
+-- The request for one command (a list of n arguments), or nil and why not.
+local function encode(args, n)
+  local bulk, i, kind = bulk_strings(args, n)
+  if not bulk then
+    return nil, "argument " .. i .. " must be a string or a number, got " .. kind
+  end
+  return "*" .. n .. "\r\n" .. bulk
+end
+
+-- One reply: the value; ERROR_REPLY, message for an error reply; or nil, err when the
+-- connection failed or spoke something else than RESP.
+local function read_reply(sock)
+  local line, err = sock:receive("*l")
+  if not line then
+    return nil, err
+  end
+  local kind, rest = string_sub(line, 1, 1), string_sub(line, 2)
+  if kind == "+" then
+    return rest
+  elseif kind == "-" then
+    return ERROR_REPLY, rest
+  elseif kind == ":" then
+    local n = tonumber(rest)
+    if n then
+      return n
+    end
+  elseif kind == "$" then
+    local size = tonumber(rest)
+    if size and size < 0 then
+      return _M.null
+    elseif size then
+      local data
+      data, err = sock:receive(size + 2)
+      if not data then
+        return nil, err
+      end
+      return string_sub(data, 1, size)
+    end
+  elseif kind == "*" then
+    local count = tonumber(rest)
+    if count and count < 0 then
+      return _M.null
+    elseif count then
+      local list = {}
+      for i = 1, count do
+        local value, msg = read_reply(sock)
+        if value == nil then
+          return nil, msg
+        elseif value == ERROR_REPLY then
+          value = { err = msg }
+        end
+        list[i] = value
+      end
+      return list
+    end
+  end
+  return nil, "not a RESP reply: " .. string_format("%q", string_sub(line, 1, 40))
+end
+
+---------------------------------------------------------------------------------------------
+-- Connections
+
+-- Sends a request of `count` commands and reads their replies: the list, or nil, err.
+local function round_trip(self, sock, luasocket, request, count)
+  if luasocket then
+    sock:settimeout(self.send_timeout / 1000)
+  end
+  local ok, err = sock:send(request)
+  if not ok then
+    return nil, "redis " .. self.address .. ": send: " .. tostring(err)
+  end
+  if luasocket then
+    sock:settimeout(self.read_timeout / 1000)
+  end
+  local replies = {}
+  for i = 1, count do
+    local value, msg = read_reply(sock)
+    if value == nil then
+      return nil, "redis " .. self.address .. ": read: " .. tostring(msg)
+    elseif value == ERROR_REPLY then
+      value = { err = msg }
+    end
+    replies[i] = value
+  end
+  return replies
+end
+
+-- AUTH and SELECT on a new connection, in one round trip; true or nil, err.
+local function handshake(self, sock, luasocket)
+  local commands, names = {}, {}
+  if self.password then
+    commands[1] = self.username and encode({ "AUTH", self.username, self.password }, 3)
+      or encode({ "AUTH", self.password }, 2)
+    names[1] = "AUTH"
+  end
+  if self.db ~= 0 then
+    commands[#commands + 1] = encode({ "SELECT", self.db }, 2)
+    names[#names + 1] = "SELECT " .. self.db
+  end
+  if #commands == 0 then
+    return true
+  end
+  local replies, err = round_trip(self, sock, luasocket, table_concat(commands), #commands)
+  if not replies then
+    return nil, err
+  end
+  for i, reply in ipairs(replies) do
+    if type(reply) == "table" and reply.err then
+      return nil, "redis " .. self.address .. ": " .. names[i] .. " failed: " .. reply.err
+    end
+  end
+  return true
+end
+
+local function cosocket_connect(self)
+  local sock, err = rawget(_G, "ngx").socket.tcp()
+  if not sock then
+    return nil, "redis " .. self.address .. ": " .. tostring(err)
+  end
+  if sock.settimeouts then
+    sock:settimeouts(self.connect_timeout, self.send_timeout, self.read_timeout)
+  else
+    sock:settimeout(self.read_timeout)
+  end
+  local ok
+  if self.path then
+    ok, err = sock:connect("unix:" .. self.path, self.pool_opts)
+  else
+    ok, err = sock:connect(self.host, self.port, self.pool_opts)
+  end
+  if not ok then
+    return nil, "redis " .. self.address .. ": cannot connect: " .. tostring(err)
+  end
+  if (sock:getreusedtimes() or 0) == 0 then
+    ok, err = handshake(self, sock, false)
+    if not ok then
+      sock:close()
+      return nil, err
+    end
+  end
+  return sock
+end
+
+local function luasocket_connect(self)
+  local socket, why = load_luasocket(self.path)
+  if not socket then
+    local ngx = rawget(_G, "ngx")
+    local phase = ngx and ngx.get_phase and ngx.get_phase() or "?"
+    return nil, "redis " .. self.address .. ": no cosockets in nginx's " .. phase .. " phase, and"
+      .. " LuaSocket is missing: " .. why
+  end
+  local sock, err
+  if self.path then
+    sock, err = (socket.stream or socket)()
+  else
+    sock, err = socket.tcp()
+  end
+  if not sock then
+    return nil, "redis " .. self.address .. ": " .. tostring(err)
+  end
+  sock:settimeout(self.connect_timeout / 1000)
+  local ok
+  if self.path then
+    ok, err = sock:connect(self.path)
+  else
+    ok, err = sock:connect(self.host, self.port)
+  end
+  if not ok then
+    sock:close()
+    return nil, "redis " .. self.address .. ": cannot connect: " .. tostring(err)
+  end
+  ok, err = handshake(self, sock, true)
+  if not ok then
+    sock:close()
+    return nil, err
+  end
+  return sock
+end
+
+-- Sends request (count commands) on a connection and returns the replies, or nil, err,
+-- "connection" (the connection closed).
+local function exchange(self, request, count)
+  local ngx = in_nginx() and rawget(_G, "ngx")
+  local cosocket = ngx and (not ngx.get_phase or COSOCKET_PHASES[ngx.get_phase()] or false)
+  local sock, err
+  if cosocket then
+    sock, err = cosocket_connect(self)
+  else
+    sock = not ngx and self.sock
+    if not sock then
+      sock, err = luasocket_connect(self)
+    end
+  end
+  if not sock then
+    return nil, err, "connection"
+  end
+  local replies
+  replies, err = round_trip(self, sock, not cosocket, request, count)
+  if not replies then
+    sock:close()
+    self.sock = nil
+    return nil, err, "connection"
+  end
+  if cosocket then
+    if not sock:setkeepalive(self.keepalive_timeout, self.pool_size) then
+      sock:close()
+    end
+  elseif ngx then
+    sock:close()
+  else
+    self.sock = sock
+  end
+  return replies
+end
+
+local function single(replies)
+  local reply = replies[1]
+  if type(reply) == "table" and reply.err then
+    return nil, reply.err, "reply"
+  end
+  return reply
+end
+
+---------------------------------------------------------------------------------------------
+-- Commands
+
+-- One command: its reply.
+function Client:call(...)
+  local n = select("#", ...)
+  if n == 0 then
+    error("redis:call: a command is required", 2)
+  end
+  local request, why = encode({ ... }, n)
+  if not request then
+    error("redis:call: " .. why, 2)
+  end
+  local replies, err, code = exchange(self, request, 1)
+  if not replies then
+    return nil, err, code
+  end
+  return single(replies)
+end
+
+-- Several commands in one round trip: the list of their replies (an error reply is
+-- { err = message } in its place).
+function Client:pipeline(commands)
+  if type(commands) ~= "table" or #commands == 0 then
+    error("redis:pipeline: commands must be a non-empty list of commands", 2)
+  end
+  local requests = {}
+  for i, command in ipairs(commands) do
+    if type(command) ~= "table" or #command == 0 then
+      error("redis:pipeline: command " .. i .. " must be a non-empty list", 2)
+    end
+    local request, why = encode(command, #command)
+    if not request then
+      error("redis:pipeline: command " .. i .. ": " .. why, 2)
+    end
+    requests[i] = request
+  end
+  return exchange(self, table_concat(requests), #requests)
+end
+
+-- Runs a Lua script on the server: EVALSHA once its SHA1 is known, else (the first time, and
+-- after a NOSCRIPT when the server lost it: a restart, SCRIPT FLUSH, a failover) SCRIPT LOAD
+-- and EVAL pipelined, so that every run is one round trip but the one that meets a NOSCRIPT.
+function Client:eval_script(script, keys, args)
+  if type(script) ~= "string" then
+    error("redis:eval_script: script must be a string, got " .. type(script), 2)
+  end
+  keys, args = keys or {}, args or {}
+  local parts = { number_text(#keys) }
+  parts[1] = "$" .. #parts[1] .. "\r\n" .. parts[1] .. "\r\n"
+  for name, list in pairs({ keys = keys, args = args }) do
+    local bulk, i, kind = bulk_strings(list, #list)
+    if not bulk then
+      error("redis:eval_script: " .. name .. "[" .. i .. "] must be a string or a number, got "
+        .. kind, 2)
+    end
+    parts[name == "keys" and 2 or 3] = bulk
+  end
+  local tail_request = table_concat(parts)
+  local header = "*" .. (#keys + #args + 3) .. "\r\n"
+
+  local sha = self.scripts[script]
+  if sha then
+    local replies, err, code = exchange(self, header .. "$7\r\nEVALSHA\r\n$" .. #sha .. "\r\n"
+      .. sha .. "\r\n" .. tail_request, 1)
+    if not replies then
+      return nil, err, code
+    end
+    local reply
+    reply, err, code = single(replies)
+    if reply ~= nil or string_sub(err, 1, 8) ~= "NOSCRIPT" then
+      return reply, err, code
+    end
+    self.scripts[script] = nil
+  end
+  local load = encode({ "SCRIPT", "LOAD", script }, 3)
+  local replies, err, code = exchange(self, load .. header .. "$4\r\nEVAL\r\n$" .. #script
+    .. "\r\n" .. script .. "\r\n" .. tail_request, 2)
+  if not replies then
+    return nil, err, code
+  end
+  if type(replies[1]) == "string" then
+    self.scripts[script] = replies[1]
+  end
+  return single({ replies[2] })
+end
+
+-- Closes the connection plain Lua keeps open (the next call opens another).
+function Client:close()
+  if self.sock then
+    self.sock:close()
+    self.sock = nil
+  end
+  return true
+end
+
+_M.number_text = number_text
+
+return _M

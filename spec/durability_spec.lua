@@ -1,0 +1,274 @@
+-- Nothing answered 2xx is lost, tried for real: the example receiver in a real nginx (two
+-- workers, the file journal) with handlers the spec steers through files (spec/durability_handlers),
+-- workers killed with kill -9, scripts broken and fixed under `nginx -s reload`, and the
+-- jicoo-webhook command reading and retrying the journal. Deliveries are signed by the openssl
+-- command line and sent by curl. Runs as the ctest integration-durability (JICOO_INTEGRATION=1).
+if os.getenv("JICOO_INTEGRATION") ~= "1" then
+  describe("durability", function()
+    pending("runs as the ctest integration-durability (JICOO_INTEGRATION=1)")
+  end)
+  return
+end
+
+local cjson = require "cjson"
+local support = require "support"
+local servers = require "servers"
+local runner = require "cli_runner"
+
+local SECRET = "whsec_durability_spec"
+local HANDLERS = servers.spec_dir .. "/durability_handlers"
+local TEMPLATE = support.read(support.fixtures .. "/valid/tokyo_no_utm_compact.json"):gsub("%s+$", "")
+local CREATED_AT = "2024-03-01T10:00:05+09:00"
+
+local missing = servers.missing(false)
+if #missing > 0 then
+  describe("durability", function()
+    pending("needs " .. table.concat(missing, ", "))
+  end)
+  return
+end
+
+local function wait_for(predicate, seconds)
+  for _ = 1, seconds * 10 do
+    if predicate() then
+      return true
+    end
+    servers.sleep(0.1)
+  end
+  return predicate()
+end
+
+-- The lines of a log the handlers write, counted by their first column.
+local function counts(path)
+  local seen = {}
+  local file = io.open(path, "rb")
+  if file then
+    for line in file:lines() do
+      local key = line:match("^([^\t]+)")
+      seen[key] = (seen[key] or 0) + 1
+    end
+    file:close()
+  end
+  return seen
+end
+
+describe("durability: the file journal in nginx", function()
+  local dir
+  local started = {}
+
+  setup(function()
+    dir = servers.temp_dir()
+  end)
+
+  teardown(function()
+    for _, server in ipairs(started) do
+      server:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  -- An nginx of its own for one case: its output folder (the handlers' logs and steering files),
+  -- its journal folder, its handler folder.
+  local function start(name, env, handlers)
+    local output = dir .. "/" .. name .. "-out"
+    local journal = dir .. "/" .. name .. "-journal"
+    assert(support.run("mkdir -p " .. support.quote(output)))
+    local full_env = {
+      JICOO_WEBHOOK_SECRET = SECRET,
+      JICOO_HANDLERS = handlers or HANDLERS,
+      JICOO_OUTPUT_DIR = output,
+      JICOO_JOURNAL_DIR = journal,
+      JICOO_RETRY_DELAYS = "1,1",
+      JICOO_LEASE = "4",
+    }
+    for k, v in pairs(env or {}) do
+      full_env[k] = v
+    end
+    local server, log = servers.nginx_server(dir, name, function(port)
+      return servers.config(port, { workers = 2 })
+    end, full_env)
+    assert(server, "nginx did not start:\n" .. tostring(log))
+    server.output, server.journal = output, journal
+    started[#started + 1] = server
+    return server
+  end
+
+  -- A delivery of its own (the Tokyo fixture under another uid) in a file, and its key.
+  local function delivery(uid)
+    local path = dir .. "/" .. uid .. ".json"
+    support.write(path, (TEMPLATE:gsub('"uid":"bk_7Hq2"', '"uid":"' .. uid .. '"')))
+    return path, "guest_booked/" .. uid .. "/" .. CREATED_AT
+  end
+
+  local function post(server, path)
+    return servers.post(server:url(), path,
+      { ["Jicoo-Webhook-Signature"] = servers.sign(SECRET, os.time(), path) })
+  end
+
+  local function steer(server, name, value)
+    support.write(server.output .. "/" .. name, value)
+  end
+
+  local function deliveries(args, server)
+    return runner.run("deliveries " .. args .. " --journal " .. support.quote(server.journal))
+  end
+
+  it("finishes a delivery whose worker was killed mid-handler, without a new request, and does"
+      .. " not run again the handler that had succeeded", function()
+    local server = start("kill")
+    steer(server, "sleep", "3")
+    local path, key = delivery("kill1")
+    -- Sent in the background: the answer never comes, the worker dies first.
+    support.run("(curl -s -o /dev/null --max-time 10 -H 'Content-Type: application/json' -H "
+      .. support.quote("Jicoo-Webhook-Signature: " .. servers.sign(SECRET, os.time(), path))
+      .. " --data-binary @" .. support.quote(path) .. " " .. support.quote(server:url())
+      .. " >/dev/null 2>&1 &)")
+    assert.is_true(wait_for(function() return counts(server.output .. "/attempts.log")[key] == 1 end, 5))
+    local pid = support.read(server.output .. "/attempts.log"):match("\t(%d+)")
+    assert(support.run("kill -9 " .. pid))
+
+    assert.is_true(wait_for(function() return counts(server.output .. "/booked.log")[key] == 1 end, 15),
+      server:log())
+    assert.are.equal(1, counts(server.output .. "/any.log")[key])
+    assert.are.equal(2, counts(server.output .. "/attempts.log")[key])
+    local code, out = deliveries("list --state done", server)
+    assert.are.equal(0, code)
+    assert.truthy(out:find("done " .. key .. " attempts=2", 1, true), out)
+  end)
+
+  it("retries a handler that fails twice, then succeeds, and runs the other once", function()
+    local server = start("retry")
+    steer(server, "fail_times", "2")
+    local path, key = delivery("retry1")
+    local status, body = post(server, path)
+    assert.are.equal("500", status, body)
+    assert.are.equal("handler_failed", cjson.decode(body).error)
+    assert.is_true(wait_for(function() return counts(server.output .. "/booked.log")[key] == 1 end, 15),
+      server:log())
+    assert.are.equal(3, counts(server.output .. "/attempts.log")[key])
+    assert.are.equal(1, counts(server.output .. "/any.log")[key])
+    status, body = post(server, path)
+    assert.are.equal("200", status)
+    assert.are.equal("duplicate", cjson.decode(body).result)
+  end)
+
+  it("keeps a delivery that always fails as a dead letter the command line shows, and retries"
+      .. " it once fixed", function()
+    local server = start("dead")
+    steer(server, "fail", "")
+    local path, key = delivery("dead1")
+    assert.are.equal("500", (post(server, path)))
+    -- Three attempts (JICOO_RETRY_DELAYS has two), then dead.
+    assert.is_true(wait_for(function()
+      local _, out = deliveries("list --state dead", server)
+      return out:find("dead " .. key, 1, true) ~= nil
+    end, 15), server:log())
+    assert.are.equal(3, counts(server.output .. "/attempts.log")[key])
+    local code, out = deliveries("show " .. support.quote(key), server)
+    assert.are.equal(0, code)
+    assert.truthy(out:find("state:        dead", 1, true), out)
+    assert.truthy(out:find("told to fail (attempt 3)", 1, true), out)
+    assert.truthy(out:find('"uid":"dead1"', 1, true), out)   -- the body
+    local dead_lines = 0
+    for _, line in ipairs(server:error_lines()) do
+      if line:find("dead letter " .. key, 1, true) then
+        dead_lines = dead_lines + 1
+      end
+    end
+    assert.are.equal(1, dead_lines)
+
+    os.remove(server.output .. "/fail")   -- the fix
+    code, out = deliveries("retry " .. support.quote(key), server)
+    assert.are.equal(0, code, out)
+    assert.is_true(wait_for(function() return counts(server.output .. "/booked.log")[key] == 1 end, 10),
+      server:log())
+    assert.are.equal(1, counts(server.output .. "/any.log")[key])
+    assert.are.equal(4, counts(server.output .. "/attempts.log")[key])
+    code = deliveries("retry nosuch/key/t", server)
+    assert.are.equal(1, code)
+  end)
+
+  it("completes the deliveries a broken script received once it is fixed and nginx reloaded", function()
+    local handlers = dir .. "/broken-handlers"
+    assert(support.run("mkdir -p " .. support.quote(handlers) .. " && cp " .. support.quote(HANDLERS
+      .. "/any.lua") .. " " .. support.quote(handlers)))
+    support.write(handlers .. "/guest_booked.lua", "return function( end\n")
+    local server = start("broken", nil, handlers)
+    assert.truthy(server:log():find("broken script " .. handlers .. "/guest_booked.lua", 1, true))
+    local keys = {}
+    for i = 1, 3 do
+      local path, key = delivery("broken" .. i)
+      keys[i] = key
+      assert.are.equal("500", (post(server, path)))
+    end
+    support.run("cp " .. support.quote(HANDLERS .. "/guest_booked.lua") .. " " .. support.quote(handlers))
+    assert(support.run("kill -HUP " .. server.pid))
+    assert.is_true(wait_for(function()
+      local booked = counts(server.output .. "/booked.log")
+      return booked[keys[1]] == 1 and booked[keys[2]] == 1 and booked[keys[3]] == 1
+    end, 15), server:log())
+    for _, key in ipairs(keys) do
+      assert.are.equal(1, counts(server.output .. "/any.log")[key])
+    end
+  end)
+
+  it("answers first, then retries a failing handler instead of losing it", function()
+    local server = start("first", { JICOO_ANSWER_FIRST = "1" })
+    steer(server, "fail_times", "1")
+    local path, key = delivery("first1")
+    local status, body = post(server, path)
+    assert.are.equal("200", status)
+    assert.are.equal("accepted", cjson.decode(body).result)
+    assert.is_true(wait_for(function() return counts(server.output .. "/booked.log")[key] == 1 end, 10),
+      server:log())
+    assert.are.equal(1, counts(server.output .. "/any.log")[key])
+    assert.are.equal(2, counts(server.output .. "/attempts.log")[key])
+  end)
+
+  it("answers 500, never 200, when the journal's folder cannot be written, naming it once", function()
+    support.write(dir .. "/not-a-folder", "")
+    local server = start("unwritable", { JICOO_JOURNAL_DIR = dir .. "/not-a-folder/journal" })
+    local path, key = delivery("unwritable1")
+    for _ = 1, 2 do
+      local status, body = post(server, path)
+      assert.are.equal("500", status, body)
+      assert.are.equal("store_failed", cjson.decode(body).error)
+    end
+    assert.is_nil(counts(server.output .. "/any.log")[key])
+    local causes = 0
+    for _, line in ipairs(server:error_lines()) do
+      if line:find("answered 500: stage=store", 1, true) then
+        causes = causes + 1
+        assert.truthy(line:find(dir .. "/not-a-folder/journal", 1, true), line)
+        assert.truthy(line:find("Not a directory", 1, true), line)
+      end
+    end
+    assert.are.equal(2, causes)   -- one line per answer
+  end)
+
+  it("lists a truncated record as corrupt and keeps serving", function()
+    local server = start("corrupt")
+    steer(server, "fail", "")
+    local path, key = delivery("corrupt1")
+    assert.are.equal("500", (post(server, path)))
+    local name = require("jicoo.webhook.journal.files").file_name(key)
+    local record_path = server.journal .. "/open/" .. name .. ".json"
+    local text = support.read(record_path)
+    support.write(record_path, text:sub(1, math.floor(#text / 2)))
+    os.remove(server.output .. "/fail")
+
+    local code, out = deliveries("list", server)
+    assert.are.equal(0, code)
+    assert.truthy(out:find("corrupt " .. record_path, 1, true), out)
+    local other = delivery("corrupt2")
+    local status, body = post(server, other)
+    assert.are.equal("200", status, body)
+    assert.are.equal("handled", cjson.decode(body).result)
+    servers.sleep(2)   -- two passes of the scheduler over the corrupt record
+    assert.are.equal("200", (post(server, delivery("corrupt3"))))
+    assert.truthy(server:log():find("skipping " .. record_path, 1, true))
+    for _, line in ipairs(server:error_lines()) do
+      assert.is_nil(line:find("exited on signal", 1, true), line)
+    end
+  end)
+end)
