@@ -80,8 +80,25 @@ end
 ---------------------------------------------------------------------------------------------
 -- The endpoints, in the order of the first round.
 
-local endpoints = { { name = "bare", path = "/bare" }, { name = "receiver", path = "/jicoo/webhook",
-  handles = true } }
+local journal_dir = dir .. "/journal"
+local redis
+if servers.redis_server and servers.redis_cli then
+  redis = servers.redis(dir)
+end
+-- Each journal starts a round empty: the rounds send the same deliveries again.
+local function empty_files_journal()
+  sh("find " .. quote(journal_dir) .. " -name '*.json' -delete 2>/dev/null")
+end
+local function empty_redis()
+  redis:cli("flushall")
+end
+local endpoints = {
+  { name = "bare", path = "/bare" },
+  { name = "receiver", path = "/jicoo/webhook", handles = true },
+  { name = "files", path = "/v/receiver_files", handles = true, before = empty_files_journal },
+  redis and { name = "redis", path = "/v/receiver_redis", handles = true, before = empty_redis,
+    redis = redis } or nil,
+}
 if opts.variants then
   table.insert(endpoints, 2, { name = "adapter", path = "/v/adapter" })
   table.insert(endpoints, 3, { name = "verify", path = "/v/verify" })
@@ -100,6 +117,7 @@ local function render(port)
     -- Big enough that no claim of a run is evicted; /bench/reset empties them between rounds.
     claims_size = "64m",
     http = { "  lua_shared_dict bench_claims 64m;" },
+    env = { "env JICOO_BENCH_JOURNAL_DIR; env JICOO_BENCH_REDIS_PORT;" },
     init_worker = "require('nginx_endpoints').init_worker()",
     server = {
       -- (a) the bare endpoint: read the body, answer 200.
@@ -108,7 +126,7 @@ local function render(port)
       "      content_by_lua_block { ngx.req.read_body() ngx.say('ok') }",
       "    }",
       "    location = /bench/reset { content_by_lua_block { require('nginx_endpoints').reset() } }",
-      "    location ~ ^/v/(adapter|verify|construct|router_noverify|router_nostore)$ {",
+      "    location ~ ^/v/(adapter|verify|construct|router_noverify|router_nostore|receiver_files|receiver_redis)$ {",
       "      client_max_body_size 2m; client_body_buffer_size 128k;",
       "      content_by_lua_block { require('nginx_endpoints')[ngx.var[1]]() }",
       "    }",
@@ -256,7 +274,10 @@ local function main()
 
   local server, log = servers.nginx_server(dir, "nginx", render,
     { JICOO_WEBHOOK_SECRET = SECRET,
-      JICOO_HANDLERS = servers.root .. "/examples/openresty/handlers" })
+      JICOO_HANDLERS = servers.root .. "/examples/openresty/handlers",
+      JICOO_JOURNAL = "memory",
+      JICOO_BENCH_JOURNAL_DIR = journal_dir,
+      JICOO_BENCH_REDIS_PORT = redis and tostring(redis.port) or nil })
   if not server then
     io.stderr:write("nginx.sh: nginx did not start:\n" .. tostring(log) .. "\n")
     return 1
@@ -274,12 +295,21 @@ local function main()
   end
 
   local ok, err = pcall(function()
+    -- Commands Redis has processed so far (INFO stats), to count them per delivery.
+    local function redis_commands(r)
+      return tonumber(r:cli("info stats"):match("total_commands_processed:(%d+)") or "")
+    end
     local function run(ep, seconds, label)
       reset(server)
+      if ep.before then
+        ep.before()
+      end
       local before = ep.handles and stats_all(server)
+      local commands_before = ep.redis and redis_commands(ep.redis)
       local cpu_before = worker_cpu()
       local r = wrk(server, ep.path, seconds, data)
       local cpu_after = worker_cpu()
+      local commands_after = ep.redis and redis_commands(ep.redis)
       if r.failed then
         problem(ep.name .. " " .. label .. ": wrk failed:\n" .. r.out)
         return r
@@ -296,6 +326,11 @@ local function main()
         r.handled = stats_all(server) - before
         note = note .. string.format("  handled %d", r.handled)
         -- Every answered request ran its handler: none was taken for a duplicate.
+        if commands_before and commands_after and r.handled > 0 then
+          -- every command is one round trip: the journal sends no pipeline
+          r.redis_per_delivery = (commands_after - commands_before) / r.handled
+          note = note .. string.format("  redis %.2f commands/delivery", r.redis_per_delivery)
+        end
         if r.handled < r.requests - r.non2xx then
           problem(string.format("%s %s: %d requests, only %d handled (duplicates: raise"
             .. " --deliveries)", ep.name, label, r.requests, r.handled))
@@ -380,6 +415,9 @@ local function main()
     problem("the bench raised: " .. tostring(err))
   end
   server:stop()
+  if redis then
+    redis:stop()
+  end
   return status
 end
 

@@ -7,7 +7,14 @@
 --   construct        adapter + webhook.construct (verify + parse)
 --   router_noverify  the full receiver with opts.verify = false (no HMAC)
 --   router_nostore   the full receiver with a store that claims without touching a shared dict
+--
+-- and, always, the receiver on the two durable journals (the example receiver itself runs on
+-- the memory journal with its claims in the shared dict, JICOO_JOURNAL=memory):
+--
+--   receiver_files   the file journal in $JICOO_BENCH_JOURNAL_DIR (an fsync per change)
+--   receiver_redis   the Redis journal on 127.0.0.1:$JICOO_BENCH_REDIS_PORT, when it is set
 local openresty = require "jicoo.webhook.openresty"
+local journal = require "jicoo.webhook.journal"
 local store = require "jicoo.webhook.store"
 local webhook = require "jicoo.webhook"
 
@@ -37,6 +44,12 @@ function _M.init_worker()
   end
   routers.noverify = router({ verify = false, store = store.shdict("bench_claims") })
   routers.nostore = router({ secrets = SECRET, store = no_store })
+  routers.files = router({ secrets = SECRET,
+    journal = journal.files({ dir = os.getenv("JICOO_BENCH_JOURNAL_DIR") }) })
+  local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
+  if redis_port then
+    routers.redis = router({ secrets = SECRET, journal = journal.redis({ port = redis_port }) })
+  end
 end
 
 function _M.reset()
@@ -87,6 +100,14 @@ end
 
 function _M.router_nostore()
   return openresty.serve(routers.nostore)
+end
+
+function _M.receiver_files()
+  return openresty.serve(routers.files)
+end
+
+function _M.receiver_redis()
+  return openresty.serve(routers.redis)
 end
 
 return _M

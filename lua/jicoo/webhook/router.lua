@@ -563,14 +563,17 @@ local function report_error(self, message, ev, ctx)
   end
 end
 
--- journal:method(...) with a journal that raises counted as a journal that failed.
-local function call_journal(self, method, ...)
-  local j = self.journal
-  local ok, a, b = pcall(j[method], j, ...)
+-- The journal's answer, a journal that raised counted as one that failed: pcall's results.
+local function journal_result(ok, a, b)
   if not ok then
     return nil, tostring(a)
   end
   return a, b
+end
+
+local function acquire(self, key, now, new, take_failed)
+  local j = self.journal
+  return journal_result(pcall(j.acquire, j, key, now, self.lease, new, take_failed))
 end
 
 -- The delay before the attempt after `attempts` failed ones, jittered, or nil when there is no
@@ -658,7 +661,7 @@ function Router:accept(body, headers)
   end
 
   local key = ev:key()
-  local outcome, record = call_journal(self, "acquire", key, now, self.lease, {
+  local outcome, record = acquire(self, key, now, {
     key = key, event = ev.event, uid = ev.object.uid, body = body, received_at = now,
   }, not self.journal.durable)
   if outcome == "new" or outcome == "taken" then
@@ -691,7 +694,9 @@ end
 -- Writes changes to the delivery's record under its lease; a record that cannot be written is
 -- logged (the delivery stays running, and is taken over once its lease runs out).
 local function record_outcome(self, delivery, changes, now)
-  local ok, err = call_journal(self, "update", delivery.key, delivery.record.token, changes, now)
+  local j = self.journal
+  local ok, err = journal_result(pcall(j.update, j, delivery.key, delivery.record.token, changes,
+    now))
   if ok == false then
     self.log("warn", "journal: the lease on " .. delivery.key .. " ran out and another attempt"
       .. " took it over; this attempt's outcome is not recorded")
@@ -702,18 +707,9 @@ local function record_outcome(self, delivery, changes, now)
   return ok
 end
 
--- The routes an accepted delivery still needs: those for its event (in registration order)
--- that have not succeeded for it yet.
-local function pending_routes(self, event, succeeded)
-  local pending = {}
-  local routes = self.routes
-  for i = 1, #routes do
-    local route = routes[i]
-    if (route.event == event or route.event == ANY) and not succeeded[route.label] then
-      pending[#pending + 1] = route
-    end
-  end
-  return pending
+-- Whether route still has to run for a delivery of event whose succeeded handlers are these.
+local function is_pending(route, event, succeeded)
+  return (route.event == event or route.event == ANY) and not succeeded[route.label]
 end
 
 -- The end of an attempt that failed: due again after the retry delay, or dead (logged once).
@@ -742,29 +738,39 @@ end
 -- run and the answer is 500: the delivery is due again after its retry delay, or dead.
 function Router:dispatch(delivery)
   local ev, ctx, record = delivery.event, delivery.ctx, delivery.record
-  local succeeded = {}
-  for label in pairs(record.handlers or {}) do
-    succeeded[label] = true
+  local event = ev.event
+  -- The record is this attempt's own (the lease's holder's): it grows as handlers succeed.
+  local succeeded = record.handlers or {}
+  record.handlers = succeeded
+  local routes = self.routes
+  local last = 0   -- the last route the delivery still needs
+  for i = #routes, 1, -1 do
+    if is_pending(routes[i], event, succeeded) then
+      last = i
+      break
+    end
   end
-  local pending = pending_routes(self, ev.event, succeeded)
   local ran, errors = {}, {}
-  for i = 1, #pending do
-    local route = pending[i]
-    ctx.handler = route.label
-    local ok, err = call_handler(route.fn, ev, ctx)
-    ctx.handler = nil
-    if ok then
-      ran[#ran + 1] = { handler = route.label, ok = true }
-      succeeded[route.label] = true
-      if i < #pending then
-        local now = current_time(self)
-        record_outcome(self, delivery, { handlers = succeeded, lease_until = now + self.lease }, now)
+  for i = 1, last do
+    local route = routes[i]
+    if is_pending(route, event, succeeded) then
+      ctx.handler = route.label
+      local ok, err = call_handler(route.fn, ev, ctx)
+      ctx.handler = nil
+      if ok then
+        ran[#ran + 1] = { handler = route.label, ok = true }
+        succeeded[route.label] = true
+        if i < last then
+          local now = current_time(self)
+          record_outcome(self, delivery, { handlers = succeeded, lease_until = now + self.lease },
+            now)
+        end
+      else
+        local message = first_line(tostring(err))
+        ran[#ran + 1] = { handler = route.label, ok = false, error = message }
+        errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
+        report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
       end
-    else
-      local message = first_line(tostring(err))
-      ran[#ran + 1] = { handler = route.label, ok = false, error = message }
-      errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
-      report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
     end
   end
 
@@ -825,7 +831,8 @@ end
 -- calls it from a timer in every worker; a plain-Lua program calls it when it likes.
 function Router:run_due()
   local now = current_time(self)
-  local keys, problems = call_journal(self, "due", now, DUE_PER_RUN)
+  local j = self.journal
+  local keys, problems = journal_result(pcall(j.due, j, now, DUE_PER_RUN))
   if not keys then
     self.log("error", "journal: cannot list the deliveries due: " .. tostring(problems))
     return 0, {}
@@ -838,7 +845,7 @@ function Router:run_due()
   end
   local results = {}
   for _, key in ipairs(keys) do
-    local outcome, record = call_journal(self, "acquire", key, now, self.lease, nil, false)
+    local outcome, record = acquire(self, key, now, nil, false)
     if outcome == "taken" then
       local delivery = journaled_delivery(self, key, record, now)
       if delivery then

@@ -32,6 +32,7 @@
 local type = type
 local ipairs = ipairs
 local tostring = tostring
+local tonumber = tonumber
 local rawget = rawget
 local require = require
 local string_format = string.format
@@ -70,32 +71,46 @@ end
 
 -- Tokens tell the holders of one record's successive leases apart, across workers and
 -- machines: random bytes read once per process, the process id, and a counter.
-local token_prefix, token_count = nil, 0
+local token_prefix, token_pid, token_count = nil, nil, 0
 
+-- This process's id: nginx's worker, whose fork from the master must not share the master's
+-- tokens, or the one id of a plain-Lua process (read once).
+local plain_pid
 local function process_id()
   local ngx = rawget(_G, "ngx")
   if ngx and ngx.worker and ngx.worker.pid then
     return ngx.worker.pid()
   end
-  local stat = io_open("/proc/self/stat")
-  local pid = stat and stat:read("*l"):match("^(%d+)") or "0"
-  if stat then
-    stat:close()
+  if not plain_pid then
+    local stat = io_open("/proc/self/stat")
+    plain_pid = stat and tonumber(stat:read("*l"):match("^(%d+)")) or 0
+    if stat then
+      stat:close()
+    end
   end
-  return pid
+  return plain_pid
+end
+
+local function byte_hex(c)
+  return string_format("%02x", c:byte())
+end
+
+local function new_token_prefix(pid)
+  local random = io_open("/dev/urandom", "rb")
+  local bytes = random and random:read(6) or tostring({}):sub(-6)
+  if random then
+    random:close()
+  end
+  return (bytes:gsub(".", byte_hex)) .. "-" .. tostring(pid) .. "-"
 end
 
 function _M.token()
-  if not token_prefix then
-    local random = io_open("/dev/urandom", "rb")
-    local bytes = random and random:read(6) or tostring({}):sub(-6)
-    if random then
-      random:close()
-    end
-    token_prefix = (bytes:gsub(".", function(c) return string_format("%02x", c:byte()) end))
+  local pid = process_id()
+  if pid ~= token_pid then
+    token_prefix, token_pid = new_token_prefix(pid), pid
   end
   token_count = token_count + 1
-  return string_format("%s-%s-%d", token_prefix, tostring(process_id()), token_count)
+  return token_prefix .. token_count
 end
 
 -- The record acquire writes for a new delivery: `new` (key, event, uid, body, received_at)

@@ -66,9 +66,10 @@ local function release(self, key)
   return true
 end
 
--- What the journal hands out is a copy: a caller that keeps a record (the router keeps the one
--- it acquired, for its token) must not see a later attempt's changes, as with any other
--- backend.
+-- A record is changed in place only by its lease's holder (update); a new lease gets a new table
+-- (take_over), so that whoever keeps an older one (the router keeps the record it acquired, for
+-- its token) does not see a later attempt's changes, as with any other backend. What get and
+-- list hand out are copies.
 local function copy(record)
   if record == nil then
     return nil
@@ -111,7 +112,7 @@ function Memory:acquire(key, now, lease, new, take_failed)
     record = journal.running(new, now, lease)
     self.records[key] = record
     self.open = self.open + 1
-    return "new", copy(record)
+    return "new", record
   elseif outcome == "taken" then
     if record.state == "failed" then
       -- its claim was given back: whoever claims it again runs it
@@ -123,7 +124,9 @@ function Memory:acquire(key, now, lease, new, take_failed)
         return "done", { key = key, state = "done" }
       end
     end
-    return "taken", copy(journal.take(record, now, lease))
+    record = journal.take(copy(record), now, lease)
+    self.records[key] = record
+    return "taken", record
   end
   return outcome, copy(record)
 end
@@ -133,7 +136,7 @@ function Memory:update(key, token, changes)
   if not record or record.state ~= "running" or record.token ~= token then
     return false
   end
-  for name, value in pairs(copy(changes)) do
+  for name, value in pairs(changes) do
     record[name] = value
   end
   record.version = record.version + 1
