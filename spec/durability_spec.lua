@@ -113,11 +113,11 @@ describe("durability: the file journal in nginx", function()
     return runner.run("deliveries " .. args .. " --journal " .. support.quote(server.journal))
   end
 
-  it("finishes a delivery whose worker was killed mid-handler, without a new request, and does"
-      .. " not run again the handler that had succeeded", function()
-    local server = start("kill")
+  -- One delivery, its second handler asleep when its worker gets kill -9: the respawned or the
+  -- other worker takes it over once the lease runs out.
+  local function killed_mid_handler(server, uid)
     steer(server, "sleep", "3")
-    local path, key = delivery("kill1")
+    local path, key = delivery(uid)
     -- Sent in the background: the answer never comes, the worker dies first.
     support.run("(curl -s -o /dev/null --max-time 10 -H 'Content-Type: application/json' -H "
       .. support.quote("Jicoo-Webhook-Signature: " .. servers.sign(SECRET, os.time(), path))
@@ -131,9 +131,34 @@ describe("durability: the file journal in nginx", function()
       server:log())
     assert.are.equal(1, counts(server.output .. "/any.log")[key])
     assert.are.equal(2, counts(server.output .. "/attempts.log")[key])
+    assert.truthy(server:log():find("worker process " .. pid .. " exited on signal 9", 1, true))
+    return key
+  end
+
+  it("finishes a delivery whose worker was killed mid-handler, without a new request, and does"
+      .. " not run again the handler that had succeeded", function()
+    local server = start("kill")
+    local key = killed_mid_handler(server, "kill1")
     local code, out = deliveries("list --state done", server)
     assert.are.equal(0, code)
     assert.truthy(out:find("done " .. key .. " attempts=2", 1, true), out)
+  end)
+
+  it("does the same with the Redis journal", function()
+    if not (servers.redis_server and servers.redis_cli) then
+      pending("needs redis-server")
+      return
+    end
+    local redis = assert(servers.redis(dir))
+    local ok, err = pcall(function()
+      local server = start("kill-redis", { JICOO_REDIS = "127.0.0.1:" .. redis.port })
+      local key = killed_mid_handler(server, "kill2")
+      local code, out = runner.run("deliveries list --state done --redis 127.0.0.1:" .. redis.port)
+      assert.are.equal(0, code, out)
+      assert.truthy(out:find("done " .. key .. " attempts=2", 1, true), out)
+    end)
+    redis:stop()
+    assert(ok, err)
   end)
 
   it("retries a handler that fails twice, then succeeds, and runs the other once", function()

@@ -297,3 +297,222 @@ describe("journal.files on disk", function()
     assert.are.equal("new", (short:acquire(KEY, NOW + 100, LEASE, new_delivery(), false)))
   end)
 end)
+
+-- What only the Redis journal has: its layout in Redis, the ttl of a done record, one round trip
+-- per acquire and update, scripts the server lost, and a server that is down or holds something
+-- else than records.
+describe("journal.redis in Redis", function()
+  local ok_socket, socket = pcall(require, "socket")
+  local ok_servers, servers = pcall(require, "servers")
+  if not (ok_socket and ok_servers and servers.redis_server and servers.redis_cli) then
+    pending("needs LuaSocket (lua-socket) and redis-server")
+    return
+  end
+  local quote = support.quote
+  local dir, server, j
+
+  setup(function()
+    dir = temp_dir()
+    server = assert(servers.redis(dir))
+  end)
+
+  teardown(function()
+    if server then
+      server:stop()
+    end
+    remove_dir(dir)
+  end)
+
+  before_each(function()
+    server:cli("flushall")
+    j = journal.redis({ port = server.port, prefix = "t:", ttl = 100 })
+  end)
+
+  local function cli(command, ...)
+    local args = { command }
+    for i = 1, select("#", ...) do
+      args[#args + 1] = quote((select(i, ...)))
+    end
+    return server:cli(table.concat(args, " "))
+  end
+
+  -- Counts the requests the journal's client sends (each is one round trip) from here on.
+  local function count_round_trips(client)
+    local real = client.sock
+    local counter = { sends = 0 }
+    client.sock = {
+      send = function(_, data) counter.sends = counter.sends + 1 return real:send(data) end,
+      receive = function(_, pattern) return real:receive(pattern) end,
+      settimeout = function(_, seconds) return real:settimeout(seconds) end,
+      close = function() return real:close() end,
+    }
+    return counter
+  end
+
+  local function calls(command)
+    return tonumber(server:cli("info commandstats"):match("cmdstat_" .. command .. ":calls=(%d+)")
+      or 0)
+  end
+
+  it("keeps a record as a hash, and the keys due and dead in sorted sets", function()
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.are.equal("running", cli("hget", "t:d:" .. KEY, "state"))
+    assert.are.equal('{"a":1}', cli("hget", "t:d:" .. KEY, "body"))
+    assert.are.equal("{}", cli("hget", "t:d:" .. KEY, "handlers"))
+    assert.are.equal("[]", cli("hget", "t:d:" .. KEY, "errors"))
+    assert.are.equal(tostring(NOW + LEASE), cli("zscore", "t:due", KEY))
+    assert.is_true(j:update(KEY, record.token, { state = "failed", next_at = NOW + 30,
+      handlers = { a = true }, errors = { { handler = "b", message = "down" } } }, NOW))
+    assert.are.equal(tostring(NOW + 30), cli("zscore", "t:due", KEY))
+    assert.are.equal('{"a":true}', cli("hget", "t:d:" .. KEY, "handlers"))
+    assert.are.equal('[{"handler":"b","message":"down"}]', cli("hget", "t:d:" .. KEY, "errors"))
+    local _, taken = j:acquire(KEY, NOW + 30, LEASE, nil, false)
+    assert.are.equal("", cli("hget", "t:d:" .. KEY, "next_at"))
+    assert.is_true(j:update(KEY, taken.token, { state = "dead", finished_at = NOW + 40 }, NOW + 40))
+    assert.are.equal("", cli("zscore", "t:due", KEY))
+    assert.are.equal(tostring(NOW + 40), cli("zscore", "t:dead", KEY))
+    assert.are.equal("-1", cli("ttl", "t:d:" .. KEY))
+    assert.truthy(j:rearm(KEY, NOW + 50))
+    assert.are.equal("", cli("zscore", "t:dead", KEY))
+    assert.are.equal(tostring(NOW + 50), cli("zscore", "t:due", KEY))
+    assert.is_true(j:remove(KEY))
+    assert.are.equal("0", cli("exists", "t:d:" .. KEY))
+    assert.are.equal("0", cli("zcard", "t:due"))
+  end)
+
+  it("drops a done record's body, takes it off both sets and lets it expire after the ttl", function()
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.is_true(j:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW))
+    local ttl = tonumber(cli("ttl", "t:d:" .. KEY))
+    assert.truthy(ttl > 90 and ttl <= 100, tostring(ttl))
+    assert.are.equal("0", cli("hexists", "t:d:" .. KEY, "body"))
+    assert.are.equal("0", cli("zcard", "t:due"))
+    assert.are.equal("0", cli("zcard", "t:dead"))
+    assert.are.equal(NOW + 100, j:get(KEY).expires_at)
+    cli("del", "t:d:" .. KEY)   -- as its expiry does
+    assert.are.equal("new", (j:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+  end)
+
+  it("acquires and updates in one round trip each", function()
+    -- the first run of each script loads it (SCRIPT LOAD and EVAL, pipelined)
+    local _, warm = j:acquire("warm/up/t", NOW, LEASE, new_delivery("warm/up/t"), false)
+    j:update("warm/up/t", warm.token, { handlers = { a = true } }, NOW)
+    local counter = count_round_trips(j.client)
+    local evalsha, eval = calls("evalsha"), calls("eval")
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.are.equal(1, counter.sends)
+    assert.is_true(j:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW))
+    assert.are.equal(2, counter.sends)
+    assert.are.equal("done", (j:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    assert.are.equal(3, counter.sends)
+    assert.are.equal(evalsha + 3, calls("evalsha"))
+    assert.are.equal(eval, calls("eval"))
+  end)
+
+  it("loads its scripts again when the server lost them", function()
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.are.equal("OK", cli("script", "flush"))
+    assert.are.equal("busy", (j:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    assert.are.equal("OK", cli("script", "flush"))
+    assert.is_true(j:update(KEY, record.token, { state = "dead", finished_at = NOW }, NOW))
+    assert.are.equal("dead", j:get(KEY).state)
+  end)
+
+  it("fails, naming the server, while Redis is down, and works again once it is back", function()
+    local own_dir = temp_dir()
+    local own = assert(servers.redis(own_dir))
+    local ok, err = pcall(function()
+      local down = journal.redis({ port = own.port, connect_timeout = 500, read_timeout = 500 })
+      local _, record = down:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      own:stop()
+      local address = "127.0.0.1:" .. own.port
+      local outcome, why = down:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_nil(outcome)
+      assert.truthy(why:find(address, 1, true), why)
+      for _, call in ipairs({
+        function() return down:update(KEY, record.token, { state = "done" }, NOW) end,
+        function() return down:due(NOW, 10) end,
+        function() return down:get(KEY) end,
+        function() return down:list("all") end,
+        function() return down:rearm(KEY, NOW) end,
+        function() return down:remove(KEY) end,
+      }) do
+        local result, message = call()
+        assert.is_nil(result)
+        assert.truthy(message:find(address, 1, true), message)
+        assert.truthy(message:find("refused", 1, true), message)
+      end
+      assert(own:start())
+      assert.are.equal("new", (down:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    end)
+    own:stop()
+    remove_dir(own_dir)
+    assert(ok, err)
+  end)
+
+  it("fails, naming the server, on an error reply", function()
+    cli("set", "t:due", "not a sorted set")
+    local keys, err = j:due(NOW, 10)
+    assert.is_nil(keys)
+    assert.truthy(err:find("redis 127.0.0.1:" .. server.port .. ": WRONGTYPE", 1, true), err)
+  end)
+
+  it("reports a hash that is not a record instead of guessing", function()
+    cli("hset", "t:d:" .. KEY, "state", "running", "key", KEY)   -- no lease_until
+    cli("zadd", "t:due", "0", KEY)
+    local outcome, err = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.is_nil(outcome)
+    assert.truthy(err:find("corrupt record t:d:" .. KEY, 1, true), err)
+    cli("hset", "t:d:" .. KEY, "lease_until", "soon")
+    local got, get_err = j:get(KEY)
+    assert.is_nil(got)
+    assert.truthy(get_err:find("lease_until is not a number", 1, true), get_err)
+    local listed = j:list("running")
+    assert.are.equal("corrupt", listed[1].state)
+    assert.are.equal("t:d:" .. KEY, listed[1].file)
+  end)
+
+  it("forgets a key whose record is gone from the sets", function()
+    cli("zadd", "t:due", "0", KEY)
+    assert.are.same({ KEY }, (j:due(NOW, 10)))
+    assert.are.equal("absent", (j:acquire(KEY, NOW, LEASE, nil, false)))
+    assert.are.same({}, (j:due(NOW, 10)))
+  end)
+
+  it("lists done records by walking the keys, past a prefix holding glob characters", function()
+    local odd = journal.redis({ port = server.port, prefix = "x*[?]:" })
+    for i = 1, 3 do
+      local key = "k/" .. i .. "/t"
+      local _, record = odd:acquire(key, NOW, LEASE, new_delivery(key), false)
+      odd:update(key, record.token, { state = "done", finished_at = NOW }, NOW)
+    end
+    j:acquire(KEY, NOW, LEASE, new_delivery(), false)   -- another prefix: not listed
+    local listed = odd:list("done")
+    assert.are.equal(3, #listed)
+    assert.are.equal("k/1/t", listed[1].key)
+    assert.are.equal(3, #odd:list("all"))
+    assert.are.equal(1, #j:list("all"))
+  end)
+
+  it("raises on options it does not know", function()
+    assert.has_error(function() journal.redis({ hots = "x" }) end)
+    assert.has_error(function() journal.redis({ port = "6379" }) end)
+    assert.has_error(function() journal.redis({ ttl = 0 }) end)
+    assert.has_error(function() journal.redis({ prefix = 1 }) end)
+    local ok, err = pcall(journal.redis, { hots = "x" })
+    assert.is_false(ok)
+    assert.truthy(err:find("journal.redis: unknown option 'hots'", 1, true), err)
+  end)
+
+  it("gives up on a server that does not answer after read_timeout", function()
+    local listener = assert(socket.bind("127.0.0.1", 0))
+    local _, port = listener:getsockname()
+    local slow = journal.redis({ port = tonumber(port), read_timeout = 200 })
+    local started = socket.gettime()
+    local outcome, err = slow:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    listener:close()
+    assert.is_nil(outcome)
+    assert.truthy(err:find("127.0.0.1:" .. port .. ": read: timeout", 1, true), err)
+    assert.truthy(socket.gettime() - started < 2)
+  end)
+end)

@@ -109,8 +109,11 @@ describe("redis store: two nginx instances, one redis-server", function()
     assert.are.same({ handled = 1, duplicate = STORM - 1 }, results)
     assert.are.same({ [key] = 1 }, handled(output))
     assert.are.equal("1", redis:cli("GET " .. support.quote("handled:" .. key)))
-    -- The claim: SET NX EX with the router's ttl (3 days).
-    local ttl = tonumber(redis:cli("TTL " .. support.quote("jicoo-webhook:claim:" .. key)))
+    -- The journal's record: a hash, done, without its body, kept for the ttl (3 days).
+    local record = support.quote("jicoo-webhook:d:" .. key)
+    assert.are.equal("done", redis:cli("HGET " .. record .. " state"))
+    assert.are.equal("0", redis:cli("HEXISTS " .. record .. " body"))
+    local ttl = tonumber(redis:cli("TTL " .. record))
     assert.truthy(ttl and ttl > 3 * 24 * 3600 - 60 and ttl <= 3 * 24 * 3600, tostring(ttl))
   end)
 
@@ -169,5 +172,104 @@ describe("redis store: two nginx instances, one redis-server", function()
     for _, d in ipairs(deliveries) do
       assert.are.equal(1, counts[d.key], d.key)
     end
+  end)
+end)
+
+describe("redis journal: a node killed mid-handler", function()
+  local dir, output, redis
+  local nginx = {}
+
+  setup(function()
+    dir = servers.temp_dir()
+    output = dir .. "/out"
+    assert(support.run("mkdir -p " .. support.quote(output)))
+    local log
+    redis, log = servers.redis(dir)
+    assert(redis, "redis-server did not start: " .. tostring(log))
+    for i = 1, 2 do
+      local server
+      server, log = servers.nginx_server(dir, "node" .. i, function(port)
+        return servers.config(port, { workers = 1 })
+      end, {
+        JICOO_WEBHOOK_SECRET = SECRET,
+        JICOO_HANDLERS = servers.spec_dir .. "/durability_handlers",
+        JICOO_OUTPUT_DIR = output,
+        JICOO_REDIS = "127.0.0.1:" .. redis.port,
+        JICOO_LEASE = "3",
+        JICOO_RETRY_DELAYS = "1,1",
+      })
+      assert(server, "nginx did not start:\n" .. tostring(log))
+      nginx[i] = server
+    end
+  end)
+
+  teardown(function()
+    for _, server in ipairs(nginx) do
+      server:stop()
+    end
+    if redis then
+      redis:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  local function lines(name)
+    local counts = {}
+    local file = io.open(output .. "/" .. name, "rb")
+    if file then
+      for line in file:lines() do
+        local key = line:match("^([^\t]+)")
+        counts[key] = (counts[key] or 0) + 1
+      end
+      file:close()
+    end
+    return counts
+  end
+
+  local function wait_for(predicate, seconds)
+    for _ = 1, seconds * 10 do
+      if predicate() then
+        return true
+      end
+      servers.sleep(0.1)
+    end
+    return predicate()
+  end
+
+  it("answers 200 to a copy sent to the other node while the first still runs", function()
+    support.write(output .. "/sleep", "1")
+    local path, key = delivery(dir, "copy1")
+    local answers = servers.post_parallel({ nginx[1]:url(), nginx[2]:url() }, path, signature(path))
+    table.sort(answers)
+    assert.are.equal(2, #answers)
+    local results = {}
+    for _, answer in ipairs(answers) do
+      assert.truthy(answer:match("^200 "), answer)
+      results[#results + 1] = cjson.decode(answer:match("^%d+ (.*)$")).result
+    end
+    table.sort(results)
+    assert.are.same({ "duplicate", "handled" }, results)
+    assert.are.equal(1, lines("booked.log")[key])
+  end)
+  it("leaves nothing the other node cannot finish once the lease runs out", function()
+    support.write(output .. "/sleep", "3")
+    local path, key = delivery(dir, "killed1")
+    local victim, survivor = nginx[1], nginx[2]
+    support.run("(curl -s -o /dev/null --max-time 10 -H 'Content-Type: application/json' -H "
+      .. support.quote("Jicoo-Webhook-Signature: " .. servers.sign(SECRET, os.time(), path))
+      .. " --data-binary @" .. support.quote(path) .. " " .. support.quote(victim:url())
+      .. " >/dev/null 2>&1 &)")
+    assert.is_true(wait_for(function() return lines("attempts.log")[key] == 1 end, 5))
+    -- The whole node goes: its master first, so that no worker is started again.
+    local workers = support.run("pgrep -P " .. victim.pid)
+    assert(support.run("kill -9 " .. victim.pid .. " " .. workers:gsub("%s+", " ")))
+    victim.pid = nil
+    assert.are.equal("running", redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
+
+    assert.is_true(wait_for(function() return lines("booked.log")[key] == 1 end, 15), survivor:log())
+    assert.are.equal(1, lines("any.log")[key])
+    assert.are.equal(2, lines("attempts.log")[key])
+    assert.are.equal("done", redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
+    assert.truthy(survivor:log():find("attempt 2 of " .. key .. ": handled", 1, true))
   end)
 end)

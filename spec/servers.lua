@@ -137,15 +137,24 @@ local Redis = {}
 Redis.__index = Redis
 
 function Redis:cli(args)
-  local out = sh(quote(servers.redis_cli) .. " -h 127.0.0.1 -p " .. self.port .. " " .. args
-    .. " 2>&1")
+  local auth = self.password and (" -a " .. quote(self.password) .. " --no-auth-warning") or ""
+  local out = sh(quote(servers.redis_cli) .. " -h 127.0.0.1 -p " .. self.port .. auth .. " "
+    .. args .. " 2>&1")
   return trim(out or "")
 end
 
 function Redis:start()
+  local extra = {}
+  if self.password then
+    extra[#extra + 1] = "--requirepass " .. quote(self.password)
+  end
+  for _, arg in ipairs(self.args or {}) do
+    extra[#extra + 1] = quote(arg)
+  end
   local out = sh(quote(servers.redis_server) .. " --port " .. self.port
     .. " --bind 127.0.0.1 --save '' --appendonly no --daemonize no --dir " .. quote(self.dir)
-    .. " --logfile " .. quote(self.dir .. "/redis.log") .. " >/dev/null 2>&1 & echo $!")
+    .. " --logfile " .. quote(self.dir .. "/redis.log") .. " " .. table.concat(extra, " ")
+    .. " >/dev/null 2>&1 & echo $!")
   self.pid = tonumber(trim(out))
   for _ = 1, 50 do
     if self:cli("ping") == "PONG" then
@@ -165,9 +174,13 @@ function Redis:stop()
 end
 
 -- A redis-server without persistence on a free port; nil, log when it would not start.
-function servers.redis(dir)
+-- opts (optional): password (--requirepass, which cli then gives too) and args (a list of more
+-- arguments for redis-server, each passed as one word).
+function servers.redis(dir, opts)
+  opts = opts or {}
   for _ = 1, 5 do
-    local redis = setmetatable({ port = servers.free_port(), dir = dir }, Redis)
+    local redis = setmetatable({ port = servers.free_port(), dir = dir, password = opts.password,
+      args = opts.args }, Redis)
     if redis:start() then
       return redis
     end
@@ -262,8 +275,9 @@ end
 -- nginx.conf for the specs and the nginx benchmark: the example receiver
 -- (examples/openresty/jicoo_receiver.lua) under settings the caller picks: workers (2),
 -- log_level ("info"), claims_size ("10m"), client_max_body_size ("2m"), client_body_buffer_size
--- ("128k"), and lines of its own: lua_path (prepended to the package path), http (in the http
--- block), init_worker (after the receiver's), server (in the server block, before the catch-all).
+-- ("128k"), and lines of its own: lua_path (prepended to the package path), env (in the main
+-- block), http (in the http block), init_worker (after the receiver's), server (in the server
+-- block, before the catch-all).
 function servers.config(port, opts)
   opts = opts or {}
   local root = servers.root
@@ -282,6 +296,7 @@ function servers.config(port, opts)
     "env JICOO_WEBHOOK_SECRET; env JICOO_HANDLERS; env JICOO_OUTPUT_DIR; env JICOO_REDIS;",
     "env JICOO_ANSWER_FIRST; env JICOO_TEST_SLEEP; env JICOO_JOURNAL_DIR; env JICOO_JOURNAL;",
     "env JICOO_LEASE; env JICOO_RETRY_DELAYS; env JICOO_REDIS_PASSWORD;",
+    lines_of(opts.env),
     "events { worker_connections 1024; }",
     "http {",
     "  access_log off;",

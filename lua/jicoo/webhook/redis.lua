@@ -7,6 +7,9 @@
 --   client:pipeline({ { "GET", "a" }, ... })     -> { reply, ... } | nil, err, code
 --   client:eval_script(script, keys, args)       -> reply | nil, err, code
 --   client:close()
+--   client.address           "host:port" or "unix:path", as its errors name the server
+--   redis.null               a nil bulk string or array
+--   redis.check_options(opts, who, level)   raises as new does on bad options
 --
 -- Options: host ("127.0.0.1"), port (6379), path (a unix socket, instead of host and port),
 -- password, username (with password: AUTH username password), db (SELECT on a new connection),
@@ -53,7 +56,7 @@ local _M = {}
 _M.null = core.null
 
 -- The options new takes, and their types.
-_M.OPTIONS = {
+local OPTIONS = {
   host = "string", port = "number", path = "string", username = "string",
   password = "string", db = "number", connect_timeout = "number", send_timeout = "number",
   read_timeout = "number", pool_size = "number", keepalive_timeout = "number",
@@ -73,11 +76,26 @@ local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an er
 local Client = {}
 Client.__index = Client
 
--- Raises, at `level` above the caller, on an option that is unknown or of the wrong type; for
--- the Redis journal too, which takes these options beside its own.
+local function in_nginx()
+  local ngx = rawget(_G, "ngx")
+  return ngx ~= nil and type(ngx.socket) == "table" and ngx.socket.tcp ~= nil
+end
+
+-- LuaSocket, or nil and why not.
+local function load_luasocket(path)
+  local ok, socket = pcall(require, path and "socket.unix" or "socket")
+  if not ok or type(socket) ~= "table" then
+    return nil, "needs LuaSocket (require \"socket\"; on Debian the package lua-socket)"
+  end
+  return socket
+end
+
+-- Raises on an option that is unknown or of the wrong type, and outside nginx when LuaSocket is
+-- missing, at the level error() would take in the caller (for the Redis journal too, which
+-- takes these options beside its own).
 function _M.check_options(opts, who, level)
   for name, value in pairs(opts) do
-    local expected = _M.OPTIONS[name]
+    local expected = OPTIONS[name]
     if not expected then
       error(who .. ": unknown option '" .. tostring(name) .. "'", level + 1)
     end
@@ -99,20 +117,12 @@ function _M.check_options(opts, who, level)
   if opts.username ~= nil and opts.password == nil then
     error(who .. ": opts.username needs opts.password", level + 1)
   end
-end
-
-local function in_nginx()
-  local ngx = rawget(_G, "ngx")
-  return ngx ~= nil and type(ngx.socket) == "table" and ngx.socket.tcp ~= nil
-end
-
--- LuaSocket, or nil and why not.
-local function load_luasocket(path)
-  local ok, socket = pcall(require, path and "socket.unix" or "socket")
-  if not ok or type(socket) ~= "table" then
-    return nil, "needs LuaSocket (require \"socket\"; on Debian the package lua-socket)"
+  if not in_nginx() then
+    local socket, why = load_luasocket(opts.path)
+    if not socket then
+      error(who .. ": " .. why, level + 1)
+    end
   end
-  return socket
 end
 
 function _M.new(opts)
@@ -121,12 +131,6 @@ function _M.new(opts)
   end
   opts = opts or {}
   _M.check_options(opts, "redis.new", 2)
-  if not in_nginx() then
-    local socket, why = load_luasocket(opts.path)
-    if not socket then
-      error("redis.new: " .. why, 2)
-    end
-  end
   local host, port, db = opts.host or "127.0.0.1", opts.port or 6379, opts.db or 0
   local address = opts.path and ("unix:" .. opts.path) or (host .. ":" .. port)
   local pool_size = opts.pool_size or 32
@@ -340,8 +344,8 @@ local function luasocket_connect(self)
   if not socket then
     local ngx = rawget(_G, "ngx")
     local phase = ngx and ngx.get_phase and ngx.get_phase() or "?"
-    return nil, "redis " .. self.address .. ": no cosockets in nginx's " .. phase .. " phase, and"
-      .. " LuaSocket is missing: " .. why
+    return nil, "redis " .. self.address .. ": no cosockets in nginx's " .. phase .. " phase, where"
+      .. " the client " .. why
   end
   local sock, err
   if self.path then
@@ -463,23 +467,23 @@ function Client:eval_script(script, keys, args)
     error("redis:eval_script: script must be a string, got " .. type(script), 2)
   end
   keys, args = keys or {}, args or {}
-  local parts = { number_text(#keys) }
-  parts[1] = "$" .. #parts[1] .. "\r\n" .. parts[1] .. "\r\n"
-  for name, list in pairs({ keys = keys, args = args }) do
-    local bulk, i, kind = bulk_strings(list, #list)
-    if not bulk then
-      error("redis:eval_script: " .. name .. "[" .. i .. "] must be a string or a number, got "
-        .. kind, 2)
+  local command = { "EVALSHA", "", #keys }
+  for _, list in ipairs({ keys, args }) do
+    for i = 1, #list do
+      local kind = type(list[i])
+      if kind ~= "string" and kind ~= "number" then
+        error("redis:eval_script: " .. (list == keys and "keys" or "args") .. "[" .. i
+          .. "] must be a string or a number, got " .. kind, 2)
+      end
+      command[#command + 1] = list[i]
     end
-    parts[name == "keys" and 2 or 3] = bulk
   end
-  local tail_request = table_concat(parts)
-  local header = "*" .. (#keys + #args + 3) .. "\r\n"
+  local n = #command
 
   local sha = self.scripts[script]
   if sha then
-    local replies, err, code = exchange(self, header .. "$7\r\nEVALSHA\r\n$" .. #sha .. "\r\n"
-      .. sha .. "\r\n" .. tail_request, 1)
+    command[2] = sha
+    local replies, err, code = exchange(self, encode(command, n), 1)
     if not replies then
       return nil, err, code
     end
@@ -490,9 +494,9 @@ function Client:eval_script(script, keys, args)
     end
     self.scripts[script] = nil
   end
-  local load = encode({ "SCRIPT", "LOAD", script }, 3)
-  local replies, err, code = exchange(self, load .. header .. "$4\r\nEVAL\r\n$" .. #script
-    .. "\r\n" .. script .. "\r\n" .. tail_request, 2)
+  command[1], command[2] = "EVAL", script
+  local replies, err, code = exchange(self, encode({ "SCRIPT", "LOAD", script }, 3)
+    .. encode(command, n), 2)
   if not replies then
     return nil, err, code
   end
@@ -510,7 +514,5 @@ function Client:close()
   end
   return true
 end
-
-_M.number_text = number_text
 
 return _M

@@ -834,8 +834,17 @@ function Router:run_due()
   local j = self.journal
   local keys, problems = journal_result(pcall(j.due, j, now, DUE_PER_RUN))
   if not keys then
-    self.log("error", "journal: cannot list the deliveries due: " .. tostring(problems))
+    -- once per outage, not once a second
+    if not self.due_failing then
+      self.log("error", "journal: cannot list the deliveries due (retries wait until it can): "
+        .. tostring(problems))
+    end
+    self.due_failing = true
     return 0, {}
+  end
+  if self.due_failing then
+    self.log("info", "journal: the deliveries due can be listed again")
+    self.due_failing = nil
   end
   for _, problem in ipairs(type(problems) == "table" and problems or {}) do
     if not self.reported[problem.file] then

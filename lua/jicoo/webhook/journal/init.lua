@@ -167,16 +167,20 @@ function _M.is_journal(obj)
   return true
 end
 
+-- The constructors (not tail calls, so that a misuse error points at the caller's line).
 function _M.memory(opts)
-  return require("jicoo.webhook.journal.memory").new(opts)
+  local j = require("jicoo.webhook.journal.memory").new(opts)
+  return j
 end
 
 function _M.files(opts)
-  return require("jicoo.webhook.journal.files").new(opts)
+  local j = require("jicoo.webhook.journal.files").new(opts)
+  return j
 end
 
 function _M.redis(opts)
-  return require("jicoo.webhook.journal.redis").new(opts)
+  local j = require("jicoo.webhook.journal.redis").new(opts)
+  return j
 end
 
 return _M
