@@ -257,3 +257,91 @@ describe("jicoo-webhook run", function()
     assert.truthy(out:find('"code":"missing"', 1, true), out)
   end)
 end)
+
+describe("jicoo-webhook deliveries", function()
+  local journal = require "jicoo.webhook.journal"
+  local dir, journal_dir
+  local KEY = "guest_booked/ACDADADASS/2020-11-23T17:51:19.000Z"
+  local booked = fixture_path("lenient", "portal_guest_booked.json")
+
+  before_each(function()
+    dir = runner.temp_dir()
+    journal_dir = dir .. "/journal"
+    -- A receiver's journal: one delivery dead (its handler always failed), one done.
+    local r = webhook.router({ verify = false, journal = journal.files({ dir = journal_dir }),
+      retry_delays = {}, log = function() end })
+    r:on("guest_booked", function() error("crm down\nsecond line") end)
+    assert.are.equal(500, r:handle(support.read(booked)).status)
+    assert.are.equal(200, r:handle(support.read(fixture_path("valid", "host_cancelled.json"))).status)
+  end)
+
+  after_each(function()
+    runner.remove_dir(dir)
+  end)
+
+  local function deliveries(args)
+    return jicoo("deliveries " .. args .. " --journal " .. q(journal_dir))
+  end
+
+  it("lists failed, dead and running deliveries, one line each starting with state and key", function()
+    local code, out = deliveries("list")
+    assert.are.equal(0, code)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do
+      lines[#lines + 1] = line
+    end
+    assert.are.equal(1, #lines, out)
+    assert.truthy(lines[1]:find("^dead " .. KEY:gsub("%p", "%%%0") .. " attempts=1 error="), lines[1])
+    assert.truthy(lines[1]:find("crm down second line", 1, true) or lines[1]:find("crm down", 1, true))
+  end)
+
+  it("lists by --state", function()
+    local _, out = deliveries("list --state done")
+    assert.truthy(out:find("^done host_cancelled/"), out)
+    _, out = deliveries("list --state all")
+    assert.truthy(out:find("\ndone host_cancelled/", 1, true) or out:find("^done host_cancelled/"), out)
+    assert.truthy(out:find("dead " .. KEY, 1, true), out)
+    local code = deliveries("list --state nonsense")
+    assert.are.equal(2, code)
+  end)
+
+  it("shows one delivery with its errors and body, and exits 1 for an unknown key", function()
+    local code, out = deliveries("show " .. q(KEY))
+    assert.are.equal(0, code)
+    assert.truthy(out:find("state:        dead", 1, true), out)
+    assert.truthy(out:find("crm down", 1, true), out)
+    assert.truthy(out:find('"uid": "ACDADADASS"', 1, true), out)
+    code = deliveries("show nosuch/key/t")
+    assert.are.equal(1, code)
+  end)
+
+  it("retries a dead delivery (due now, a new budget) and drops one", function()
+    local code, out = deliveries("retry " .. q(KEY))
+    assert.are.equal(0, code, out)
+    local record = journal.files({ dir = journal_dir }):get(KEY)
+    assert.are.equal("failed", record.state)
+    assert.are.equal(0, record.attempts)
+    assert.truthy(record.next_at <= os.time())
+    code = deliveries("retry " .. q("host_cancelled/ACDADADASS/2020-11-23T17:51:19.000Z"))
+    assert.are.equal(1, code)   -- done: nothing to retry
+    code = deliveries("drop " .. q(KEY))
+    assert.are.equal(0, code)
+    assert.is_nil(journal.files({ dir = journal_dir }):get(KEY))
+    code = deliveries("drop " .. q(KEY))
+    assert.are.equal(1, code)
+  end)
+
+  it("needs a journal: a usage error without --journal or --redis", function()
+    local code, _, err = jicoo("deliveries list", "JICOO_JOURNAL_DIR= JICOO_REDIS=")
+    assert.are.equal(2, code)
+    assert.truthy(err:find("--journal", 1, true), err)
+    code = jicoo("deliveries list --journal " .. q(journal_dir) .. " --redis 127.0.0.1:1")
+    assert.are.equal(2, code)
+  end)
+
+  it("reads $JICOO_JOURNAL_DIR", function()
+    local code, out = jicoo("deliveries list", "JICOO_JOURNAL_DIR=" .. q(journal_dir))
+    assert.are.equal(0, code)
+    assert.truthy(out:find("dead " .. KEY, 1, true), out)
+  end)
+end)

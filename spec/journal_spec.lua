@@ -284,6 +284,40 @@ describe("journal.files on disk", function()
     assert.is_nil(blocked:due(NOW, 10))
   end)
 
+  -- A real full disk: a 64 KiB tmpfs (root can mount one; elsewhere the case is pending).
+  it("fails, naming the cause, on a full disk, and keeps the record it had whole", function()
+    local mount = dir .. "/small"
+    assert(support.run("mkdir -p " .. support.quote(mount)))
+    local _, mounted = support.run("mount -t tmpfs -o size=64k tmpfs " .. support.quote(mount)
+      .. " 2>/dev/null")
+    if not mounted then
+      pending("cannot mount a tmpfs here (needs root)")
+      return
+    end
+    local ok, err = pcall(function()
+      local full = journal.files({ dir = mount .. "/journal" })
+      local _, record = full:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_truthy(record)
+      -- Fill what is left, then try to write a record that no longer fits.
+      support.run("dd if=/dev/zero of=" .. support.quote(mount .. "/filler") .. " bs=4k 2>/dev/null")
+      local big = new_delivery("big/one/t")
+      big.body = string.rep("x", 32 * 1024)
+      local outcome, write_err = full:acquire("big/one/t", NOW, LEASE, big, false)
+      assert.is_nil(outcome)
+      assert.truthy(write_err:find("No space left on device", 1, true), write_err)
+      assert.is_nil(full:get("big/one/t"))
+      local changed, update_err = full:update(KEY, record.token, { state = "failed",
+        next_at = NOW, errors = { { handler = "x", message = string.rep("m", 32 * 1024) } } }, NOW)
+      assert.is_nil(changed)
+      assert.truthy(update_err:find("No space left on device", 1, true), update_err)
+      local kept = full:get(KEY)
+      assert.are.equal("running", kept.state)
+      assert.are.equal('{"a":1}\n', kept.body)
+    end)
+    support.run("umount " .. support.quote(mount))
+    assert(ok, err)
+  end)
+
   it("drops done records once their ttl has passed", function()
     local short = journal.files({ dir = dir .. "/journal", ttl = 10 })
     local _, record = short:acquire(KEY, NOW, LEASE, new_delivery(), false)

@@ -113,7 +113,9 @@ static int files_replace(lua_State *L)
     return 1;
 }
 
-/* remove(path): true once path is gone (also when it was not there). */
+/* remove(path [, sync]): true once path is gone (also when it was not there); the folder is
+ * synced unless sync is false (a caller that can tell a stale copy from the live one after a
+ * crash need not wait for it). */
 static int files_remove(lua_State *L)
 {
     size_t path_len;
@@ -125,6 +127,10 @@ static int files_remove(lua_State *L)
             return 1;
         }
         return files_fail(L, "cannot remove", path, errno);
+    }
+    if (lua_isboolean(L, 2) && !lua_toboolean(L, 2)) {
+        lua_pushboolean(L, 1);
+        return 1;
     }
     if ((err = files_sync_folder(path, path_len)) != 0)
         return files_fail(L, "cannot sync the folder of", path, err);

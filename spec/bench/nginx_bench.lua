@@ -295,9 +295,10 @@ local function main()
   end
 
   local ok, err = pcall(function()
-    -- Commands Redis has processed so far (INFO stats), to count them per delivery.
+    -- The journal's round trips to Redis so far: its success path sends only EVALSHA (one
+    -- script a round trip; the commands a script runs are counted apart in INFO, not here).
     local function redis_commands(r)
-      return tonumber(r:cli("info stats"):match("total_commands_processed:(%d+)") or "")
+      return tonumber(r:cli("info commandstats"):match("cmdstat_evalsha:calls=(%d+)") or "0")
     end
     local function run(ep, seconds, label)
       reset(server)
@@ -327,9 +328,8 @@ local function main()
         note = note .. string.format("  handled %d", r.handled)
         -- Every answered request ran its handler: none was taken for a duplicate.
         if commands_before and commands_after and r.handled > 0 then
-          -- every command is one round trip: the journal sends no pipeline
           r.redis_per_delivery = (commands_after - commands_before) / r.handled
-          note = note .. string.format("  redis %.2f commands/delivery", r.redis_per_delivery)
+          note = note .. string.format("  redis %.2f round trips/delivery", r.redis_per_delivery)
         end
         if r.handled < r.requests - r.non2xx then
           problem(string.format("%s %s: %d requests, only %d handled (duplicates: raise"
@@ -355,7 +355,7 @@ local function main()
     end
     local results = {}
     for _, ep in ipairs(endpoints) do
-      results[ep.name] = { rates = {}, cpu = {}, non2xx = 0, errors = 0, requests = 0 }
+      results[ep.name] = { rates = {}, cpu = {}, trips = {}, non2xx = 0, errors = 0, requests = 0 }
     end
     for round = 1, opts.rounds do
       -- Alternate the order, so neither endpoint always runs first in a round.
@@ -371,6 +371,7 @@ local function main()
           acc.rates[#acc.rates + 1] = r.rate
           acc.requests = acc.requests + r.requests
           acc.cpu[#acc.cpu + 1] = r.cpu_us
+          acc.trips[#acc.trips + 1] = r.redis_per_delivery
         end
         acc.non2xx = acc.non2xx + (r.non2xx or 0)
         acc.errors = acc.errors + (r.errors or 0)
@@ -403,6 +404,13 @@ local function main()
       print(string.format("| %-16s | %8.0f | %6.1f%% | %13s | %7d | %6d | %s", ep.name, m or 0,
         (m and bare) and 100 * m / bare or 0, cpu and string.format("%.1f", cpu) or "?",
         acc.non2xx, acc.errors, table.concat(rounds, " ")))
+    end
+    for _, ep in ipairs(endpoints) do
+      local trips = median(results[ep.name].trips)
+      if trips then
+        print(string.format("%s: %.2f round trips to Redis per delivery (EVALSHA calls / handled)",
+          ep.name, trips))
+      end
     end
     local receiver = median(results.receiver.rates)
     if receiver and bare then

@@ -12,7 +12,9 @@
 -- NAME is the key with every byte but A-Z a-z 0-9 . _ - written %XX (a key whose name would be
 -- over 200 bytes: its first 120 bytes, "~" and the SHA-256 of the key). A record moving to
 -- another folder is written there first and removed from the old one after; if a crash comes
--- in between, the copy with the higher version wins and the next change removes the other.
+-- in between, the copy with the higher version wins and the next change removes the other
+-- (so a removal does not wait for its folder to be synced: each change costs two syncs, of the
+-- file and of its folder, whether the record moves or not).
 -- Calls block the worker for the few file system calls they make (fsync included): that is what
 -- being durable costs on one machine; Redis is the journal that does not.
 local setmetatable = setmetatable
@@ -163,7 +165,8 @@ local function write(self, record, name, found)
   end
   for _, other in ipairs(found) do
     if other ~= folder then
-      ok, err = core.file_remove(path_of(self, other, name))
+      -- not synced: should a crash bring the old copy back, the new one's higher version wins
+      ok, err = core.file_remove(path_of(self, other, name), false)
       if not ok then
         return nil, "file journal: " .. err
       end
@@ -266,7 +269,7 @@ local function sweep(self, now)
             locked(self, record.key, function()
               local again = read_file(path_of(self, "done", name))
               if again and again.version == record.version then
-                core.file_remove(path_of(self, "done", name))
+                core.file_remove(path_of(self, "done", name), false)
               end
             end)
           end
