@@ -135,3 +135,70 @@ describe("store.is_store", function()
     end)
   end
 end)
+
+-- store.redis against a real redis-server on 127.0.0.1 (through LuaSocket outside nginx).
+describe("store.redis", function()
+  local has_socket = pcall(require, "socket")
+  local ok_servers, servers = pcall(require, "servers")
+  if not (has_socket and ok_servers and servers.redis_server and servers.redis_cli) then
+    pending("needs LuaSocket (lua-socket) and redis-server")
+    return
+  end
+  local dir, redis
+
+  setup(function()
+    dir = servers.temp_dir()
+    redis = assert(servers.redis(dir))
+  end)
+
+  teardown(function()
+    redis:stop()
+    servers.remove_dir(dir)
+  end)
+
+  it("claims a key once, for its ttl, and gives it back on delete", function()
+    local s = store.redis({ port = redis.port, prefix = "t1:" })
+    assert.is_true(s:add("k", 60))
+    assert.is_false(s:add("k", 60))
+    local ttl = tonumber(redis:cli("TTL t1:k"))
+    assert.truthy(ttl > 55 and ttl <= 60, tostring(ttl))
+    assert.is_true(s:delete("k"))
+    assert.is_true(s:add("k"))
+    ttl = tonumber(redis:cli("TTL t1:k"))
+    assert.truthy(ttl > store.DEFAULT_TTL - 60, tostring(ttl))   -- the default ttl
+  end)
+
+  it("answers nil, err naming the server when Redis is down, and works again after", function()
+    local s = store.redis({ port = redis.port, prefix = "t2:", connect_timeout = 200 })
+    redis:stop()
+    local claimed, err = s:add("k")
+    assert.is_nil(claimed)
+    assert.truthy(err:find("127.0.0.1:" .. redis.port, 1, true), err)
+    local deleted, delete_err = s:delete("k")
+    assert.is_nil(deleted)
+    assert.is_string(delete_err)
+    assert.is_true(redis:start())
+    assert.is_true(s:add("k"))
+  end)
+
+  it("answers an error reply (a Redis out of memory) with nil, err naming it", function()
+    local s = store.redis({ port = redis.port, prefix = "t3:" })
+    redis:cli("CONFIG SET maxmemory-policy noeviction")
+    redis:cli("CONFIG SET maxmemory 1")
+    local claimed, err = s:add("k")
+    redis:cli("CONFIG SET maxmemory 0")
+    assert.is_nil(claimed)
+    assert.truthy(err:find("redis 127.0.0.1:" .. redis.port .. ": SET NX failed: OOM", 1, true), err)
+    assert.is_true(s:add("k"))
+  end)
+
+  it("raises on misuse", function()
+    assert.has_error(function() store.redis({ nope = 1 }) end)
+    assert.has_error(function() store.redis({ port = "6379" }) end)
+    assert.has_error(function() store.redis({ ttl = 0 }) end)
+    assert.has_error(function() store.redis({ prefix = 1 }) end)
+    local s = store.redis({ port = redis.port })
+    assert.has_error(function() s:add(1) end)
+    assert.has_error(function() s:delete(nil) end)
+  end)
+end)

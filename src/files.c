@@ -1,8 +1,9 @@
-/* The file journal's system calls, which Lua's io library cannot make: a file replaced so that a
- * crash at any point leaves the old or the new one whole (temp file, fsync, rename, fsync of the
- * folder), a removal made durable, a folder listing with modification times, and an exclusive
- * lock that the kernel releases when its process dies (flock). The parser never calls these; the
- * journal (lua/jicoo/webhook/journal/files.lua) does, on a local file system.
+/* The file system calls of the Lua layer, most of which Lua's io library cannot make: a file
+ * replaced so that a crash at any point leaves the old or the new one whole (temp file, fsync,
+ * rename, fsync of the folder), a removal made durable, a folder listing with modification
+ * times, an exclusive lock that the kernel releases when its process dies (flock), and a whole
+ * file read. The parser never calls these; the file journal, the script loader, the nginx
+ * adapter (a spooled body) and the command line do, on a local file system.
  *
  * Failures a caller can meet (a full disk, a folder it cannot write) return nil, msg, errno with
  * the path named in msg; misuse (an argument of the wrong type) raises. */
@@ -172,6 +173,37 @@ static int files_list(lua_State *L)
     return 1;
 }
 
+/* read(path): the file's bytes, all of them; the one reader of files the Lua layer has (the
+ * journal's records, handler scripts, a request body nginx spooled, the command line's input). */
+static int files_read(lua_State *L)
+{
+    size_t len;
+    const char *path = files_path(L, 1, &len);
+    luaL_Buffer b;
+    int fd = open(path, O_RDONLY | O_CLOEXEC), err = 0;
+    if (fd < 0)
+        return files_fail(L, "cannot open", path, errno);
+    luaL_buffinit(L, &b);
+    for (;;) {
+        char *chunk = luaL_prepbuffer(&b);
+        ssize_t n = read(fd, chunk, LUAL_BUFFERSIZE);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            err = errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        luaL_addsize(&b, (size_t)n);
+    }
+    close(fd);
+    if (err)
+        return files_fail(L, "cannot read", path, err);
+    luaL_pushresult(&b);
+    return 1;
+}
+
 /* mkdir(path): true once path is a folder. */
 static int files_mkdir(lua_State *L)
 {
@@ -229,7 +261,8 @@ void files_register(lua_State *L)
 {
     static const luaL_Reg functions[] = {
         {"file_replace", files_replace}, {"file_remove", files_remove}, {"file_list", files_list},
-        {"file_mkdir", files_mkdir},     {"file_lock", files_lock},     {NULL, NULL}};
+        {"file_mkdir", files_mkdir},     {"file_lock", files_lock},     {"file_read", files_read},
+        {NULL, NULL}};
     const luaL_Reg *f;
     if (luaL_newmetatable(L, FILES_LOCK)) {
         lua_pushcfunction(L, files_unlock);

@@ -1,39 +1,29 @@
--- jicoo.webhook: receive Jicoo webhook deliveries. The C core verifies, parses and validates;
--- this facade gathers the public API (README "API").
-local core = require "jicoo.webhook.core"
-local types = require "jicoo.webhook.types"
+-- jicoo.webhook: receive Jicoo webhook deliveries. The C core verifies, parses and validates
+-- (through engine.lua, which picks the fastest way on this runtime); this facade gathers the
+-- public API (docs/api.md).
+local engine = require "jicoo.webhook.engine"
+local router = require "jicoo.webhook.router"
 
-local require = require
-
--- On LuaJIT the common calls go through the FFI and the tables are built by JIT-compiled Lua
--- (luajit.lua); the classic C API serves everywhere else. Both give the same results.
-local parse, verify, construct = core.parse, core.verify, core.construct
-if rawget(_G, "jit") and pcall(require, "ffi") then
-  local luajit = require "jicoo.webhook.luajit"
-  parse, verify, construct = luajit.parse, luajit.verify, luajit.construct
-end
+local pairs = pairs
 
 local _M = {
   _VERSION = "0.1.0",
-  parse = parse,
-  decode = core.decode,
-  time = core.time,
-  null = core.null,
-  EVENTS = types.EVENTS,
-  verify = verify,
-  sign = core.sign,
+  parse = engine.parse,
+  decode = engine.decode,
+  time = engine.time,
+  null = engine.null,
+  EVENTS = engine.EVENTS,
+  verify = engine.verify,
+  sign = engine.sign,
   -- the receiver's one call: verify, and parse only what verified
-  construct = construct,
+  construct = engine.construct,
+  router = router.new,
 }
 
--- Every limit with its default (README "Limits"); a copy, so changing it changes nothing.
+-- Every limit with its default (docs/api.md, "Limits"); a copy, so changing it changes nothing.
 _M.limits = {}
-for name, value in pairs(core.limits) do
+for name, value in pairs(engine.limits) do
   _M.limits[name] = value
-end
-
-function _M.router(opts)
-  return require("jicoo.webhook.router").new(opts)
 end
 
 return _M

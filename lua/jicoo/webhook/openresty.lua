@@ -14,7 +14,6 @@ local pcall = pcall
 local error = error
 local tostring = tostring
 local tonumber = tonumber
-local io_open = io.open
 local string_format = string.format
 local string_match = string.match
 local string_find = string.find
@@ -22,11 +21,10 @@ local string_gsub = string.gsub
 local string_byte = string.byte
 local table_concat = table.concat
 
-local webhook = require "jicoo.webhook"
+local answer = require "jicoo.webhook.answer"
+local core = require "jicoo.webhook.core"
 local count_keys = require "table.nkeys" -- OpenResty's LuaJIT has it
-local json = require "jicoo.webhook.json"
-
-local json_encode = json.encode
+local router_module = require "jicoo.webhook.router"
 
 local _M = {}
 
@@ -73,7 +71,7 @@ function _M.router(opts)
     copy[name] = value
   end
   copy.log = copy.log or _M.log
-  local ok, router = pcall(webhook.router, copy)
+  local ok, router = pcall(router_module.new, copy)
   if not ok then
     error(router, 2)
   end
@@ -135,34 +133,12 @@ local function read_body(max_size)
   end
   -- nginx wrote the body to a temp file (over client_body_buffer_size): one read of a local
   -- file of at most client_max_body_size bytes.
-  local file, err = io_open(path, "rb")
-  if not file then
-    return false, "cannot open the request body file " .. path .. ": " .. tostring(err)
-  end
-  body = file:read("*a")
-  file:close()
+  local err
+  body, err = core.file_read(path)
   if not body then
-    return false, "cannot read the request body file " .. path
+    return false, "the request body nginx spooled: " .. err
   end
   return body
-end
-
-local function too_large(length, max_size)
-  return {
-    status = 413,
-    body = json_encode({ ok = false, error = "too_large", max_size = max_size }),
-    errors = { { stage = "size", code = "limit",
-      message = string_format("limit: body of %d bytes is over the %d-byte size limit", length,
-        max_size) } },
-  }
-end
-
-local function failure(status, error_name, message, event)
-  return {
-    status = status,
-    body = json_encode({ ok = false, error = error_name, event = event }),
-    errors = { { stage = "server", message = message } },
-  }
 end
 
 ---------------------------------------------------------------------------------------------
@@ -196,12 +172,13 @@ local function answer_first(router, body, headers)
     local message = "cannot schedule the handlers of " .. delivery.key .. ": " .. tostring(timer_err)
       .. " (raise lua_max_pending_timers)"
     if not router.journal.durable then
-      return failure(500, "busy", message, delivery.event.event)
+      return answer.server_error("busy", message, delivery.event.event)
     end
     ngx_log(ngx.ERR, "jicoo-webhook: ", printable(message), "; the scheduler runs them instead")
   end
-  return { status = 200, key = delivery.key, event = delivery.event, errors = {},
-    body = json_encode({ ok = true, result = "accepted", event = delivery.event.event }) }
+  local accepted = answer.accepted(delivery.event)
+  accepted.key = delivery.key
+  return accepted
 end
 
 ---------------------------------------------------------------------------------------------
@@ -266,15 +243,14 @@ function _M.serve(router, opts)
   local res
   if ngx.req.get_method() ~= "POST" then
     ngx.header["Allow"] = "POST"
-    res = { status = 405, body = json_encode({ ok = false, error = "method_not_allowed" }),
-      errors = { { stage = "method", message = "method " .. ngx.req.get_method() } } }
+    res = answer.method_not_allowed(ngx.req.get_method())
   else
     local max_size = opts.max_size or router.max_size
     local body, problem = read_body(max_size)
     if body == nil then
-      res = too_large(problem, max_size)
+      res = answer.too_large(problem, max_size)
     elseif body == false then
-      res = failure(500, "server_error", problem)
+      res = answer.server_error("server_error", problem)
     else
       local headers = ngx_req.get_headers(MAX_HEADERS)
       local serve_one = opts.answer_first and answer_first or router.handle
@@ -282,7 +258,7 @@ function _M.serve(router, opts)
       if ok then
         res = handled
       else
-        res = failure(500, "server_error", "the router raised: " .. tostring(handled))
+        res = answer.server_error("server_error", "the router raised: " .. tostring(handled))
       end
     end
   end

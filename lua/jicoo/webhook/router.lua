@@ -1,8 +1,8 @@
--- The receive path for one delivery: size check, verify, parse, claim (exactly once), dispatch
--- to Lua handlers, and the HTTP answer. Handlers always run here, in Lua, never from C.
-
+-- The receive path for one delivery: size, signature, payload, its journal record (the claim,
+-- exactly once), then the handlers it still needs, in registration order; and its answer
+-- (answer.lua). Handlers always run here, in Lua, never from C; what they get as ctx is
+-- context.lua's, handler scripts are scripts.lua's, the record is the journal's.
 local setmetatable = setmetatable
-local getmetatable = getmetatable
 local type = type
 local pairs = pairs
 local ipairs = ipairs
@@ -11,40 +11,23 @@ local error = error
 local select = select
 local pcall = pcall
 local xpcall = xpcall
-local rawget = rawget
-local require = require
-local setfenv = rawget(_G, "setfenv")   -- Lua 5.1 and LuaJIT only
-local loadstring = rawget(_G, "loadstring") or load
-local load = load
-local traceback = debug.traceback
 local debug_getinfo = debug.getinfo
-local string_format = string.format
 local string_lower = string.lower
-local string_byte = string.byte
-local string_gsub = string.gsub
 local string_match = string.match
-local string_sub = string.sub
 local table_concat = table.concat
-local table_sort = table.sort
-local table_insert = table.insert
 local math_random = math.random
 local math_max = math.max
 local math_ceil = math.ceil
-local io_open = io.open
-local io_popen = io.popen
 local io_stderr = io.stderr
 local os_time = os.time
-local os_getenv = os.getenv
-local global_env = _G
 
-local store = require "jicoo.webhook.store"
+local answer = require "jicoo.webhook.answer"
+local context = require "jicoo.webhook.context"
 local core = require "jicoo.webhook.core"
-local json = require "jicoo.webhook.json"
+local engine = require "jicoo.webhook.engine"
 local journal_module = require "jicoo.webhook.journal"
-
-local json_encode = json.encode
-local encode_string = json.encode_string
-local encode_number = json.encode_number
+local scripts = require "jicoo.webhook.scripts"
+local store = require "jicoo.webhook.store"
 
 local _M = {}
 
@@ -57,12 +40,6 @@ local OPTION_NAMES = {
   journal = true, store = true, ttl = true, lease = true, retry_delays = true,
   now = true, log = true, config = true,
 }
-
--- Seconds between attempts of a failed delivery (8 attempts over about 22 hours); each delay is
--- varied by up to a quarter either way, so that deliveries that failed together spread out.
-local DEFAULT_RETRY_DELAYS = { 60, 300, 900, 3600, 10800, 21600, 43200 }
-local DEFAULT_LEASE = 300
-local DUE_PER_RUN = 100
 local PARSE_OPTION_NAMES = { "level", "unknown_keys", "null" }
 for name in pairs(core.limits) do
   PARSE_OPTION_NAMES[#PARSE_OPTION_NAMES + 1] = name
@@ -71,59 +48,31 @@ for _, name in ipairs(PARSE_OPTION_NAMES) do
   OPTION_NAMES[name] = true
 end
 
--- The facade is required lazily: it exposes webhook.router, so requiring it while this module
--- loads could form a require loop.
-local webhook
+-- Seconds between attempts of a failed delivery (8 attempts over about 22 hours); each delay is
+-- varied by up to a quarter either way, so that deliveries that failed together spread out.
+local DEFAULT_RETRY_DELAYS = { 60, 300, 900, 3600, 10800, 21600, 43200 }
+local DEFAULT_LEASE = 300
+local DUE_PER_RUN = 100
+
+local is_callable = scripts.is_callable
+local message_handler = scripts.message_handler
 
 local Router = {}
 Router.__index = Router
 
--- The answer to a handled delivery, json.encode({ ok = true, result = "handled", event = event,
--- handlers = handlers, unknown = unknown }) written out: the answer sent most often, and
--- json.encode's loops would keep LuaJIT from compiling the request path.
-local function handled_json(event, handlers, unknown)
-  return '{"event":' .. encode_string(event) .. ',"handlers":' .. encode_number(handlers)
-    .. ',"ok":true,"result":"handled"' .. (unknown and ',"unknown":true}' or "}")
-end
-
-_M.handled_json = handled_json
-_M.json_object = json_encode
-
----------------------------------------------------------------------------------------------
--- Helpers
-
-local function is_callable(f)
-  if type(f) == "function" then
-    return true
-  end
-  local mt = getmetatable(f)
-  return type(mt) == "table" and type(rawget(mt, "__call")) == "function"
-end
-
--- Looks a header up case-insensitively; a header sent several times (a list, as
--- ngx.req.get_headers gives it) is joined with "," as HTTP combines repeated fields.
+-- Looks a header up case-insensitively; a header sent several times stays the list that
+-- ngx.req.get_headers gives, which verify joins as HTTP joins repeated fields.
 local function header_value(headers, lower_name)
   local value = headers[lower_name]
   if value == nil then
     for name, v in pairs(headers) do
       if type(name) == "string" and string_lower(name) == lower_name then
-        value = v
-        break
+        return v
       end
     end
   end
-  if type(value) == "table" then
-    local parts = {}
-    for i, v in ipairs(value) do
-      parts[i] = tostring(v)
-    end
-    value = table_concat(parts, ",")
-  elseif value ~= nil then
-    value = tostring(value)
-  end
   return value
 end
-
 
 local function default_log(level, message)
   io_stderr:write("jicoo-webhook [", level, "] ", message, "\n")
@@ -131,59 +80,6 @@ end
 
 local function first_line(s)
   return string_match(s, "^[^\n]*")
-end
-
--- The logger handed to handlers as ctx.log: ctx.log("fmt", ...) logs at info level;
--- ctx.log.debug/info/warn/error(fmt, ...) pick the level. Messages are prefixed with the
--- handler that wrote them. The logger and its levels are callable tables, not closures: LuaJIT
--- cannot compile the creation of a closure, and a handler that logs runs on every delivery.
-local function log_emit(logger, level, fmt, ...)
-  local message
-  if select("#", ...) > 0 then
-    message = string_format(fmt, ...)
-  else
-    message = tostring(fmt)
-  end
-  local handler = logger.ctx.handler
-  if handler then
-    message = handler .. ": " .. message
-  end
-  logger.sink(level, message)
-end
-
-local level_meta = {
-  __call = function(self, fmt, ...)
-    log_emit(self.logger, self.level, fmt, ...)
-  end,
-}
-
-local logger_meta = {
-  __call = function(self, fmt, ...)
-    log_emit(self, "info", fmt, ...)
-  end,
-}
-
-local function new_context_logger(sink, ctx)
-  local logger = setmetatable({ sink = sink, ctx = ctx }, logger_meta)
-  logger.debug = setmetatable({ logger = logger, level = "debug" }, level_meta)
-  logger.info = setmetatable({ logger = logger, level = "info" }, level_meta)
-  logger.warn = setmetatable({ logger = logger, level = "warn" }, level_meta)
-  logger.error = setmetatable({ logger = logger, level = "error" }, level_meta)
-  return logger
-end
-
--- ctx:setting(name, env_name, default): a handler's setting from ctx.config (the router's
--- config, or `jicoo-webhook run --set NAME=VALUE`), else the environment variable env_name,
--- else default; an empty value counts as unset.
-local function context_setting(ctx, name, env_name, default)
-  local value = ctx.config[name]
-  if (value == nil or value == "") and env_name then
-    value = os_getenv(env_name)
-  end
-  if value == nil or value == "" then
-    value = default
-  end
-  return value
 end
 
 local function describe_function(fn)
@@ -194,10 +90,6 @@ local function describe_function(fn)
     end
   end
   return tostring(fn)
-end
-
-local function message_handler(err)
-  return traceback(tostring(err), 2)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -214,8 +106,6 @@ function _M.new(opts)
       error("webhook.router: unknown option '" .. tostring(name) .. "'", 2)
     end
   end
-  webhook = webhook or require "jicoo.webhook"
-
   local verify = opts.verify ~= false
   -- Let verify judge the secrets now (it raises on bad ones), not on the first delivery.
   if verify and (opts.secrets == nil or not pcall(core.verify, "", nil, opts.secrets)) then
@@ -229,7 +119,7 @@ function _M.new(opts)
   end
   -- Let the parser judge the parse options now (it raises on bad ones), not on the first
   -- delivery.
-  local ok, err = pcall(webhook.parse, "{}", parse_opts)
+  local ok, err = pcall(engine.parse, "{}", parse_opts)
   if not ok then
     error("webhook.router: " .. tostring(err), 2)
   end
@@ -280,22 +170,8 @@ function _M.new(opts)
     error("webhook.router: opts.config must be a table", 2)
   end
 
-  -- ctx.log is made the first time a handler reads it: most deliveries never log.
-  local context_meta = {
-    __index = function(ctx, name)
-      if name == "log" then
-        local logger = new_context_logger(log, ctx)
-        rawset(ctx, "log", logger)
-        return logger
-      elseif name == "setting" then
-        return context_setting
-      end
-      return nil
-    end,
-  }
-
   return setmetatable({
-    context_meta = context_meta,
+    context_meta = context.new_meta(log),
     verify = verify,
     secrets = opts.secrets,
     tolerance = opts.tolerance,
@@ -340,7 +216,7 @@ function Router:on(name, fn)
   return self
 end
 
--- Registers fn(message, ev, ctx), called when a handler raises or the store fails.
+-- Registers fn(message, ev, ctx), called when a handler raises or the journal fails.
 function Router:on_error(fn)
   if not is_callable(fn) then
     error("router:on_error: handler must be a function, got " .. type(fn), 2)
@@ -350,178 +226,39 @@ function Router:on_error(fn)
   return self
 end
 
----------------------------------------------------------------------------------------------
--- Handler scripts
-
-local function shell_quote(s)
-  return "'" .. string_gsub(s, "'", "'\\''") .. "'"
-end
-
-local function list_directory(dir)
-  local has_lfs, lfs = pcall(require, "lfs")
-  local names = {}
-  if has_lfs and type(lfs) == "table" and lfs.dir then
-    local ok, iter, state = pcall(lfs.dir, dir)
-    if not ok then
-      return nil, "cannot open directory " .. dir .. ": " .. tostring(iter)
-    end
-    for name in iter, state do
-      names[#names + 1] = name
-    end
-  else
-    local quoted = shell_quote(dir)
-    local pipe = io_popen("if [ -d " .. quoted .. " ]; then ls -1a " .. quoted
-      .. "; else echo '/missing'; fi")
-    if not pipe then
-      return nil, "cannot list directory " .. dir
-    end
-    for name in pipe:lines() do
-      if name == "/missing" then
-        pipe:close()
-        return nil, "cannot open directory " .. dir .. ": not a directory"
-      end
-      names[#names + 1] = name
-    end
-    pipe:close()
-  end
-  table_sort(names)
-  return names
-end
-
--- A script's globals live in its own table; reads fall through to the real globals.
--- SCRIPT_DIR (the folder, ending in "/") lets scripts dofile shared "_helper.lua" files.
-local function new_script_env(script_dir)
-  local env = setmetatable({}, { __index = global_env })
-  -- `_G.x = 1` in a script stays in the script too.
-  env._G = env
-  env.SCRIPT_DIR = script_dir
-  return env
-end
-
-local function compile_script(source, chunk_name, env)
-  if string_byte(source, 1) == 27 then
-    return nil, string_sub(chunk_name, 2) .. ": binary chunks are not accepted"
-  end
-  if setfenv then
-    local fn, err = loadstring(source, chunk_name)
-    if not fn then
-      return nil, err
-    end
-    setfenv(fn, env)
-    return fn
-  end
-  return load(source, chunk_name, "t", env)
-end
-
--- Runs one script file and returns its list of handler functions.
-local function load_script(path, script_dir)
-  local file, open_err = io_open(path, "rb")
-  if not file then
-    return nil, "cannot open " .. tostring(open_err)
-  end
-  local source = file:read("*a")
-  file:close()
-  if not source then
-    return nil, path .. ": cannot read"
-  end
-
-  local chunk, compile_err = compile_script(source, "@" .. path, new_script_env(script_dir))
-  if not chunk then
-    return nil, compile_err
-  end
-  local ok, result = xpcall(chunk, message_handler)
-  if not ok then
-    return nil, result
-  end
-  if is_callable(result) then
-    return { result }
-  end
-  if type(result) == "table" then
-    local list = {}
-    for i = 1, #result do
-      if not is_callable(result[i]) then
-        return nil, path .. ": item " .. i .. " of the returned list is a " .. type(result[i])
-          .. ", expected a function"
-      end
-      list[i] = result[i]
-    end
-    local keys = 0
-    for _ in pairs(result) do
-      keys = keys + 1
-    end
-    if keys ~= #result then
-      return nil, path .. ": returns a table with keys other than 1.." .. #result
-        .. ", expected a list of functions"
-    end
-    return list
-  end
-  return nil, path .. ": returns " .. type(result) .. ", expected a function or a list of functions"
-end
-
-local function is_known_event(name)
-  for _, known in ipairs(webhook.EVENTS or {}) do
-    if known == name then
-      return true
-    end
-  end
-  return false
-end
-
--- Loads dir/<event>.lua (handlers for that event) and dir/any.lua (every event). Files whose
--- name starts with "_" or "." are left alone (helpers, editor files). Returns the number of
--- handlers registered, or nil, message, failures when some script failed: the scripts that
--- did load stay registered (one bad script never stops the others).
+-- Registers the handler scripts of dir (scripts.lua). Returns the number of handlers
+-- registered, or nil, message, failures when some script failed: the scripts that did load
+-- stay registered (one bad script never stops the others), and each broken one is replaced by
+-- a handler that fails with its error, so that the deliveries it would have handled are
+-- journaled as failed, retried, and run it once it is fixed.
 function Router:load(dir)
   if type(dir) ~= "string" or dir == "" then
     error("router:load: dir must be a non-empty string", 2)
   end
-  local names, list_err = list_directory(dir)
-  if not names then
+  local loaded, list_err = scripts.load(dir)
+  if not loaded then
     return nil, list_err, { { file = dir, message = list_err } }
   end
-  local prefix = string_sub(dir, -1) == "/" and dir or dir .. "/"
-
-  -- any.lua first: its handlers run before the per-event ones.
-  local scripts = {}
-  for _, name in ipairs(names) do
-    local event = string_match(name, "^([%w][%w_%-]*)%.lua$")
-    if event == "any" then
-      table_insert(scripts, 1, { path = prefix .. name, event = ANY })
-    elseif event then
-      scripts[#scripts + 1] = { path = prefix .. name, event = event }
-    end
-  end
-
-  local registered, failures = 0, {}
-  for _, script in ipairs(scripts) do
-    local handlers, err = load_script(script.path, prefix)
-    if handlers then
-      if script.event ~= ANY and not is_known_event(script.event) then
+  local registered, failures, lines = 0, {}, {}
+  for _, script in ipairs(loaded) do
+    if script.handlers then
+      if script.unknown then
         self.log("warn", script.path .. ": '" .. script.event .. "' is not a known Jicoo event;"
           .. " its handlers run only if Jicoo sends that event name")
       end
-      for i, fn in ipairs(handlers) do
-        local label = script.path
-        if #handlers > 1 then
-          label = label .. "#" .. i
-        end
-        add_route(self, script.event, fn, label)
+      for i, fn in ipairs(script.handlers) do
+        add_route(self, script.event, fn, #script.handlers > 1 and script.path .. "#" .. i
+          or script.path)
         registered = registered + 1
       end
     else
-      -- In the broken script's place, a handler that fails with its error: the deliveries it
-      -- would have handled are journaled as failed and retried, and run it once it is fixed.
-      local message = "the script did not load: " .. tostring(err)
+      local message = "the script did not load: " .. tostring(script.error)
       add_route(self, script.event, function() error(message, 0) end, script.path)
-      failures[#failures + 1] = { file = script.path, message = err }
+      failures[#failures + 1] = { file = script.path, message = script.error }
+      lines[#lines + 1] = script.error
     end
   end
-
   if #failures > 0 then
-    local lines = {}
-    for i, failure in ipairs(failures) do
-      lines[i] = failure.message
-    end
     return nil, table_concat(lines, "\n"), failures
   end
   return registered
@@ -529,15 +266,6 @@ end
 
 ---------------------------------------------------------------------------------------------
 -- handle
-
-local function respond(status, doc, event, errors)
-  return {
-    status = status,
-    body = json_encode(doc),
-    event = event,
-    errors = errors or {},
-  }
-end
 
 local function current_time(self)
   local now = self.now_option
@@ -591,32 +319,20 @@ end
 -- wait, so that the sender tries again.
 local function answer_copy(self, ev, key, outcome, record, now)
   local state = outcome == "busy" and "running" or outcome == "waiting" and "failed" or outcome
+  local res
   if (outcome == "busy" or outcome == "waiting") and not self.journal.durable then
     self.log("info", "delivery " .. key .. " is " .. state .. " in this process: answered 503")
-    local res = respond(503, { ok = false, error = "in_progress", event = ev.event }, ev)
-    res.key = key
-    res.retry_after = math_max(1, math_ceil((record.lease_until or now) - now))
-    return res
+    res = answer.in_progress(ev, math_max(1, math_ceil((record.lease_until or now) - now)))
+  else
+    self.log("info", "duplicate delivery " .. key .. " (" .. state .. "): handlers not run")
+    res = answer.duplicate(ev, state)
   end
-  self.log("info", "duplicate delivery " .. key .. " (" .. state .. "): handlers not run")
-  local res = respond(200, {
-    ok = true, result = "duplicate", state = state, event = ev.event,
-    unknown = (not ev:is_known()) or nil,
-  }, ev)
-  res.duplicate = true
   res.key = key
   return res
 end
 
 local function new_context(self, key, body, headers, received_at, attempt)
-  return setmetatable({
-    headers = headers,
-    body = body,
-    received_at = received_at,
-    key = key,
-    config = self.config,
-    attempt = attempt,
-  }, self.context_meta)
+  return context.new(self.context_meta, key, body, headers, received_at, attempt, self.config)
 end
 
 -- The checks before any handler runs: size, signature, payload, and the journal's record of
@@ -634,30 +350,22 @@ function Router:accept(body, headers)
   end
 
   if #body > self.max_size then
-    local message = string_format("limit: body of %d bytes is over the %d-byte size limit",
-      #body, self.max_size)
-    return nil, respond(413, { ok = false, error = "too_large", max_size = self.max_size }, nil,
-      { { stage = "size", code = "limit", message = message } })
+    return nil, answer.too_large(#body, self.max_size)
   end
 
   local now = current_time(self)
   if self.verify then
     local header = header_value(headers, SIGNATURE_HEADER)
-    local ok, msg, code = webhook.verify(body, header, self.secrets,
+    local ok, msg, code = engine.verify(body, header, self.secrets,
       { tolerance = self.tolerance, now = now })
     if not ok then
-      return nil, respond(401, { ok = false, error = "bad_signature", code = code }, nil,
-        { { stage = "signature", code = code, message = msg } })
+      return nil, answer.bad_signature(code, msg)
     end
   end
 
-  local ev, msg, info = webhook.parse(body, self.parse_opts)
+  local ev, msg, info = engine.parse(body, self.parse_opts)
   if not ev then
-    return nil, respond(400, {
-      ok = false, error = "invalid_payload", code = info.code, path = info.path,
-      offset = info.offset, message = msg,
-    }, nil, { { stage = "parse", code = info.code, path = info.path, offset = info.offset,
-      message = msg } })
+    return nil, answer.invalid_payload(msg, info)
   end
 
   local key = ev:key()
@@ -670,8 +378,7 @@ function Router:accept(body, headers)
   elseif outcome == nil then
     local message = "journal: cannot record " .. key .. ": " .. tostring(record)
     report_error(self, message, ev, new_context(self, key, body, headers, now, 0))
-    local res = respond(500, { ok = false, error = "store_failed", event = ev.event }, ev,
-      { { stage = "store", message = message } })
+    local res = answer.journal_failed(ev, message)
     res.key = key
     return nil, res
   end
@@ -778,14 +485,11 @@ function Router:dispatch(delivery)
   local res
   if #errors > 0 then
     record_outcome(self, delivery, failure_changes(self, delivery, succeeded, errors, now), now)
-    res = respond(500, {
-      ok = false, error = "handler_failed", event = ev.event, failed = #errors,
-    }, ev, errors)
+    res = answer.handler_failed(ev, errors)
   else
     record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},
       finished_at = now }, now)
-    res = { status = 200, body = handled_json(ev.event, #ran, not ev:is_known()), event = ev,
-      errors = {} }
+    res = answer.handled(ev, #ran)
   end
   res.key = delivery.key
   res.handlers = ran
@@ -813,7 +517,7 @@ end
 -- A journaled delivery taken for another attempt, ready for dispatch; or nil when its body no
 -- longer parses (the router's parse options changed), which ends it as dead.
 local function journaled_delivery(self, key, record, now)
-  local ev, msg = webhook.parse(record.body or "", self.parse_opts)
+  local ev, msg = engine.parse(record.body or "", self.parse_opts)
   local delivery = { event = ev, key = key, record = record }
   if not ev then
     self.log("error", "dead letter " .. key .. ": its journaled body no longer parses: " .. msg)

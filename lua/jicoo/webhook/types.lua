@@ -1,5 +1,5 @@
--- The typed tables' helpers. The C core gives every parsed table its metatable (named after
--- its type, e.g. jicoo.webhook.Booking); this module fills in the methods.
+-- The typed tables' methods. The C core gives every parsed table its metatable (named after its
+-- type, e.g. jicoo.webhook.Booking); engine.lua makes these the metatables' __index.
 local core = require "jicoo.webhook.core"
 
 local time = core.time
@@ -125,9 +125,17 @@ end
 
 local Tracking = {}
 
+-- The schema's UTM fields (every Tracking field named utm_*).
+local UTM_FIELDS = {}
+for _, field in ipairs(core.schema.Tracking.fields) do
+  if find(field.name, "^utm_") then
+    UTM_FIELDS[#UTM_FIELDS + 1] = field.name
+  end
+end
+
 -- Whether the booking page visit carried any UTM parameter.
 function Tracking:has_utm()
-  for _, name in ipairs({ "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term" }) do
+  for _, name in ipairs(UTM_FIELDS) do
     if type(self[name]) == "string" then
       return true
     end
@@ -135,12 +143,9 @@ function Tracking:has_utm()
   return false
 end
 
+-- By type name; engine.lua makes them the typed tables' __index.
 _M.methods = {
   Event = Event, Booking = Booking, Answer = Answer, Contact = Contact, Tracking = Tracking,
 }
-
-for name, methods in pairs(_M.methods) do
-  core.metatables[name].__index = methods
-end
 
 return _M

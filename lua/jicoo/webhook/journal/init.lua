@@ -31,12 +31,10 @@
 --   durable       whether a record survives the process (and a machine crash)
 local type = type
 local ipairs = ipairs
-local tostring = tostring
-local tonumber = tonumber
-local rawget = rawget
 local require = require
-local string_format = string.format
-local io_open = io.open
+
+local core = require "jicoo.webhook.core"
+local token = require "jicoo.webhook.token"
 
 local _M = {}
 
@@ -44,7 +42,6 @@ _M.STATES = { "running", "failed", "done", "dead" }
 
 -- The JSON a backend wrote, read back: records are the journal's own, so the limits meant for
 -- hostile input do not apply (a handler's label is a key, and may be long).
-local core = require "jicoo.webhook.core"
 local MAX = 2147483647
 local OWN_JSON = { null = false, max_size = MAX, max_string = MAX, max_key = MAX, max_keys = MAX,
   max_items = MAX, max_values = MAX }
@@ -69,49 +66,8 @@ function _M.decide(record, now, receive, take_failed)
   return state   -- "done" or "dead"
 end
 
--- Tokens tell the holders of one record's successive leases apart, across workers and
--- machines: random bytes read once per process, the process id, and a counter.
-local token_prefix, token_pid, token_count = nil, nil, 0
-
--- This process's id: nginx's worker, whose fork from the master must not share the master's
--- tokens, or the one id of a plain-Lua process (read once).
-local plain_pid
-local function process_id()
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.worker and ngx.worker.pid then
-    return ngx.worker.pid()
-  end
-  if not plain_pid then
-    local stat = io_open("/proc/self/stat")
-    plain_pid = stat and tonumber(stat:read("*l"):match("^(%d+)")) or 0
-    if stat then
-      stat:close()
-    end
-  end
-  return plain_pid
-end
-
-local function byte_hex(c)
-  return string_format("%02x", c:byte())
-end
-
-local function new_token_prefix(pid)
-  local random = io_open("/dev/urandom", "rb")
-  local bytes = random and random:read(6) or tostring({}):sub(-6)
-  if random then
-    random:close()
-  end
-  return (bytes:gsub(".", byte_hex)) .. "-" .. tostring(pid) .. "-"
-end
-
-function _M.token()
-  local pid = process_id()
-  if pid ~= token_pid then
-    token_prefix, token_pid = new_token_prefix(pid), pid
-  end
-  token_count = token_count + 1
-  return token_prefix .. token_count
-end
+-- A fresh lease's token (lua/jicoo/webhook/token.lua).
+_M.token = token.new
 
 -- The record acquire writes for a new delivery: `new` (key, event, uid, body, received_at)
 -- running under a fresh lease.

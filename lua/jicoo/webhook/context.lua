@@ -1,0 +1,95 @@
+-- The `ctx` a handler gets with each delivery: the request as received, the delivery's key and
+-- attempt, the router's config, ctx:setting, and ctx.log.
+local setmetatable = setmetatable
+local rawset = rawset
+local select = select
+local tostring = tostring
+local string_format = string.format
+local os_getenv = os.getenv
+
+local _M = {}
+
+-- The logger handed to handlers as ctx.log: ctx.log("fmt", ...) logs at info level;
+-- ctx.log.debug/info/warn/error(fmt, ...) pick the level. Messages are prefixed with the
+-- handler that wrote them. The logger and its levels are callable tables, not closures: LuaJIT
+-- cannot compile the creation of a closure, and a handler that logs runs on every delivery.
+local function log_emit(logger, level, fmt, ...)
+  local message
+  if select("#", ...) > 0 then
+    message = string_format(fmt, ...)
+  else
+    message = tostring(fmt)
+  end
+  local handler = logger.ctx.handler
+  if handler then
+    message = handler .. ": " .. message
+  end
+  logger.sink(level, message)
+end
+
+local level_meta = {
+  __call = function(self, fmt, ...)
+    log_emit(self.logger, self.level, fmt, ...)
+  end,
+}
+
+local logger_meta = {
+  __call = function(self, fmt, ...)
+    log_emit(self, "info", fmt, ...)
+  end,
+}
+
+local function new_logger(sink, ctx)
+  local logger = setmetatable({ sink = sink, ctx = ctx }, logger_meta)
+  logger.debug = setmetatable({ logger = logger, level = "debug" }, level_meta)
+  logger.info = setmetatable({ logger = logger, level = "info" }, level_meta)
+  logger.warn = setmetatable({ logger = logger, level = "warn" }, level_meta)
+  logger.error = setmetatable({ logger = logger, level = "error" }, level_meta)
+  return logger
+end
+
+-- ctx:setting(name, env_name, default): a handler's setting from ctx.config (the router's
+-- config, or `jicoo-webhook run --set NAME=VALUE`), else the environment variable env_name,
+-- else default; an empty value counts as unset.
+local function setting(ctx, name, env_name, default)
+  local value = ctx.config[name]
+  if (value == nil or value == "") and env_name then
+    value = os_getenv(env_name)
+  end
+  if value == nil or value == "" then
+    value = default
+  end
+  return value
+end
+
+-- The metatable of one router's contexts: ctx.log writes to sink(level, message), made the
+-- first time a handler reads it (most deliveries never log).
+function _M.new_meta(sink)
+  return {
+    __index = function(ctx, name)
+      if name == "log" then
+        local logger = new_logger(sink, ctx)
+        rawset(ctx, "log", logger)
+        return logger
+      elseif name == "setting" then
+        return setting
+      end
+      return nil
+    end,
+  }
+end
+
+-- A delivery's ctx: headers and body as received (a retry has the body, not the headers),
+-- when it was first received, its key, its attempt (1, 2, ...) and the router's config.
+function _M.new(meta, key, body, headers, received_at, attempt, config)
+  return setmetatable({
+    headers = headers,
+    body = body,
+    received_at = received_at,
+    key = key,
+    config = config,
+    attempt = attempt,
+  }, meta)
+end
+
+return _M

@@ -1,0 +1,36 @@
+-- The engine: the C core's calls as this runtime runs them best, on typed tables. On LuaJIT the
+-- parse goes through the FFI (luajit.lua), elsewhere through the classic C API; both give the
+-- same results. The facade and the router both take their calls from here, so whichever loads
+-- first, the typed tables have their methods: installing them (types.lua's) is this module's
+-- one act, done once, when it loads.
+local core = require "jicoo.webhook.core"
+local types = require "jicoo.webhook.types"
+
+local pairs = pairs
+local pcall = pcall
+local rawget = rawget
+local require = require
+
+for name, methods in pairs(types.methods) do
+  core.metatables[name].__index = methods
+end
+
+local parse, verify, construct = core.parse, core.verify, core.construct
+if rawget(_G, "jit") and pcall(require, "ffi") then
+  local luajit = require "jicoo.webhook.luajit"
+  parse = luajit.parse
+  verify = luajit.verify or verify
+  construct = luajit.construct or construct
+end
+
+return {
+  parse = parse,
+  verify = verify,
+  construct = construct,
+  decode = core.decode,
+  time = core.time,
+  sign = core.sign,
+  null = core.null,
+  limits = core.limits,
+  EVENTS = types.EVENTS,
+}

@@ -1,0 +1,140 @@
+-- Handler scripts: a folder's dir/<event>.lua (handlers for that event) and dir/any.lua (every
+-- event), each returning a function or a list of functions, each run in an environment of its
+-- own. Files whose name starts with "_" or "." are left alone (helpers, editor files).
+local setmetatable = setmetatable
+local getmetatable = getmetatable
+local type = type
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local rawget = rawget
+local xpcall = xpcall
+local setfenv = rawget(_G, "setfenv")   -- Lua 5.1 and LuaJIT only
+local loadstring = rawget(_G, "loadstring") or load
+local load = load
+local traceback = debug.traceback
+local string_byte = string.byte
+local string_match = string.match
+local string_sub = string.sub
+local table_insert = table.insert
+local table_sort = table.sort
+local global_env = _G
+
+local core = require "jicoo.webhook.core"
+local types = require "jicoo.webhook.types"
+
+local _M = {}
+
+local KNOWN_EVENTS = {}
+for _, name in ipairs(types.EVENTS) do
+  KNOWN_EVENTS[name] = true
+end
+
+function _M.is_callable(f)
+  if type(f) == "function" then
+    return true
+  end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and type(rawget(mt, "__call")) == "function"
+end
+local is_callable = _M.is_callable
+
+function _M.message_handler(err)
+  return traceback(tostring(err), 2)
+end
+
+-- A script's globals live in its own table; reads fall through to the real globals.
+-- SCRIPT_DIR (the folder, ending in "/") lets scripts dofile shared "_helper.lua" files.
+local function new_env(script_dir)
+  local env = setmetatable({}, { __index = global_env })
+  -- `_G.x = 1` in a script stays in the script too.
+  env._G = env
+  env.SCRIPT_DIR = script_dir
+  return env
+end
+
+local function compile(source, chunk_name, env)
+  if string_byte(source, 1) == 27 then
+    return nil, string_sub(chunk_name, 2) .. ": binary chunks are not accepted"
+  end
+  if setfenv then
+    local fn, err = loadstring(source, chunk_name)
+    if not fn then
+      return nil, err
+    end
+    setfenv(fn, env)
+    return fn
+  end
+  return load(source, chunk_name, "t", env)
+end
+
+-- The list of handler functions one script file returns, or nil, err.
+local function run_script(path, script_dir)
+  local source, read_err = core.file_read(path)
+  if not source then
+    return nil, read_err
+  end
+  local chunk, compile_err = compile(source, "@" .. path, new_env(script_dir))
+  if not chunk then
+    return nil, compile_err
+  end
+  local ok, result = xpcall(chunk, _M.message_handler)
+  if not ok then
+    return nil, result
+  end
+  if is_callable(result) then
+    return { result }
+  end
+  if type(result) == "table" then
+    local list = {}
+    for i = 1, #result do
+      if not is_callable(result[i]) then
+        return nil, path .. ": item " .. i .. " of the returned list is a " .. type(result[i])
+          .. ", expected a function"
+      end
+      list[i] = result[i]
+    end
+    local keys = 0
+    for _ in pairs(result) do
+      keys = keys + 1
+    end
+    if keys ~= #result then
+      return nil, path .. ": returns a table with keys other than 1.." .. #result
+        .. ", expected a list of functions"
+    end
+    return list
+  end
+  return nil, path .. ": returns " .. type(result) .. ", expected a function or a list of functions"
+end
+
+-- The scripts of a folder, any.lua first (its handlers run before the per-event ones): a list
+-- of { path, event ("*" for any.lua), handlers = { fn, ... } or error = message, unknown =
+-- true for an event name Jicoo does not send }; or nil, err when the folder cannot be listed.
+function _M.load(dir)
+  local listing, list_err = core.file_list(dir)
+  if not listing then
+    return nil, list_err
+  end
+  local names = {}
+  for name in pairs(listing) do
+    names[#names + 1] = name
+  end
+  table_sort(names)
+  local prefix = string_sub(dir, -1) == "/" and dir or dir .. "/"
+  local scripts = {}
+  for _, name in ipairs(names) do
+    local event = string_match(name, "^([%w][%w_%-]*)%.lua$")
+    if event == "any" then
+      table_insert(scripts, 1, { path = prefix .. name, event = "*" })
+    elseif event then
+      scripts[#scripts + 1] = { path = prefix .. name, event = event,
+        unknown = not KNOWN_EVENTS[event] or nil }
+    end
+  end
+  for _, script in ipairs(scripts) do
+    script.handlers, script.error = run_script(script.path, prefix)
+  end
+  return scripts
+end
+
+return _M

@@ -1,0 +1,73 @@
+-- Claim stores: "has this delivery been claimed already?", the memory journal's question (and
+-- the router's, with opts.store).
+--
+-- A claim store is any object with
+--   store:add(key, ttl)  -> true (first to claim the key), false (already claimed),
+--                           or nil, err (the store failed; the router answers 500)
+--   store:delete(key)    -> true, or nil, err (gives a claim back so that a retry runs)
+-- `add` must be atomic: of two concurrent `add`s of one key exactly one gets true.
+--
+-- Three constructors, one file each: memory(opts) (one Lua state), shdict(dict [, opts]) (every
+-- worker of one nginx) and redis(opts) (several nginx machines). The last two are loaded only
+-- when called, so that plain Lua never needs nginx's modules.
+local type = type
+local error = error
+local tostring = tostring
+local require = require
+
+local _M = {}
+
+_M.DEFAULT_TTL = 3 * 24 * 3600
+_M.DEFAULT_MAX_ENTRIES = 100000
+
+function _M.check_positive(value, what, level)
+  if type(value) ~= "number" or value <= 0 or value ~= value then
+    error(what .. " must be a positive number, got " .. tostring(value), level + 1)
+  end
+end
+
+-- The ttl a claim of `key` gets (the store's default when none is given); every store's add
+-- raises here on a key that is not a string or a ttl that is not a positive number.
+function _M.claim_ttl(self, key, ttl)
+  if type(key) ~= "string" then
+    error("store:add: key must be a string, got " .. type(key), 3)
+  end
+  if ttl == nil then
+    return self.default_ttl
+  end
+  _M.check_positive(ttl, "store:add: ttl", 3)
+  return ttl
+end
+
+function _M.check_key(key)
+  if type(key) ~= "string" then
+    error("store:delete: key must be a string, got " .. type(key), 3)
+  end
+end
+
+-- Whether `obj` can serve as a claim store.
+function _M.is_store(obj)
+  local kind = type(obj)
+  if kind ~= "table" and kind ~= "userdata" then
+    return false
+  end
+  return type(obj.add) == "function" and type(obj.delete) == "function"
+end
+
+-- The constructors (not tail calls, so that a misuse error points at the caller's line).
+function _M.memory(opts)
+  local s = require("jicoo.webhook.store.memory").new(opts)
+  return s
+end
+
+function _M.shdict(dict, opts)
+  local s = require("jicoo.webhook.store.shdict").new(dict, opts)
+  return s
+end
+
+function _M.redis(opts)
+  local s = require("jicoo.webhook.store.redis").new(opts)
+  return s
+end
+
+return _M

@@ -1,0 +1,92 @@
+-- The claim store of several nginx machines behind a load balancer: one redis-server. A claim is
+-- `SET <prefix><key> <token> NX EX <ttl>`, through the project's own Redis client
+-- (lua/jicoo/webhook/redis.lua: cosockets under nginx, LuaSocket elsewhere). Redis down
+-- (refused, timed out, an error reply) is nil, err, never a guess. When a SET's reply is lost
+-- after it was sent, the claim may have landed: the store takes it back if it still holds its
+-- token (a compare-and-delete), so that the sender's retry is not mistaken for a duplicate.
+local setmetatable = setmetatable
+local type = type
+local error = error
+local pairs = pairs
+local tostring = tostring
+local math_ceil = math.ceil
+
+local redis = require "jicoo.webhook.redis"
+local store = require "jicoo.webhook.store"
+local token = require "jicoo.webhook.token"
+
+local _M = {}
+
+local DEFAULT_PREFIX = "jicoo-webhook:claim:"
+
+-- Deletes KEYS[1] only if it still holds our token: undoes a claim whose reply was lost without
+-- touching one that another request made meanwhile.
+local RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then"
+  .. " return redis.call('del', KEYS[1]) end return 0"
+
+local Redis = {}
+Redis.__index = Redis
+
+-- opts: prefix ("jicoo-webhook:claim:"), ttl (the default claim's, 3 days), and the client's:
+-- host, port, path, password, username, db, connect_timeout, send_timeout, read_timeout,
+-- pool_size, keepalive_timeout.
+function _M.new(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("store.redis: opts must be a table, got " .. type(opts), 3)
+  end
+  opts = opts or {}
+  local client_opts = {}
+  for name, value in pairs(opts) do
+    if name ~= "prefix" and name ~= "ttl" then
+      client_opts[name] = value
+    end
+  end
+  redis.check_options(client_opts, "store.redis", 3)
+  if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
+    error("store.redis: opts.prefix must be a string, got " .. type(opts.prefix), 3)
+  end
+  local ttl = opts.ttl or store.DEFAULT_TTL
+  store.check_positive(ttl, "store.redis: opts.ttl", 3)
+  local client = redis.new(client_opts)
+  return setmetatable({
+    client = client,
+    address = client.address,
+    prefix = opts.prefix or DEFAULT_PREFIX,
+    default_ttl = ttl,
+  }, Redis)
+end
+
+local function failure(self, what, err, code)
+  if code == "reply" then
+    return nil, "redis " .. self.address .. ": " .. what .. " failed: " .. tostring(err)
+  end
+  return nil, tostring(err)
+end
+
+function Redis:add(key, ttl)
+  ttl = store.claim_ttl(self, key, ttl)
+  local full_key, mine = self.prefix .. key, token.new()
+  local res, err, code = self.client:call("SET", full_key, mine, "NX", "EX", math_ceil(ttl))
+  if res == "OK" then
+    return true
+  elseif res == redis.null then
+    return false   -- the key exists: claimed already
+  elseif res ~= nil then
+    return nil, "redis " .. self.address .. ": SET NX answered " .. tostring(res)
+  end
+  if code == "connection" then
+    self.client:eval_script(RELEASE_IF_OURS, { full_key }, { mine })
+  end
+  return failure(self, "SET NX", err, code)
+end
+
+function Redis:delete(key)
+  store.check_key(key)
+  local res, err, code = self.client:call("DEL", self.prefix .. key)
+  if res == nil then
+    return failure(self, "DEL", err, code)
+  end
+  return true
+end
+
+return _M
