@@ -314,6 +314,42 @@ describe("openresty: examples/openresty/nginx.conf as shipped", function()
   end)
 end)
 
+-- The adapter's request path stays compiled: NYI trace aborts inside nginx, in the adapter and
+-- everything it calls, collected by spec/jit_trace.lua in the worker and read at /jit.
+describe("openresty: LuaJIT traces", function()
+  local state = with_servers()
+
+  it("meet no NYI abort while serving signed deliveries", function()
+    local sources = "{ 'openresty%.lua', 'router%.lua', 'answer%.lua', 'context%.lua',"
+      .. " 'engine%.lua', 'luajit%.lua', 'journal/memory%.lua', 'journal/init%.lua',"
+      .. " 'store/shdict%.lua', 'json%.lua', 'types%.lua', 'token%.lua', '^%[string' }"
+    local server = state.start("jit", {
+      workers = 1,
+      lua_path = servers.spec_dir .. "/?.lua;",
+      init_worker = "require('jit_trace').collect(" .. sources .. ")",
+      server = { "    location = /jit { content_by_lua_block {",
+        "      local t = require('jit_trace') ngx.print(t.describe(t.aborts or {})) } }" },
+    }, { JICOO_JOURNAL = "memory" })
+    local template = support.read(fixture("valid", "guest_cancelled.json"))
+    local t = os.time()
+    local paths = {}
+    for i = 1, 300 do
+      paths[i] = state.dir .. "/jit-" .. i
+      support.write(paths[i], t .. "." .. (template:gsub('"uid": "([^"]*)"', '"uid": "%1-' .. i .. '"', 1)))
+    end
+    local hexes = servers.sign_prefixed(SECRET, paths)
+    for i = 1, #paths do
+      local body = support.read(paths[i]):sub(#tostring(t) + 2)
+      support.write(paths[i], body)
+      local status = servers.post(server:url(), paths[i],
+        { ["Jicoo-Webhook-Signature"] = "t=" .. t .. ",v1=" .. hexes[i] })
+      assert.are.equal("200", status)
+    end
+    local aborts = support.run("curl -s --max-time 5 " .. support.quote(server:url("/jit")))
+    assert.are.equal("", aborts)
+  end)
+end)
+
 describe("openresty: load", function()
   local state = with_servers()
   local have_wrk = servers.wrk ~= nil

@@ -869,6 +869,24 @@ describe("router: the journal", function()
     assert.are.same({ ledger = 1, crm = 2 }, runs)
   end)
 
+  it("counts a journal of the user's that raises as one that failed: 500, nothing run", function()
+    local raising = journal.memory()
+    local user_journal = setmetatable({ durable = true }, { __index = function(_, name)
+      if name == "acquire" then
+        return function() error("disk on fire") end
+      end
+      local method = raising[name]
+      return method and function(_, ...) return method(raising, ...) end
+    end })
+    local r = new_router({ verify = false, journal = user_journal })
+    local runs = counted(r, { "ledger" }, {})
+    local res = r:handle(BOOKED)
+    assert.are.equal(500, res.status)
+    assert.are.equal("store_failed", decode(res).error)
+    assert.truthy(res.errors[1].message:find("disk on fire", 1, true))
+    assert.are.same({ ledger = 0 }, runs)
+  end)
+
   it("refuses options that cannot work together", function()
     local j = journal.memory()
     assert.has_error(function() webhook.router({ verify = false, journal = j, store = store.memory() }) end)

@@ -3,6 +3,7 @@
 --   { status = 200, body = '{"ok":true,...}', event = ev or nil, key = ... or nil,
 --     errors = { { stage, code, path, offset, handler, message }, ... } }
 -- the table router:handle returns and openresty.serve answers with.
+local ipairs = ipairs
 local string_format = string.format
 
 local json = require "jicoo.webhook.json"
@@ -12,6 +13,13 @@ local encode_string = json.encode_string
 local encode_number = json.encode_number
 
 local _M = {}
+
+-- The known event names as JSON strings, made once: the handled answer names one on every
+-- delivery, and json.encode's pattern search is one LuaJIT does not compile.
+local EVENT_JSON = {}
+for _, name in ipairs(require("jicoo.webhook.types").EVENTS) do
+  EVENT_JSON[name] = encode_string(name)
+end
 
 local function result(status, doc, ev, errors)
   return { status = status, body = json_encode(doc), event = ev, errors = errors or {} }
@@ -24,7 +32,8 @@ function _M.handled(ev, ran)
   local unknown = not ev:is_known()
   return {
     status = 200,
-    body = '{"event":' .. encode_string(ev.event) .. ',"handlers":' .. encode_number(ran)
+    body = '{"event":' .. (EVENT_JSON[ev.event] or encode_string(ev.event)) .. ',"handlers":'
+      .. encode_number(ran)
       .. ',"ok":true,"result":"handled"' .. (unknown and ',"unknown":true}' or "}"),
     event = ev,
     errors = {},

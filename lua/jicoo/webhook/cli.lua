@@ -12,7 +12,6 @@ local tonumber = tonumber
 local string_match = string.match
 local string_gsub = string.gsub
 local string_find = string.find
-local io_open = io.open
 local io_stdin = io.stdin
 local io_stdout = io.stdout
 local io_stderr = io.stderr
@@ -42,7 +41,7 @@ local function err_out(...)
   io_stderr:write("\n")
 end
 
--- Raw bytes of a file, or of standard input for "-".
+-- Raw bytes of a file, or of standard input for "-"; or nil and a message that names the file.
 local function read_body(path)
   if path == "-" then
     local body = io_stdin:read("*a")
@@ -51,16 +50,7 @@ local function read_body(path)
     end
     return body
   end
-  local file, open_err = io_open(path, "rb")
-  if not file then
-    return nil, "cannot open " .. tostring(open_err)
-  end
-  local body, read_err = file:read("*a")
-  file:close()
-  if not body then
-    return nil, "cannot read " .. path .. ": " .. tostring(read_err)
-  end
-  return body
+  return require("jicoo.webhook.core").file_read(path)
 end
 
 local function to_seconds(text)
@@ -98,7 +88,7 @@ local function run_check(args)
   for _, path in ipairs(args.files) do
     local body, read_err = read_body(path)
     if not body then
-      err_out(path, ": ", read_err)
+      err_out(read_err)
       status = EXIT_FAILURE
     else
       local ev, msg, info = webhook.parse(body, { level = level })
@@ -130,7 +120,7 @@ local function secret_and_body(args)
   end
   local body, read_err = read_body(args.file)
   if not body then
-    err_out(args.file, ": ", read_err)
+    err_out(read_err)
     return nil, nil, EXIT_FAILURE
   end
   return secret, body
@@ -199,7 +189,7 @@ local function run_replay(args)
     out("== ", path)
     local body, read_err = read_body(path)
     if not body then
-      err_out(path, ": ", read_err)
+      err_out(read_err)
       status = EXIT_FAILURE
     else
       local res = router:handle(body, {})

@@ -143,6 +143,8 @@ function _M.new(opts)
   end
   if journal == nil then
     journal = journal_module.memory({ claims = opts.store, ttl = ttl })
+  elseif not store.is_ours(journal) then
+    journal = store.guarded(journal, journal_module.METHODS)
   end
   local lease = opts.lease or DEFAULT_LEASE
   if type(lease) ~= "number" or lease <= 0 then
@@ -291,17 +293,8 @@ local function report_error(self, message, ev, ctx)
   end
 end
 
--- The journal's answer, a journal that raised counted as one that failed: pcall's results.
-local function journal_result(ok, a, b)
-  if not ok then
-    return nil, tostring(a)
-  end
-  return a, b
-end
-
 local function acquire(self, key, now, new, take_failed)
-  local j = self.journal
-  return journal_result(pcall(j.acquire, j, key, now, self.lease, new, take_failed))
+  return self.journal:acquire(key, now, self.lease, new, take_failed)
 end
 
 -- The delay before the attempt after `attempts` failed ones, jittered, or nil when there is no
@@ -401,9 +394,7 @@ end
 -- Writes changes to the delivery's record under its lease; a record that cannot be written is
 -- logged (the delivery stays running, and is taken over once its lease runs out).
 local function record_outcome(self, delivery, changes, now)
-  local j = self.journal
-  local ok, err = journal_result(pcall(j.update, j, delivery.key, delivery.record.token, changes,
-    now))
+  local ok, err = self.journal:update(delivery.key, delivery.record.token, changes, now)
   if ok == false then
     self.log("warn", "journal: the lease on " .. delivery.key .. " ran out and another attempt"
       .. " took it over; this attempt's outcome is not recorded")
@@ -439,46 +430,66 @@ local function failure_changes(self, delivery, succeeded, errors, now)
   return { state = "dead", handlers = succeeded, errors = failures, finished_at = now }
 end
 
+-- The last route a delivery of event still needs (0: none). The first four are looked at one
+-- by one, not in a loop: a loop of a few turns on every request keeps LuaJIT from compiling
+-- the request's path (its trace leaves the loop and returns below the frame it began in).
+local function last_pending(routes, event, succeeded)
+  local n = #routes
+  for i = n, 5, -1 do
+    if is_pending(routes[i], event, succeeded) then
+      return i
+    end
+  end
+  if n >= 4 and is_pending(routes[4], event, succeeded) then return 4 end
+  if n >= 3 and is_pending(routes[3], event, succeeded) then return 3 end
+  if n >= 2 and is_pending(routes[2], event, succeeded) then return 2 end
+  if n >= 1 and is_pending(routes[1], event, succeeded) then return 1 end
+  return 0
+end
+
+-- Runs route i's handler if the delivery still needs it, noting the outcome in ran and errors;
+-- a success before the last route is written to the journal before the next one runs.
+local function run_route(self, delivery, i, last, ran, errors)
+  local route = self.routes[i]
+  local ev, ctx, succeeded = delivery.event, delivery.ctx, delivery.record.handlers
+  if not is_pending(route, ev.event, succeeded) then
+    return
+  end
+  ctx.handler = route.label
+  local ok, err = call_handler(route.fn, ev, ctx)
+  ctx.handler = nil
+  if ok then
+    ran[#ran + 1] = { handler = route.label, ok = true }
+    succeeded[route.label] = true
+    if i < last then
+      local now = current_time(self)
+      record_outcome(self, delivery, { handlers = succeeded, lease_until = now + self.lease }, now)
+    end
+  else
+    local message = first_line(tostring(err))
+    ran[#ran + 1] = { handler = route.label, ok = false, error = message }
+    errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
+    report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
+  end
+end
+
 -- Runs the handlers an accepted delivery still needs, in registration order; each success is
 -- written to the journal before the next handler starts (the last one with the outcome), so a
 -- handler that succeeded never runs again for this delivery. When one raises, the others still
 -- run and the answer is 500: the delivery is due again after its retry delay, or dead.
 function Router:dispatch(delivery)
-  local ev, ctx, record = delivery.event, delivery.ctx, delivery.record
-  local event = ev.event
+  local ev, record = delivery.event, delivery.record
   -- The record is this attempt's own (the lease's holder's): it grows as handlers succeed.
   local succeeded = record.handlers or {}
   record.handlers = succeeded
-  local routes = self.routes
-  local last = 0   -- the last route the delivery still needs
-  for i = #routes, 1, -1 do
-    if is_pending(routes[i], event, succeeded) then
-      last = i
-      break
-    end
-  end
+  local last = last_pending(self.routes, ev.event, succeeded)
   local ran, errors = {}, {}
-  for i = 1, last do
-    local route = routes[i]
-    if is_pending(route, event, succeeded) then
-      ctx.handler = route.label
-      local ok, err = call_handler(route.fn, ev, ctx)
-      ctx.handler = nil
-      if ok then
-        ran[#ran + 1] = { handler = route.label, ok = true }
-        succeeded[route.label] = true
-        if i < last then
-          local now = current_time(self)
-          record_outcome(self, delivery, { handlers = succeeded, lease_until = now + self.lease },
-            now)
-        end
-      else
-        local message = first_line(tostring(err))
-        ran[#ran + 1] = { handler = route.label, ok = false, error = message }
-        errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
-        report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
-      end
-    end
+  if last >= 1 then run_route(self, delivery, 1, last, ran, errors) end
+  if last >= 2 then run_route(self, delivery, 2, last, ran, errors) end
+  if last >= 3 then run_route(self, delivery, 3, last, ran, errors) end
+  if last >= 4 then run_route(self, delivery, 4, last, ran, errors) end
+  for i = 5, last do
+    run_route(self, delivery, i, last, ran, errors)
   end
 
   local now = current_time(self)
@@ -535,8 +546,7 @@ end
 -- calls it from a timer in every worker; a plain-Lua program calls it when it likes.
 function Router:run_due()
   local now = current_time(self)
-  local j = self.journal
-  local keys, problems = journal_result(pcall(j.due, j, now, DUE_PER_RUN))
+  local keys, problems = self.journal:due(now, DUE_PER_RUN)
   if not keys then
     -- once per outage, not once a second
     if not self.due_failing then

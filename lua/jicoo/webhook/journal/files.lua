@@ -23,7 +23,6 @@ local error = error
 local pcall = pcall
 local pairs = pairs
 local ipairs = ipairs
-local io_open = io.open
 local string_byte = string.byte
 local string_format = string.format
 local string_gsub = string.gsub
@@ -45,6 +44,7 @@ local STALE_TEMP = 3600          -- a temp file this old was left by a crash
 
 local Files = {}
 Files.__index = Files
+Files.__name = "jicoo.webhook.journal.files"   -- store.is_ours: it returns, never raises, on failure
 
 function _M.new(opts)
   if type(opts) ~= "table" or type(opts.dir) ~= "string" or opts.dir == "" then
@@ -112,16 +112,16 @@ local function path_of(self, folder, name)
   return self.dir .. "/" .. folder .. "/" .. name .. ".json"
 end
 
+local ENOENT = 2
+
 -- The record in one file: the record, false when there is no file, or nil, err.
 local function read_file(path)
-  local file = io_open(path, "rb")
-  if not file then
-    return false
-  end
-  local text = file:read("*a")
-  file:close()
+  local text, read_err, errno = core.file_read(path)
   if not text then
-    return nil, "cannot read " .. path
+    if errno == ENOENT then
+      return false
+    end
+    return nil, "file journal: " .. read_err
   end
   local record, msg = journal.decode_json(text)
   if type(record) ~= "table" or type(record.key) ~= "string" or not FOLDER_OF[record.state]
@@ -371,9 +371,7 @@ function Files:remove(key)
     local removed = false
     for _, folder in ipairs(FOLDERS) do
       local path = path_of(self, folder, name)
-      local file = io_open(path, "rb")
-      if file then
-        file:close()
+      if read_file(path) ~= false then   -- a copy there (readable or not)
         local ok, err = core.file_remove(path)
         if not ok then
           return nil, "file journal: " .. err

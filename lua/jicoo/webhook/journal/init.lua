@@ -20,7 +20,9 @@
 --       "waiting", "done" and "dead" leave it. For new and taken the record comes back running,
 --       under a fresh token, its lease until now + lease, its attempts one more.
 --   update(key, token, changes, now) -> true | false (the lease is not this token's) | nil, err
---       Sets the fields in `changes` on the running record `token` holds; version goes up.
+--       Sets the fields in `changes` (among state, handlers, errors, next_at, lease_until,
+--       finished_at, attempts, expires_at) on the running record `token` holds; version goes
+--       up; a done record keeps no body.
 --   due(now, limit) -> { key, ... } | nil, err     running ones past their lease, failed ones due
 --   get(key) -> record | nil (absent) | nil, err
 --   list(state) -> { record, ... } | nil, err      state: a state name or "all"; a record that
@@ -110,12 +112,14 @@ function _M.is_due(record, now)
     or (record.state == "failed" and record.next_at <= now)
 end
 
+_M.METHODS = { "acquire", "update", "due", "get", "list", "rearm", "remove" }
+
 function _M.is_journal(obj)
   local kind = type(obj)
   if kind ~= "table" and kind ~= "userdata" then
     return false
   end
-  for _, name in ipairs({ "acquire", "update", "due", "get", "list", "rearm", "remove" }) do
+  for _, name in ipairs(_M.METHODS) do
     if type(obj[name]) ~= "function" then
       return false
     end

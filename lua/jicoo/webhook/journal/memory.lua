@@ -11,7 +11,6 @@
 local setmetatable = setmetatable
 local pairs = pairs
 local ipairs = ipairs
-local pcall = pcall
 local type = type
 local error = error
 local tostring = tostring
@@ -25,6 +24,7 @@ local DEFAULT_MAX_OPEN = 100000
 
 local Memory = {}
 Memory.__index = Memory
+Memory.__name = "jicoo.webhook.journal.memory"   -- store.is_ours: it returns, never raises, on failure
 
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
@@ -34,6 +34,9 @@ function _M.new(opts)
   local claims = opts.claims or store.memory({ ttl = opts.ttl, max_entries = opts.max_entries })
   if not store.is_store(claims) then
     error("journal.memory: opts.claims must have add(key, ttl) and delete(key) methods", 3)
+  end
+  if not store.is_ours(claims) then
+    claims = store.guarded(claims, { "add", "delete" })
   end
   return setmetatable({
     claims = claims,
@@ -47,21 +50,18 @@ end
 
 -- Claims key in the store: true, false (claimed already), or nil, err.
 local function claim(self, key)
-  local ok, claimed, err = pcall(self.claims.add, self.claims, key, self.ttl)
-  if not ok then
-    return nil, tostring(claimed)
-  elseif claimed == nil then
+  local claimed, err = self.claims:add(key, self.ttl)
+  if claimed == nil then
     return nil, tostring(err or "store:add returned nil")
   end
   return claimed
 end
 
 local function release(self, key)
-  local ok, released, err = pcall(self.claims.delete, self.claims, key)
-  if not ok or released == nil then
+  local released, err = self.claims:delete(key)
+  if released == nil then
     return nil, "cannot release the claim on " .. key .. " (a retry arriving elsewhere is taken"
-      .. " for a duplicate until the claim expires): "
-      .. tostring(ok and (err or "store:delete returned nil") or released)
+      .. " for a duplicate until the claim expires): " .. tostring(err or "store:delete returned nil")
   end
   return true
 end
@@ -136,9 +136,24 @@ function Memory:update(key, token, changes)
   if not record or record.state ~= "running" or record.token ~= token then
     return false
   end
-  for name, value in pairs(changes) do
-    record[name] = value
-  end
+  -- Field by field, not in a loop over changes: a loop of a few turns on every delivery keeps
+  -- LuaJIT from compiling the request path.
+  local v = changes.state
+  if v ~= nil then record.state = v end
+  v = changes.handlers
+  if v ~= nil then record.handlers = v end
+  v = changes.errors
+  if v ~= nil then record.errors = v end
+  v = changes.next_at
+  if v ~= nil then record.next_at = v end
+  v = changes.lease_until
+  if v ~= nil then record.lease_until = v end
+  v = changes.finished_at
+  if v ~= nil then record.finished_at = v end
+  v = changes.attempts
+  if v ~= nil then record.attempts = v end
+  v = changes.expires_at
+  if v ~= nil then record.expires_at = v end
   record.version = record.version + 1
   if record.state == "done" then
     forget(self, key)   -- its claim stays, for the ttl

@@ -157,6 +157,7 @@ return removed
 
 local Redis = {}
 Redis.__index = Redis
+Redis.__name = "jicoo.webhook.journal.redis"   -- store.is_ours: it returns, never raises, on failure
 
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then

@@ -14,6 +14,12 @@ local type = type
 local error = error
 local tostring = tostring
 local require = require
+local pcall = pcall
+local ipairs = ipairs
+local rawget = rawget
+local getmetatable = getmetatable
+local setmetatable = setmetatable
+local string_find = string.find
 
 local _M = {}
 
@@ -52,6 +58,32 @@ function _M.is_store(obj)
     return false
   end
   return type(obj.add) == "function" and type(obj.delete) == "function"
+end
+
+-- Whether obj is one of this library's stores or journals (its metatable's __name says so):
+-- those answer a failure with nil, err and raise only on misuse, so they are called as they
+-- are. Any other is called through guarded(): a trace LuaJIT starts inside a call made under
+-- pcall cannot return through it, so the library's own are kept out of pcall.
+function _M.is_ours(obj)
+  local mt = getmetatable(obj)
+  return type(mt) == "table" and type(rawget(mt, "__name")) == "string"
+    and string_find(rawget(mt, "__name"), "^jicoo%.webhook%.") ~= nil
+end
+
+-- obj with `methods` called under pcall, a raise becoming nil, err: a user's store or journal
+-- that raises counts as one that failed. Other fields (durable) are read through.
+function _M.guarded(obj, methods)
+  local proxy = setmetatable({}, { __index = obj })
+  for _, name in ipairs(methods) do
+    proxy[name] = function(_, ...)
+      local ok, a, b = pcall(obj[name], obj, ...)
+      if not ok then
+        return nil, tostring(a)
+      end
+      return a, b
+    end
+  end
+  return proxy
 end
 
 -- The constructors (not tail calls, so that a misuse error points at the caller's line).

@@ -15,6 +15,7 @@ local _M = {}
 
 local Memory = {}
 Memory.__index = Memory
+Memory.__name = "jicoo.webhook.store.memory"   -- store.is_ours: it returns, never raises, on failure
 
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then

@@ -26,6 +26,7 @@ local RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then"
 
 local Redis = {}
 Redis.__index = Redis
+Redis.__name = "jicoo.webhook.store.redis"   -- store.is_ours: it returns, never raises, on failure
 
 -- opts: prefix ("jicoo-webhook:claim:"), ttl (the default claim's, 3 days), and the client's:
 -- host, port, path, password, username, db, connect_timeout, send_timeout, read_timeout,

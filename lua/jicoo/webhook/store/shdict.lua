@@ -14,6 +14,7 @@ local _M = {}
 
 local Shdict = {}
 Shdict.__index = Shdict
+Shdict.__name = "jicoo.webhook.store.shdict"   -- store.is_ours: it returns, never raises, on failure
 
 local function ngx_shared()
   local ngx = rawget(_G, "ngx")

@@ -1,0 +1,54 @@
+-- The request path stays compiled by LuaJIT: router:handle on the memory journal (handlers that
+-- log, a duplicate, an unknown key kept), parse through the FFI builders, and the answers, run
+-- long enough for every trace to be recorded, must meet no trace abort for a construct LuaJIT
+-- does not compile (NYI) in the router, the answers, the context, the memory journal or the
+-- builders. (The nginx adapter's own check runs inside nginx: spec/openresty_spec.lua.)
+if not rawget(_G, "jit") then
+  describe("LuaJIT traces", function()
+    pending("LuaJIT only")
+  end)
+  return
+end
+
+local webhook = require "jicoo.webhook"
+local support = require "support"
+local jit_trace = require "jit_trace"
+
+local SOURCES = { "router%.lua", "answer%.lua", "context%.lua", "engine%.lua", "luajit%.lua",
+  "journal/memory%.lua", "journal/init%.lua", "store/memory%.lua", "json%.lua", "types%.lua",
+  "token%.lua", "^%[string" }
+
+local function fixture(folder, name)
+  return support.read(support.fixtures .. "/" .. folder .. "/" .. name)
+end
+
+describe("LuaJIT traces of the request path", function()
+  it("meet no NYI abort in the router, the answers, the journal or the builders", function()
+    local bodies = {}
+    for _, entry in ipairs({ { "valid", "guest_cancelled.json" }, { "valid", "host_cancelled.json" },
+        { "lenient", "drift.json" }, { "lenient", "portal_guest_booked.json" } }) do
+      bodies[#bodies + 1] = fixture(entry[1], entry[2])
+    end
+    local r = webhook.router({ verify = false, log = function() end })
+    local handled = 0
+    r:on("*", function(ev, ctx)
+      handled = handled + 1
+      ctx.log("%s %s", ev.event, ev.object.uid)
+    end)
+    r:on("guest_cancelled", function(ev) return ev:kind() end)
+
+    local stop = jit_trace.collect(SOURCES)
+    for i = 1, 3000 do
+      -- a delivery of its own: its booking uid made unique
+      local body = bodies[i % #bodies + 1]:gsub('"uid":%s*"([^"]*)"', '"uid":"%1-' .. i .. '"', 1)
+      local res = r:handle(body, { ["content-type"] = "application/json" })
+      assert(res.status == 200, res.body)
+      local copy = r:handle(body)    -- a copy of the one just handled: a duplicate
+      assert(copy.status == 200 and copy.duplicate, copy.body)
+      assert(webhook.parse(body))
+    end
+    local aborts = stop()
+    assert.is_true(handled >= 3000)
+    assert.are.same({}, aborts, jit_trace.describe(aborts))
+  end)
+end)
