@@ -2,7 +2,7 @@
 local webhook = require "jicoo.webhook"
 local support = require "support"
 
-local suite = support.shared .. "/conformance/JSONTestSuite/test_parsing"
+local suite = support.fixtures .. "/JSONTestSuite/test_parsing"
 local decode = webhook.decode
 local has_integers = math.type ~= nil
 

@@ -8,7 +8,7 @@ local cjson = require "cjson"
 local support = require "support"
 
 local has_integers = math.type ~= nil
-local suite = support.shared .. "/conformance/JSONTestSuite/test_parsing"
+local suite = support.fixtures .. "/JSONTestSuite/test_parsing"
 
 -- Inputs, named relative to the shared folder, on which the two differ, and why.
 local EXCEPTIONS = {

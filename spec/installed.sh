@@ -1,11 +1,11 @@
 #!/bin/sh
 # Installs the rock from this checkout into a fresh tree with `luarocks make` (no network),
 # then runs the parse and signature specs against the installed modules alone, and the
-# installed jicoo-webhook command on the shared fixtures.
+# installed jicoo-webhook command on the fixtures in spec/fixtures/.
 # Usage: spec/installed.sh INTERPRETER LUA_VERSION LUA_INCDIR
 set -eu
 interpreter=$1 version=$2 incdir=$3
-fixtures=${JICOO_SHARED:-../shared}/fixtures
+fixtures=spec/fixtures
 tree=$(mktemp -d)
 trap 'rm -rf "$tree" build.luarocks' EXIT
 luarocks --lua-version "$version" --tree "$tree" make rockspec/jicoo-webhook-scm-1.rockspec \

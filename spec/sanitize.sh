@@ -8,13 +8,12 @@ set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 build=${1:-build-sanitize}
-shared=${JICOO_SHARED:-$repo/../shared}
 cc=${CC:-gcc}
 case $build in /*) ;; *) build=$repo/$build ;; esac
 
 mkdir -p "$build"
 cmake -S . -B "$build" -DJICOO_SANITIZE=ON -DJICOO_RUNTIMES=lua5.4 -DCMAKE_C_COMPILER="$cc" \
-  -DJICOO_SHARED="$shared" > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
+  > "$build/configure.log" 2>&1 || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j2 > "$build/build.log" 2>&1 || { cat "$build/build.log"; exit 1; }
 
 case $("$cc" --version) in
@@ -34,5 +33,5 @@ export LSAN_OPTIONS="suppressions=$repo/spec/lsan.supp:print_suppressions=0"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LUA_PATH="$repo/lua/?.lua;$repo/lua/?/init.lua;$repo/spec/?.lua;;"
 export LUA_CPATH="$build/lua5.4/?.so;;"
-export JICOO_SHARED="$shared" JICOO_RUNTIME=lua5.4
+export JICOO_RUNTIME=lua5.4
 exec lua5.4 "$(command -v busted)" --output=TAP spec

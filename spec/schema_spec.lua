@@ -4,7 +4,7 @@ local core = require "jicoo.webhook.core"
 local cjson = require "cjson"
 local support = require "support"
 
-local published = cjson.decode(support.read(support.shared .. "/spec/jicoo-webhook.schema.json"))
+local published = cjson.decode(support.read(support.fixtures .. "/jicoo-webhook.schema.json"))
 
 -- Follows "$ref" to its definition.
 local function resolve(node)

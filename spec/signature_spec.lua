@@ -4,7 +4,7 @@
 local webhook = require "jicoo.webhook"
 local core = require "jicoo.webhook.core"
 
-local SHARED = os.getenv("JICOO_SHARED") or "../shared"
+local FIXTURES = require("support").fixtures
 local FIXTURE_DIRS = { "valid", "lenient", "invalid" }
 
 local T = 1662520836
@@ -66,14 +66,14 @@ end
 local function fixture_files()
   local files = {}
   for _, dir in ipairs(FIXTURE_DIRS) do
-    local listing = run("ls " .. SHARED .. "/fixtures/" .. dir)
+    local listing = run("ls " .. FIXTURES .. "/" .. dir)
     for name in listing:gmatch("[^\n]+") do
       if name:match("%.json$") then
         files[#files + 1] = dir .. "/" .. name
       end
     end
   end
-  assert(#files > 0, "no fixtures found under " .. SHARED .. "/fixtures")
+  assert(#files > 0, "no fixtures found under " .. FIXTURES)
   return files
 end
 
@@ -130,7 +130,7 @@ describe("webhook.sign and webhook.verify against openssl", function()
     { name = "a 64 KiB body", body = string.rep("0123456789abcdef", 4096) },
   }
   for _, path in ipairs(fixture_files()) do
-    bodies[#bodies + 1] = { name = "fixture " .. path, body = read_file(SHARED .. "/fixtures/" .. path) }
+    bodies[#bodies + 1] = { name = "fixture " .. path, body = read_file(FIXTURES .. "/" .. path) }
   end
 
   for _, c in ipairs(bodies) do
@@ -385,13 +385,13 @@ describe("misuse raises", function()
 end)
 
 describe("webhook.construct", function()
-  local valid_dir = SHARED .. "/fixtures/valid/"
-  local invalid_dir = SHARED .. "/fixtures/invalid/"
+  local valid_dir = FIXTURES .. "/valid/"
+  local invalid_dir = FIXTURES .. "/invalid/"
 
   it("parses every valid fixture once its signature verifies", function()
     for _, path in ipairs(fixture_files()) do
       if path:match("^valid/") then
-        local body = read_file(SHARED .. "/fixtures/" .. path)
+        local body = read_file(FIXTURES .. "/" .. path)
         local header = "t=" .. T .. ",v1=" .. openssl_signature(SECRET, T, body)
         local ev, msg = webhook.construct(body, header, { OTHER_SECRET, SECRET }, { now = T })
         assert.is_table(ev, path .. ": " .. tostring(msg))

@@ -1,8 +1,26 @@
--- What the specs share: where ../shared is, reading files, the fixture lists, shell commands.
+-- What the specs share: where the repository and its fixtures are, reading files, the fixture
+-- lists, shell commands.
 local support = {}
 
-support.shared = os.getenv("JICOO_SHARED") or "../shared"
-support.fixtures = support.shared .. "/fixtures"
+-- The folder this file is in, as an absolute path: found from the file's own name, so the specs
+-- find their fixtures from any working directory, and a path handed to a child process that
+-- runs elsewhere still names the same file.
+local function spec_folder()
+  local source = debug.getinfo(1, "S").source
+  local folder = source:match("^@(.*)/[^/]*$") or "."
+  if folder:sub(1, 1) ~= "/" then
+    local pipe = assert(io.popen("pwd"))
+    local cwd = assert(pipe:read("*l"))
+    pipe:close()
+    folder = folder == "." and cwd or cwd .. "/" .. (folder:gsub("^%./", ""))
+  end
+  return folder
+end
+
+local here = spec_folder()
+support.root = here:match("^(.*)/spec$") or here .. "/.."
+-- The vendored fixtures, JSONTestSuite and published schema (spec/fixtures/README.md).
+support.fixtures = support.root .. "/spec/fixtures"
 
 function support.read(path)
   local file = assert(io.open(path, "rb"))

@@ -15,7 +15,7 @@ test -f "$build/lua5.4/jicoo/webhook/core.so" || { echo "valgrind.sh: no lua5.4 
 
 export LUA_PATH="$repo/lua/?.lua;$repo/lua/?/init.lua;$repo/spec/?.lua;;"
 export LUA_CPATH="$build/lua5.4/?.so;;"
-export JICOO_SHARED="${JICOO_SHARED:-$repo/../shared}" JICOO_RUNTIME=lua5.4
+export JICOO_RUNTIME=lua5.4
 exec valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
   --show-leak-kinds=definite --num-callers=30 \
   lua5.4 "$(command -v busted)" --output=TAP "$@"

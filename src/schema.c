@@ -1,4 +1,5 @@
-/* The Jicoo webhook payload (../shared/spec/jicoo-webhook.md), once, as data. */
+/* The Jicoo webhook payload, once, as data: Jicoo's webhook contract, as its published JSON
+ * Schema (spec/fixtures/jicoo-webhook.schema.json) and documentation give it. */
 #include "schema.h"
 
 #define NAME(s) s, sizeof(s) - 1

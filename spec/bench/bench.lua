@@ -6,8 +6,9 @@
 --     luajit spec/bench/bench.lua [options]          one runtime
 --
 -- Options: --quick (a few iterations, for CI: every row runs, nothing is timed seriously),
--- --rounds N, --batch-ms MS, --out FILE (results as TSV, for --report), --shared DIR (default
--- $JICOO_SHARED or ../shared), --report FILE... (print the table and the targets of saved runs).
+-- --rounds N, --batch-ms MS, --out FILE (results as TSV, for --report), --report FILE... (print
+-- the table and the targets of saved runs). The payloads are the repository's fixtures
+-- (spec/fixtures/), found from this script's own path.
 -- The exit status is non-zero only when something errors (a self-check fails, a call fails);
 -- never because of a ratio: timings are reported, not asserted.
 
@@ -77,17 +78,15 @@ local function parse_args(argv)
     local a = argv[i]
     if a == "--quick" then
       o.quick = true
-    elseif a == "--rounds" or a == "--batch-ms" or a == "--out" or a == "--shared" then
+    elseif a == "--rounds" or a == "--batch-ms" or a == "--out" then
       i = i + 1
       local v = argv[i] or die(a .. " needs a value")
       if a == "--rounds" then
         o.rounds = tonumber(v) or die("--rounds: number expected")
       elseif a == "--batch-ms" then
         o.batch_ms = tonumber(v) or die("--batch-ms: number expected")
-      elseif a == "--out" then
-        o.out = v
       else
-        o.shared = v
+        o.out = v
       end
     elseif a == "--report" then
       for j = i + 1, #argv do
@@ -95,7 +94,7 @@ local function parse_args(argv)
       end
       break
     elseif a == "--help" or a == "-h" then
-      print("usage: bench.lua [--quick] [--rounds N] [--batch-ms MS] [--out FILE] [--shared DIR]")
+      print("usage: bench.lua [--quick] [--rounds N] [--batch-ms MS] [--out FILE]")
       print("       bench.lua --report FILE...")
       os.exit(0)
     else
@@ -506,8 +505,7 @@ local function run(opts)
   local webhook = require "jicoo.webhook"
   local core = require "jicoo.webhook.core"
   local validator = dofile(bench_dir() .. "/validator.lua")
-  local shared = opts.shared or os.getenv("JICOO_SHARED") or "../shared"
-  local fixtures = shared .. "/fixtures"
+  local fixtures = bench_dir() .. "/../fixtures"
   local errors = {}
   local function problem(msg)
     errors[#errors + 1] = msg
@@ -524,7 +522,7 @@ local function run(opts)
     end
   end
   if #payloads == 0 then
-    die("no fixtures under " .. fixtures .. " (set --shared or JICOO_SHARED)")
+    die("no fixtures under " .. fixtures)
   end
   local large = large_payload()
   payloads[#payloads + 1] = { name = string_format("large (%.1f KB)", #large / 1024), body = large,

@@ -4,7 +4,7 @@
 #   sh spec/bench/run.sh [--quick] [bench.lua options]
 #
 # Run from the repository root after the CMake build. JICOO_BUILD names the build folder
-# (default: build), JICOO_SHARED the shared folder (default: ../shared). The exit status is
+# (default: build); the payloads are the fixtures in spec/fixtures/. The exit status is
 # non-zero only when something errors, never because of a ratio.
 set -u
 

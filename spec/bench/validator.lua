@@ -1,6 +1,7 @@
--- The benchmark's competitor: cjson.decode, then the Jicoo contract
--- (../shared/spec/jicoo-webhook.md) checked in plain Lua, written the way a careful user would
--- write it. Same result shape as webhook.parse: the document, or nil, msg, { code =, path = }.
+-- The benchmark's competitor: cjson.decode, then Jicoo's webhook contract (its published JSON
+-- Schema, spec/fixtures/jicoo-webhook.schema.json) checked in plain Lua, written the way a
+-- careful user would write it. Same result shape as webhook.parse: the document, or nil, msg,
+-- { code =, path = }.
 --
 -- What cjson cannot let it check (the self-check in bench.lua lists these as known gaps):
 --   * a key repeated in one object: cjson keeps the last value, the first is gone;

@@ -1,12 +1,12 @@
 #!/bin/sh
-# Writes the fuzz targets' seed corpora from the shared fixtures and JSONTestSuite into OUT
+# Writes the fuzz targets' seed corpora from the fixtures and JSONTestSuite into OUT
 # (a build folder; nothing here is committed). Each seed is one variant byte, then the input:
 # the targets read byte % 24 (parse), % 4 (decode) or % 8 (verify) as the options to use, and
 # byte 72 ('H') is variant 0 of all three, so the seeds stay printable.
-# Usage: spec/fuzz/seeds.sh SHARED OUT
+# Usage: spec/fuzz/seeds.sh FIXTURES OUT      (FIXTURES: the repository's spec/fixtures)
 set -eu
-shared=$1 out=$2
-suite=$shared/conformance/JSONTestSuite/test_parsing
+fixtures=$1 out=$2
+suite=$fixtures/JSONTestSuite/test_parsing
 rm -rf "$out"
 mkdir -p "$out/parse" "$out/decode" "$out/verify"
 
@@ -15,7 +15,7 @@ variant() { # the printable byte that selects variant $1
 }
 
 i=0
-for file in "$shared"/fixtures/*/*.json; do
+for file in "$fixtures"/*/*.json; do
   name=$(basename "$(dirname "$file")")_$(basename "$file" .json)
   v=0
   while [ $v -lt 24 ]; do # every option set on every fixture
@@ -38,7 +38,7 @@ for header in 't=1700000000,v1=SIG' 't=1700000000, v1=SIG, v0=abc' 'v1=SIG,t=170
     't=1700000000,v1=0000000000000000000000000000000000000000000000000000000000000000,v1=SIG' \
     't=1,v1=SIG' 't=1700000000' 'v1=SIG' 't=1700000000,t=1700000000,v1=SIG' ' , ,' \
     't=17000000000000000000000,v1=SIG' 't=1700000000,v1=SIGSIG' 't=01700000000,v1=SIG'; do
-  for file in "$shared"/fixtures/valid/*.json "$shared"/fixtures/lenient/drift.json; do
+  for file in "$fixtures"/valid/*.json "$fixtures"/lenient/drift.json; do
     { variant $((n % 8)); printf '%s\n' "$header"; cat "$file"; } > "$out/verify/seed$n"
     n=$((n + 1))
   done

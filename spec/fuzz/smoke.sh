@@ -8,8 +8,7 @@ cd "$(dirname "$0")/../.."
 build=$1
 mkdir -p "$build"
 cmake -S . -B "$build" -DJICOO_FUZZ=ON -DCMAKE_C_COMPILER=clang -DJICOO_RUNTIMES=lua5.4 \
-  -DJICOO_WERROR=ON -DJICOO_FUZZ_SECONDS="${JICOO_FUZZ_SECONDS:-30}" \
-  -DJICOO_SHARED="${JICOO_SHARED:-../shared}" > "$build/configure.log" 2>&1 \
+  -DJICOO_WERROR=ON -DJICOO_FUZZ_SECONDS="${JICOO_FUZZ_SECONDS:-30}" > "$build/configure.log" 2>&1 \
   || { cat "$build/configure.log"; exit 1; }
 cmake --build "$build" -j2 > "$build/build.log" 2>&1 || { cat "$build/build.log"; exit 1; }
 exec ctest --test-dir "$build" -R '^(fuzz|alloc)' --output-on-failure
