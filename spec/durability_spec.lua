@@ -28,29 +28,7 @@ if #missing > 0 then
   return
 end
 
-local function wait_for(predicate, seconds)
-  for _ = 1, seconds * 10 do
-    if predicate() then
-      return true
-    end
-    servers.sleep(0.1)
-  end
-  return predicate()
-end
-
--- The lines of a log the handlers write, counted by their first column.
-local function counts(path)
-  local seen = {}
-  local file = io.open(path, "rb")
-  if file then
-    for line in file:lines() do
-      local key = line:match("^([^\t]+)")
-      seen[key] = (seen[key] or 0) + 1
-    end
-    file:close()
-  end
-  return seen
-end
+local wait_for, counts = servers.wait_for, servers.counts
 
 describe("durability: the file journal in nginx", function()
   local dir

@@ -38,30 +38,12 @@ local function key_of(path)
   return escape(doc.event) .. "/" .. escape(doc.object.uid) .. "/" .. doc.createdAt
 end
 
--- handled.log as { [key] = runs }.
+-- handled.log as { [key] = runs }, and the runs in all.
 local function handled(dir)
-  local counts, total = {}, 0
-  local file = io.open(dir .. "/handled.log", "rb")
-  if file then
-    for line in file:lines() do
-      local key = line:match("^([^\t]+)")
-      counts[key] = (counts[key] or 0) + 1
-      total = total + 1
-    end
-    file:close()
-  end
-  return counts, total
+  return servers.counts(dir .. "/handled.log")
 end
 
-local function wait_for(predicate, seconds)
-  for _ = 1, seconds * 10 do
-    if predicate() then
-      return true
-    end
-    servers.sleep(0.1)
-  end
-  return predicate()
-end
+local wait_for = servers.wait_for
 
 local function signed_post(server, path, t)
   t = t or os.time()

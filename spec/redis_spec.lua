@@ -40,60 +40,59 @@ local function signature(path)
 end
 
 local function handled(dir)
-  local counts = {}
-  local file = io.open(dir .. "/handled.log", "rb")
-  if file then
-    for line in file:lines() do
-      local key = line:match("^([^\t]+)")
-      counts[key] = (counts[key] or 0) + 1
-    end
-    file:close()
-  end
-  return counts
+  return (servers.counts(dir .. "/handled.log"))
 end
 
-describe("redis store: two nginx instances, one redis-server", function()
-  local dir, output, redis
-  local nginx = {}
-
+-- The nginx nodes of one describe block sharing one redis-server (two unless told), each with
+-- the example receiver journaling there, all writing their handlers' logs to one folder;
+-- started in setup, stopped by pid in teardown.
+local function with_nodes(env, opts)
+  local state = { nginx = {} }
   setup(function()
-    dir = servers.temp_dir()
-    output = dir .. "/out"   -- both instances write their runs here
-    assert(support.run("mkdir -p " .. support.quote(output)))
+    state.dir = servers.temp_dir()
+    state.output = state.dir .. "/out"
+    assert(support.run("mkdir -p " .. support.quote(state.output)))
     local log
-    redis, log = servers.redis(dir)
-    assert(redis, "redis-server did not start: " .. tostring(log))
+    state.redis, log = servers.redis(state.dir)
+    assert(state.redis, "redis-server did not start: " .. tostring(log))
     for i = 1, 2 do
-      local server
-      server, log = servers.nginx_server(dir, "nginx" .. i, function(port)
-        return servers.config(port, { workers = 2 })
-      end, {
+      local full_env = {
         JICOO_WEBHOOK_SECRET = SECRET,
-        JICOO_HANDLERS = servers.spec_dir .. "/nginx_handlers",
-        JICOO_OUTPUT_DIR = output,
-        JICOO_REDIS = "127.0.0.1:" .. redis.port,
-        JICOO_TEST_SLEEP = "0.2",
-      })
+        JICOO_OUTPUT_DIR = state.output,
+        JICOO_REDIS = "127.0.0.1:" .. state.redis.port,
+      }
+      for k, v in pairs(env) do
+        full_env[k] = v
+      end
+      local server
+      server, log = servers.nginx_server(state.dir, "nginx" .. i, function(port)
+        return servers.config(port, opts)
+      end, full_env)
       assert(server, "nginx did not start:\n" .. tostring(log))
-      nginx[i] = server
+      state.nginx[i] = server
     end
   end)
-
   teardown(function()
-    for _, server in ipairs(nginx) do
+    for _, server in ipairs(state.nginx) do
       server:stop()
     end
-    if redis then
-      redis:stop()
+    if state.redis then
+      state.redis:stop()
     end
-    servers.remove_dir(dir)
+    servers.remove_dir(state.dir)
   end)
+  return state
+end
+
+describe("redis journal: two nginx instances, one redis-server", function()
+  local state = with_nodes({ JICOO_HANDLERS = servers.spec_dir .. "/nginx_handlers",
+    JICOO_TEST_SLEEP = "0.2" }, { workers = 2 })
 
   it("runs the handler once for " .. STORM .. " concurrent copies of one delivery", function()
-    local path, key = delivery(dir, "storm1")
+    local path, key = delivery(state.dir, "storm1")
     local urls = {}
     for i = 1, STORM do
-      urls[i] = nginx[i % 2 + 1]:url()
+      urls[i] = state.nginx[i % 2 + 1]:url()
     end
     local answers = servers.post_parallel(urls, path, signature(path))
     assert.are.equal(STORM, #answers)
@@ -107,21 +106,21 @@ describe("redis store: two nginx instances, one redis-server", function()
     print(string.format("\nstorm: %d copies to 2 nginx -> %d handled, %d duplicate",
       STORM, results.handled or 0, results.duplicate or 0))
     assert.are.same({ handled = 1, duplicate = STORM - 1 }, results)
-    assert.are.same({ [key] = 1 }, handled(output))
-    assert.are.equal("1", redis:cli("GET " .. support.quote("handled:" .. key)))
+    assert.are.same({ [key] = 1 }, handled(state.output))
+    assert.are.equal("1", state.redis:cli("GET " .. support.quote("handled:" .. key)))
     -- The journal's record: a hash, done, without its body, kept for the ttl (3 days).
     local record = support.quote("jicoo-webhook:d:" .. key)
-    assert.are.equal("done", redis:cli("HGET " .. record .. " state"))
-    assert.are.equal("0", redis:cli("HEXISTS " .. record .. " body"))
-    local ttl = tonumber(redis:cli("TTL " .. record))
+    assert.are.equal("done", state.redis:cli("HGET " .. record .. " state"))
+    assert.are.equal("0", state.redis:cli("HEXISTS " .. record .. " body"))
+    local ttl = tonumber(state.redis:cli("TTL " .. record))
     assert.truthy(ttl and ttl > 3 * 24 * 3600 - 60 and ttl <= 3 * 24 * 3600, tostring(ttl))
   end)
 
   it("answers 500 while Redis is down, and handles every retry once it is back", function()
     local deliveries = {}
     for i = 1, 6 do
-      local path, key = delivery(dir, "outage" .. i)
-      deliveries[i] = { path = path, key = key, server = nginx[i % 2 + 1] }
+      local path, key = delivery(state.dir, "outage" .. i)
+      deliveries[i] = { path = path, key = key, server = state.nginx[i % 2 + 1] }
     end
     -- The first two are handled before the outage.
     for i = 1, 2 do
@@ -129,7 +128,7 @@ describe("redis store: two nginx instances, one redis-server", function()
       assert.are.equal("200", status)
     end
 
-    redis:stop()
+    state.redis:stop()
     local failed = 0
     for i = 3, 6 do
       local d = deliveries[i]
@@ -138,11 +137,11 @@ describe("redis store: two nginx instances, one redis-server", function()
       assert.are.equal("store_failed", cjson.decode(body).error)
       failed = failed + 1
     end
-    for _, server in ipairs(nginx) do
+    for _, server in ipairs(state.nginx) do
       assert.truthy(server:log():find("answered 500: stage=store", 1, true))
     end
 
-    assert.is_true(redis:start(), "redis-server did not restart on port " .. redis.port)
+    assert.is_true(state.redis:start(), "redis-server did not restart on port " .. state.redis.port)
     -- Jicoo retries what got 500: a few attempts each, as its retry schedule would.
     local attempts = 0
     for i = 3, 6 do
@@ -168,7 +167,7 @@ describe("redis store: two nginx instances, one redis-server", function()
       assert.are.equal("200", status)
       assert.are.equal("duplicate", cjson.decode(body).result)
     end
-    local counts = handled(output)
+    local counts = handled(state.output)
     for _, d in ipairs(deliveries) do
       assert.are.equal(1, counts[d.key], d.key)
     end
@@ -176,70 +175,20 @@ describe("redis store: two nginx instances, one redis-server", function()
 end)
 
 describe("redis journal: a node killed mid-handler", function()
-  local dir, output, redis
-  local nginx = {}
-
-  setup(function()
-    dir = servers.temp_dir()
-    output = dir .. "/out"
-    assert(support.run("mkdir -p " .. support.quote(output)))
-    local log
-    redis, log = servers.redis(dir)
-    assert(redis, "redis-server did not start: " .. tostring(log))
-    for i = 1, 2 do
-      local server
-      server, log = servers.nginx_server(dir, "node" .. i, function(port)
-        return servers.config(port, { workers = 1 })
-      end, {
-        JICOO_WEBHOOK_SECRET = SECRET,
-        JICOO_HANDLERS = servers.spec_dir .. "/durability_handlers",
-        JICOO_OUTPUT_DIR = output,
-        JICOO_REDIS = "127.0.0.1:" .. redis.port,
-        JICOO_LEASE = "3",
-        JICOO_RETRY_DELAYS = "1,1",
-      })
-      assert(server, "nginx did not start:\n" .. tostring(log))
-      nginx[i] = server
-    end
-  end)
-
-  teardown(function()
-    for _, server in ipairs(nginx) do
-      server:stop()
-    end
-    if redis then
-      redis:stop()
-    end
-    servers.remove_dir(dir)
-  end)
+  local state = with_nodes({ JICOO_HANDLERS = servers.spec_dir .. "/durability_handlers",
+    JICOO_LEASE = "3", JICOO_RETRY_DELAYS = "1,1" }, { workers = 1 })
 
   local function lines(name)
-    local counts = {}
-    local file = io.open(output .. "/" .. name, "rb")
-    if file then
-      for line in file:lines() do
-        local key = line:match("^([^\t]+)")
-        counts[key] = (counts[key] or 0) + 1
-      end
-      file:close()
-    end
-    return counts
+    return (servers.counts(state.output .. "/" .. name))
   end
 
-  local function wait_for(predicate, seconds)
-    for _ = 1, seconds * 10 do
-      if predicate() then
-        return true
-      end
-      servers.sleep(0.1)
-    end
-    return predicate()
-  end
+  local wait_for = servers.wait_for
 
   it("answers 200 to a copy sent to the other node while the first still runs", function()
-    support.write(output .. "/sleep", "1")
-    local path, key = delivery(dir, "copy1")
-    local answers = servers.post_parallel({ nginx[1]:url(), nginx[2]:url() }, path, signature(path))
+    support.write(state.output .. "/sleep", "1")
+    local path, key = delivery(state.dir, "copy1")
+    local answers = servers.post_parallel({ state.nginx[1]:url(), state.nginx[2]:url() }, path,
+      signature(path))
     table.sort(answers)
     assert.are.equal(2, #answers)
     local results = {}
@@ -252,9 +201,9 @@ describe("redis journal: a node killed mid-handler", function()
     assert.are.equal(1, lines("booked.log")[key])
   end)
   it("leaves nothing the other node cannot finish once the lease runs out", function()
-    support.write(output .. "/sleep", "3")
-    local path, key = delivery(dir, "killed1")
-    local victim, survivor = nginx[1], nginx[2]
+    support.write(state.output .. "/sleep", "3")
+    local path, key = delivery(state.dir, "killed1")
+    local victim, survivor = state.nginx[1], state.nginx[2]
     support.run("(curl -s -o /dev/null --max-time 10 -H 'Content-Type: application/json' -H "
       .. support.quote("Jicoo-Webhook-Signature: " .. servers.sign(SECRET, os.time(), path))
       .. " --data-binary @" .. support.quote(path) .. " " .. support.quote(victim:url())
@@ -264,12 +213,12 @@ describe("redis journal: a node killed mid-handler", function()
     local workers = support.run("pgrep -P " .. victim.pid)
     assert(support.run("kill -9 " .. victim.pid .. " " .. workers:gsub("%s+", " ")))
     victim.pid = nil
-    assert.are.equal("running", redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
+    assert.are.equal("running", state.redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
 
     assert.is_true(wait_for(function() return lines("booked.log")[key] == 1 end, 15), survivor:log())
     assert.are.equal(1, lines("any.log")[key])
     assert.are.equal(2, lines("attempts.log")[key])
-    assert.are.equal("done", redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
+    assert.are.equal("done", state.redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
     assert.truthy(survivor:log():find("attempt 2 of " .. key .. ": handled", 1, true))
   end)
 end)

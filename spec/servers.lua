@@ -59,6 +59,33 @@ function servers.sleep(seconds)
   sh("sleep " .. seconds)
 end
 
+-- Polls predicate every 0.1 s for up to `seconds`; its last answer.
+function servers.wait_for(predicate, seconds)
+  for _ = 1, seconds * 10 do
+    if predicate() then
+      return true
+    end
+    servers.sleep(0.1)
+  end
+  return predicate()
+end
+
+-- The lines of a log a test handler appends to, counted by their first tab-separated column
+-- (a delivery's key): { [key] = lines }, and the number of lines.
+function servers.counts(path)
+  local counts, total = {}, 0
+  local file = io.open(path, "rb")
+  if file then
+    for line in file:lines() do
+      local key = line:match("^([^\t]+)")
+      counts[key] = (counts[key] or 0) + 1
+      total = total + 1
+    end
+    file:close()
+  end
+  return counts, total
+end
+
 function servers.temp_dir()
   local out = sh("mktemp -d /tmp/jicoo-it.XXXXXX")
   return trim(out)

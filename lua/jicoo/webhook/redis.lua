@@ -125,6 +125,22 @@ function _M.check_options(opts, who, level)
   end
 end
 
+-- For a module that takes the client's options beside its own (the Redis journal and claim
+-- store): opts without the names in `own` (a set), checked as new checks them, for redis.new.
+function _M.client_options(opts, own, who, level)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(who .. ": opts must be a table, got " .. type(opts), level + 1)
+  end
+  local client_opts = {}
+  for name, value in pairs(opts or {}) do
+    if not own[name] then
+      client_opts[name] = value
+    end
+  end
+  _M.check_options(client_opts, who, level + 1)
+  return client_opts
+end
+
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then
     error("redis.new: opts must be a table, got " .. type(opts), 2)

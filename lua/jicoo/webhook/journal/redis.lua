@@ -159,18 +159,11 @@ local Redis = {}
 Redis.__index = Redis
 Redis.__name = "jicoo.webhook.journal.redis"   -- store.is_ours: it returns, never raises, on failure
 
+local OWN_OPTIONS = { prefix = true, ttl = true }
+
 function _M.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("journal.redis: opts must be a table, got " .. type(opts), 3)
-  end
+  local client_opts = redis.client_options(opts, OWN_OPTIONS, "journal.redis", 3)
   opts = opts or {}
-  local client_opts = {}
-  for name, value in pairs(opts) do
-    if name ~= "prefix" and name ~= "ttl" then
-      client_opts[name] = value
-    end
-  end
-  redis.check_options(client_opts, "journal.redis", 3)
   local prefix, ttl = opts.prefix or DEFAULT_PREFIX, opts.ttl or store.DEFAULT_TTL
   if type(prefix) ~= "string" then
     error("journal.redis: opts.prefix must be a string, got " .. type(prefix), 3)

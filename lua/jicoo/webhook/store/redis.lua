@@ -7,7 +7,6 @@
 local setmetatable = setmetatable
 local type = type
 local error = error
-local pairs = pairs
 local tostring = tostring
 local math_ceil = math.ceil
 
@@ -31,18 +30,11 @@ Redis.__name = "jicoo.webhook.store.redis"   -- store.is_ours: it returns, never
 -- opts: prefix ("jicoo-webhook:claim:"), ttl (the default claim's, 3 days), and the client's:
 -- host, port, path, password, username, db, connect_timeout, send_timeout, read_timeout,
 -- pool_size, keepalive_timeout.
+local OWN_OPTIONS = { prefix = true, ttl = true }
+
 function _M.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("store.redis: opts must be a table, got " .. type(opts), 3)
-  end
+  local client_opts = redis.client_options(opts, OWN_OPTIONS, "store.redis", 3)
   opts = opts or {}
-  local client_opts = {}
-  for name, value in pairs(opts) do
-    if name ~= "prefix" and name ~= "ttl" then
-      client_opts[name] = value
-    end
-  end
-  redis.check_options(client_opts, "store.redis", 3)
   if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
     error("store.redis: opts.prefix must be a string, got " .. type(opts.prefix), 3)
   end
