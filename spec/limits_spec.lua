@@ -1,4 +1,4 @@
--- The limits of README "Limits", each at its boundary through parse and through decode: a
+-- The limits (docs/api.md, "Limits"), each at its boundary through parse and through decode: a
 -- body exactly at the limit passes, one a unit over is refused with code "limit". Each limit
 -- is tried at its documented default (no options) and at a small override.
 local webhook = require "jicoo.webhook"

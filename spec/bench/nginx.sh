@@ -1,7 +1,7 @@
 #!/bin/sh
 # The nginx benchmark: requests/s of the example receiver (examples/openresty) vs a bare
 # content_by_lua endpoint that only reads the body and answers 200, in one nginx (one worker,
-# 127.0.0.1, a free port), wrk in interleaved rounds (README "Performance").
+# 127.0.0.1, a free port), wrk in interleaved rounds (docs/performance.md).
 #
 #   sh spec/bench/nginx.sh [--quick] [--variants] [--rounds N] [--seconds S] [--threads T]
 #                          [--connections C] [--deliveries N] [--log-level L]

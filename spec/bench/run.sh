@@ -1,5 +1,5 @@
 #!/bin/sh
-# The benchmark on lua5.1, lua5.4 and luajit, printed as one table (README "Performance").
+# The benchmark on lua5.1, lua5.4 and luajit, printed as one table (docs/performance.md).
 #
 #   sh spec/bench/run.sh [--quick] [bench.lua options]
 #
@@ -44,7 +44,7 @@ for rt in $runtimes; do
 done
 "$reporter" spec/bench/bench.lua --report "$@" || status=1
 
-# Strings built to collide in each runtime's string hash, against random ones (README "Limits").
+# Strings built to collide in each runtime's string hash, against random ones (docs/hardening.md).
 for rt in $runtimes; do
   [ -f "$out/$rt.tsv" ] || continue
   LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/$rt/?.so;;" \
