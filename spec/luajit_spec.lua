@@ -1,6 +1,7 @@
 -- LuaJIT's paths (luajit.lua: the core's tape mode through the FFI, tables built by generated
 -- Lua) against the classic C API's core.parse: the same tables with the same metatables, or
 -- a decline that core.parse then answers. Never a delivery accepted that core.parse refuses.
+-- construct (core.verify, then the tape) against core.construct.
 local webhook = require "jicoo.webhook"
 local core = require "jicoo.webhook.core"
 local support = require "support"
@@ -72,9 +73,10 @@ describe("LuaJIT's paths", function()
     return nil
   end
 
-  it("is what webhook.parse, verify and construct call", function()
+  it("is what webhook.parse and construct call (verify is core.verify)", function()
     assert.are.equal(luajit.parse, webhook.parse)
-    assert.are.equal(luajit.verify, webhook.verify)
+    assert.is_nil(luajit.verify)
+    assert.are.equal(core.verify, webhook.verify)
     assert.are.equal(luajit.construct, webhook.construct)
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
     local header = webhook.sign("secret", body)
@@ -82,7 +84,7 @@ describe("LuaJIT's paths", function()
     assert.is_nil(difference(event, core.parse(body)))
   end)
 
-  it("verifies and parses in one C call for construct, answering as core.construct", function()
+  it("verifies with core.verify and parses on the tape for construct, answering as core.construct", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
     local t = 1662520836
     local header = webhook.sign("secret", body, t)
@@ -91,22 +93,38 @@ describe("LuaJIT's paths", function()
     assert.is_nil(difference(event, core.construct(body, header, "secret", { now = t })))
     local broken = body:gsub('"cancel"', '"pending"')
     local broken_header = webhook.sign("secret", broken, t)
+    local fresh, fresh_broken = webhook.sign("secret", body), webhook.sign("secret", broken)
+    local drift = support.read(support.fixtures .. "/lenient/drift.json")
+    local unparsable = body .. ","
     local cases = {
       { body, header, "other", { now = t } }, { body, header, "secret", { now = t + 301 } },
       { body, "t=1,v1=zz", "secret" }, { broken, broken_header, "secret", { now = t, level = "strict" } },
       { body, header, { "secret" }, { now = t } }, { body, { header }, "secret", { now = t } },
       { body, header, "secret", { now = t, unknown_keys = "drop" } }, { body, header, "secret", { now = t } },
+      -- each path: no options, a level only, the signature's options only, both
+      { body, fresh, "secret" }, { body, fresh, "secret", { level = "strict" } }, { body, fresh, "secret", {} },
+      { body, header, "secret", { now = t, tolerance = 300 } }, { body, header, "secret", { tolerance = 0 } },
+      { body, header, "secret", { level = "strict" } }, { body, header, "secret", { now = t, level = "lenient" } },
+      { broken, fresh_broken, "secret", { level = "strict" } }, { broken, fresh_broken, "secret", { level = "lenient" } },
+      { drift, webhook.sign("secret", drift, t), "secret", { now = t } },
+      { unparsable, webhook.sign("secret", unparsable, t), "secret", { now = t } },
+      { unparsable, webhook.sign("secret", unparsable), "secret", { level = "strict" } },
+      { body, nil, "secret" }, { body, "", "secret", { now = t } },
     }
     for i, c in ipairs(cases) do
       local a = { webhook.construct(c[1], c[2], c[3], c[4]) }
       local b = { core.construct(c[1], c[2], c[3], c[4]) }
       assert.is_nil(difference(a, b), "case " .. i)
     end
-    for _, opts in ipairs({ { now = t, tolerance = -1 }, { now = "x" }, { now = 1 / 0 }, { now = t, level = "loose" } }) do
-      local ok_a, err_a = pcall(core.construct, body, header, "secret", opts)
-      local ok_b, err_b = pcall(webhook.construct, body, header, "secret", opts)
-      assert.is_false(ok_a)
-      assert.are.same({ ok_a, err_a }, { ok_b, err_b })
+    for _, opts in ipairs({ { now = t, tolerance = -1 }, { now = "x" }, { now = 1 / 0 }, { now = t, level = "loose" },
+      { tolerance = 0 / 0 }, { level = 5 }, { bogus = true }, 5, "strict", { [1] = true },
+      { now = t, level = "strict", tolerance = -1 }, { level = "strict", max_size = 0 } }) do
+      for _, h in ipairs({ header, "t=1,v1=zz" }) do -- misuse raises even when the signature fails
+        local ok_a, err_a = pcall(core.construct, body, h, "secret", opts)
+        local ok_b, err_b = pcall(webhook.construct, body, h, "secret", opts)
+        assert.is_false(ok_a)
+        assert.are.same({ ok_a, err_a }, { ok_b, err_b })
+      end
     end
   end)
 
@@ -281,7 +299,7 @@ describe("LuaJIT's paths", function()
     jit.flush()
     debug.sethook(function()
       local info = debug.getinfo(2, "S")
-      if inner == nil and info and info.source == "=jicoo.webhook.luajit" then
+      if inner == nil and info and info.source == "=jicoo.webhook.luajit builders" then
         inner = false
         inner = webhook.parse(inner_body)
       end
@@ -294,6 +312,64 @@ describe("LuaJIT's paths", function()
     assert.is_nil(difference(outer, core.parse(outer_body)))
     assert(luajit.parse_fast(outer_body, false), "the fast path is free again")
   end)
+
+  it("leaves the slots free after a build that raised", function()
+    -- A finalizer or a hook may raise inside a builder (so may a memory error); the next parse
+    -- must still take the fast path.
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    jit.off() -- hooks run in the interpreter only
+    jit.flush()
+    debug.sethook(function()
+      local info = debug.getinfo(2, "S")
+      if info and info.source == "=jicoo.webhook.luajit builders" then
+        debug.sethook()
+        error("raised inside a builder")
+      end
+    end, "", 1)
+    local ok, err = pcall(luajit.parse_fast, body, false)
+    debug.sethook()
+    jit.on()
+    assert.is_false(ok)
+    assert.matches("raised inside a builder", err)
+    for _ = 1, 3 do
+      local fast = luajit.parse_fast(body, false)
+      assert(fast, "the fast path is free again")
+      assert.is_nil(difference(fast, core.parse(body)))
+    end
+  end)
+
+  it("declines through the tape what it cannot take (capacity, level)", function()
+    local ffi = require "ffi"
+    local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")
+    local parse = ffi.cast("const jicoo_tape *", core.tape.api).parse
+    local slots = ffi.new("double[?]", ffi.C.JICOO_TAPE_CAPACITY)
+    assert.is_true(parse(body, #body, 0, slots, ffi.C.JICOO_TAPE_CAPACITY) >= 0)
+    assert.are.equal(-1, parse(body, #body, 0, slots, 10))
+    assert.are.equal(-1, parse(body, #body, 0, slots, -1))
+    assert.are.equal(-1, parse(body, #body, #core.options.level.choices, slots, ffi.C.JICOO_TAPE_CAPACITY))
+    assert.are.equal(-1, parse(body, #body, -1, slots, ffi.C.JICOO_TAPE_CAPACITY))
+    -- the Event's first field, where the layout says it is
+    local created = core.schema.Event.fields[1]
+    assert.are.equal("createdAt", created.name)
+    assert.are.equal("2022-08-30T09:12:44.120Z", body:sub(slots[0] + 1, slots[0] + slots[ffi.C.JICOO_TAPE_LENGTH]))
+  end)
+
+  local _, has_luacheck = support.run("command -v luacheck >/dev/null 2>&1")
+  if has_luacheck then
+    it("builds its tables with code luacheck passes (luajit.source())", function()
+      local source = luajit.source()
+      assert.matches("function build_Event%(T, base, at%)", source)
+      assert.matches("function build_Event_drift%(T, base, at%)", source)
+      local path = support.tmpname()
+      support.write(path, source)
+      local out, clean = support.run("luacheck --no-config --std luajit --max-line-length 110 --codes "
+        .. support.quote(path) .. " 2>&1")
+      os.remove(path)
+      assert(clean, out)
+    end)
+  else
+    pending("luacheck is not installed: the builders' source is not checked")
+  end
 
   it("leaves options it does not know to core.parse, which checks them", function()
     local body = support.read(support.fixtures .. "/valid/guest_cancelled.json")

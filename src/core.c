@@ -1,5 +1,8 @@
-/* The module jicoo.webhook.core: option reading, the entry points, and their results.
+/* The module jicoo.webhook.core: the options, the entry points, and their results.
  * Bad input returns nil, msg, info; misuse raises; out-of-memory raises through Lua. */
+#include <float.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -7,6 +10,7 @@
 #include "datetime.h"
 #include "files.h"
 #include "signature.h"
+#include "tape.h"
 #include "walk.h"
 
 #if defined(__GNUC__)
@@ -26,96 +30,225 @@
 #define CORE_MAX_KEY 31
 #endif
 
-/* The defaults of every limit (README "Limits"), in the order of json_limits. */
-static const struct core_limit {
-    const char *name;
-    size_t offset;
-    size_t value;
-    size_t ceiling;
-} core_limits[] = {
-    {"max_size", offsetof(json_limits, max_size), 1048576, (size_t)INT32_MAX},
-    {"max_depth", offsetof(json_limits, max_depth), 32, JSON_DEPTH_CEILING},
-    {"max_string", offsetof(json_limits, max_string), 262144, (size_t)INT32_MAX},
-    {"max_key", offsetof(json_limits, max_key), CORE_MAX_KEY, (size_t)INT32_MAX},
-    {"max_keys", offsetof(json_limits, max_keys), 1024, (size_t)INT32_MAX},
-    {"max_items", offsetof(json_limits, max_items), 10000, (size_t)INT32_MAX},
-    {"max_values", offsetof(json_limits, max_values), 100000, (size_t)INT32_MAX},
+/* The calls that take options, as bits, and their names in the bits' order. */
+enum {
+    CORE_DECODE = 1,
+    CORE_PARSE = 2,
+    CORE_VERIFY = 4,
+    CORE_CONSTRUCT = 8,
+    CORE_JSON = CORE_DECODE | CORE_PARSE | CORE_CONSTRUCT, /* the calls that read JSON */
+    CORE_SCHEMA = CORE_PARSE | CORE_CONSTRUCT,             /* ... that check the Jicoo contract */
+    CORE_SIGNED = CORE_VERIFY | CORE_CONSTRUCT             /* ... that check a signature */
 };
-#define CORE_NLIMITS (sizeof core_limits / sizeof core_limits[0])
+static const char *const core_calls[] = {"decode", "parse", "verify", "construct", NULL};
 
-static size_t *core_limit_slot(json_limits *limits, size_t i)
+/* What the options of one call come to: the defaults, then what the caller set. */
+typedef struct core_settings {
+    json_limits limits;
+    int level;        /* an index into core_levels */
+    int unknown_keys; /* an index into core_unknown_keys, which is json_unknown_keys' order */
+    double tolerance; /* seconds */
+    double now;       /* Unix seconds; NaN: the system clock */
+    int null;         /* nothing: the call reads null (any Lua value) from the table itself */
+} core_settings;
+
+enum { CORE_LENIENT, CORE_STRICT };
+static const char *const core_levels[] = {"lenient", "strict", NULL};
+static const char *const core_unknown_keys[] = {"keep", "drop", "reject", NULL};
+
+typedef enum core_kind {
+    CORE_LIMIT,  /* a whole number from 1 to its ceiling (max), kept as a size_t */
+    CORE_CHOICE, /* one of its choices, kept as its index (an int); the first is the default */
+    CORE_NUMBER, /* a number from min to max, kept as a double */
+    CORE_ANY     /* any value; the call reads it from the table itself */
+} core_kind;
+static const char *const core_kinds[] = {"limit", "choice", "number", "any"};
+
+/* Every option of every call, once: X(name, calls, kind, its field in core_settings, default,
+ * min, max, choices, a number's misuse message "option '<name>' must be ..."). The table the
+ * one reader uses (core_read_options), core.options, core.limits, core.check_options and the
+ * defaults all come from this list (README "Limits", "API"). The options verify takes come
+ * first: the router passes them on every delivery. */
+#define CORE_OPTIONS(X)                                                                          \
+    X(tolerance, CORE_SIGNED, CORE_NUMBER, tolerance, 300, 0, HUGE_VAL, NULL,                    \
+      "a number of seconds, 0 or more")                                                          \
+    X(now, CORE_SIGNED, CORE_NUMBER, now, NAN, -DBL_MAX, DBL_MAX, NULL, "a time in Unix seconds") \
+    X(level, CORE_SCHEMA, CORE_CHOICE, level, 0, 0, 0, core_levels, NULL)                        \
+    X(unknown_keys, CORE_SCHEMA, CORE_CHOICE, unknown_keys, 0, 0, 0, core_unknown_keys, NULL)    \
+    X(null, CORE_JSON, CORE_ANY, null, 0, 0, 0, NULL, NULL)                                      \
+    X(max_size, CORE_JSON, CORE_LIMIT, limits.max_size, 1048576, 1, INT32_MAX, NULL, NULL)       \
+    X(max_depth, CORE_JSON, CORE_LIMIT, limits.max_depth, 32, 1, JSON_DEPTH_CEILING, NULL, NULL) \
+    X(max_string, CORE_JSON, CORE_LIMIT, limits.max_string, 262144, 1, INT32_MAX, NULL, NULL)    \
+    X(max_key, CORE_JSON, CORE_LIMIT, limits.max_key, CORE_MAX_KEY, 1, INT32_MAX, NULL, NULL)    \
+    X(max_keys, CORE_JSON, CORE_LIMIT, limits.max_keys, 1024, 1, INT32_MAX, NULL, NULL)          \
+    X(max_items, CORE_JSON, CORE_LIMIT, limits.max_items, 10000, 1, INT32_MAX, NULL, NULL)       \
+    X(max_values, CORE_JSON, CORE_LIMIT, limits.max_values, 100000, 1, INT32_MAX, NULL, NULL)
+
+static const struct core_option {
+    const char *name;
+    unsigned calls;
+    core_kind kind;
+    size_t offset; /* where its value goes in core_settings */
+    double value;  /* a limit's or a number's default */
+    double min, max;
+    const char *const *choices;
+    const char *expected;
+} core_options[] = {
+#define CORE_OPTION(name, calls, kind, field, value, min, max, choices, expected)                \
+    {#name, calls, kind, offsetof(core_settings, field), value, min, max, choices, expected},
+    CORE_OPTIONS(CORE_OPTION)
+#undef CORE_OPTION
+};
+#define CORE_NOPTIONS (sizeof core_options / sizeof core_options[0])
+
+/* Every option at its default: a copy, not a loop over the table, on every call. */
+static const core_settings core_defaults = {
+#define CORE_DEFAULT(name, calls, kind, field, value, min, max, choices, expected) .field = value,
+    CORE_OPTIONS(CORE_DEFAULT)
+#undef CORE_DEFAULT
+};
+
+static void *core_option_slot(core_settings *s, const struct core_option *o)
 {
-    return (size_t *)(void *)((char *)limits + core_limits[i].offset);
+    return (char *)s + o->offset;
 }
 
-enum core_mode { CORE_DECODE, CORE_PARSE, CORE_CONSTRUCT };
-
-/* Slots of the entry points' stack: the input, the options, and what a JSON null becomes. */
-enum { CORE_INPUT = 1, CORE_OPTIONS = 2, CORE_NULL = 3 };
-
-static int core_option_is(const char *name, const char *wanted)
+static void core_default_settings(core_settings *s)
 {
-    return strcmp(name, wanted) == 0;
+    *s = core_defaults;
 }
 
-static const char *core_option_string(lua_State *L, const char *name, const char *const *choices)
+/* Raises the misuse error of a choice: "option 'level' must be one of "lenient", "strict"". */
+static void core_bad_choice(lua_State *L, const struct core_option *o)
 {
-    const char *value = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+    char list[160];
+    size_t used = 0, i;
+    for (i = 0; o->choices[i] && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s\"%s\"", i ? ", " : "",
+                                 o->choices[i]);
+    luaL_error(L, "option '%s' must be one of %s", o->name, list);
+}
+
+/* Reads the value on top as option o into s; a bad value raises. */
+static void core_read_option(lua_State *L, const struct core_option *o, core_settings *s)
+{
+    const char *text;
+    lua_Number v;
     int i;
-    for (i = 0; value && choices[i]; i++)
-        if (strcmp(value, choices[i]) == 0)
-            return value;
-    luaL_error(L, "option '%s' must be one of \"%s\", \"%s\"%s%s%s", name, choices[0], choices[1],
-               choices[2] ? ", \"" : "", choices[2] ? choices[2] : "", choices[2] ? "\"" : "");
-    return NULL;
-}
-
-static size_t core_option_size(lua_State *L, const struct core_limit *limit)
-{
-    lua_Number v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-    if (!(v >= 1 && v <= (lua_Number)limit->ceiling && v == (lua_Number)(size_t)v))
-        luaL_error(L, "option '%s' must be a whole number from 1 to %d", limit->name,
-                   (int)limit->ceiling);
-    return (size_t)v;
-}
-
-/* Reads the options table (if any) into p; an unknown name or a bad value raises. */
-static void core_read_options(lua_State *L, json_parser *p, enum core_mode mode)
-{
-    static const char *const levels[] = {"lenient", "strict", NULL};
-    static const char *const unknown_keys[] = {"keep", "drop", "reject", NULL};
-    const char *name, *value;
-    size_t i;
-
-    if (lua_isnoneornil(L, CORE_OPTIONS))
+    switch (o->kind) {
+    case CORE_LIMIT:
+        v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
+        if (!(v >= o->min && v <= o->max && v == (lua_Number)(size_t)v))
+            luaL_error(L, "option '%s' must be a whole number from 1 to %d", o->name, (int)o->max);
+        *(size_t *)core_option_slot(s, o) = (size_t)v;
         return;
-    luaL_checktype(L, CORE_OPTIONS, LUA_TTABLE);
+    case CORE_CHOICE:
+        text = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        for (i = 0; text && o->choices[i]; i++)
+            if (strcmp(text, o->choices[i]) == 0) {
+                *(int *)core_option_slot(s, o) = i;
+                return;
+            }
+        core_bad_choice(L, o);
+        return;
+    case CORE_NUMBER:
+        v = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
+        if (!(v >= o->min && v <= o->max))
+            luaL_error(L, "option '%s' must be %s", o->name, o->expected);
+        *(double *)core_option_slot(s, o) = (double)v;
+        return;
+    case CORE_ANY:
+        return;
+    }
+}
+
+/* The options table at `arg` (nil or absent: none) of `call`, into s over the defaults. An
+ * option the call does not take, or a bad value, raises. */
+static void core_read_options(lua_State *L, int arg, unsigned call, core_settings *s)
+{
+    const char *name;
+    size_t i;
+    core_default_settings(s);
+    if (lua_isnoneornil(L, arg))
+        return;
+    luaL_checktype(L, arg, LUA_TTABLE);
     lua_pushnil(L);
-    while (lua_next(L, CORE_OPTIONS)) {
+    while (lua_next(L, arg)) {
         if (lua_type(L, -2) != LUA_TSTRING)
             luaL_error(L, "option names must be strings");
         name = lua_tostring(L, -2);
-        for (i = 0; i < CORE_NLIMITS; i++)
-            if (core_option_is(name, core_limits[i].name))
+        for (i = 0; i < CORE_NOPTIONS; i++)
+            if ((core_options[i].calls & call) && strcmp(name, core_options[i].name) == 0)
                 break;
-        if (i < CORE_NLIMITS) {
-            *core_limit_slot(&p->limits, i) = core_option_size(L, &core_limits[i]);
-        } else if (core_option_is(name, "null")) {
-            /* read below, into its own slot */
-        } else if (mode != CORE_DECODE && core_option_is(name, "level")) {
-            p->strict = core_option_string(L, name, levels)[0] == 's';
-        } else if (mode != CORE_DECODE && core_option_is(name, "unknown_keys")) {
-            value = core_option_string(L, name, unknown_keys);
-            p->unknown_keys = value[0] == 'k' ? JSON_KEEP : value[0] == 'd' ? JSON_DROP : JSON_REJECT;
-        } else if (mode == CORE_CONSTRUCT &&
-                   (core_option_is(name, "tolerance") || core_option_is(name, "now"))) {
-            /* the signature's options, checked by verify */
-        } else {
+        if (i == CORE_NOPTIONS)
             luaL_error(L, "unknown option '%s'", name);
-        }
+        core_read_option(L, &core_options[i], s);
         lua_pop(L, 1);
     }
 }
+
+/* check_options(call, opts): raises what `call` raises on opts; true when it would take them. */
+static int core_check_options(lua_State *L)
+{
+    core_settings s;
+    unsigned call = 1u << luaL_checkoption(L, 1, NULL, core_calls);
+    core_read_options(L, 2, call, &s);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* core.options: for each option {kind, calls = {<call> = true...}, and per kind default and
+ * ceiling (limit), choices and default (choice), min, max and default (number; now has none: the
+ * clock)}; and core.limits: each limit's default. */
+static void core_push_options(lua_State *L)
+{
+    size_t i, j;
+    lua_createtable(L, 0, (int)CORE_NOPTIONS);          /* options */
+    lua_newtable(L);                                    /* options, limits */
+    for (i = 0; i < CORE_NOPTIONS; i++) {
+        const struct core_option *o = &core_options[i];
+        lua_createtable(L, 0, 5);                       /* options, limits, option */
+        lua_pushstring(L, core_kinds[o->kind]);
+        lua_setfield(L, -2, "kind");
+        lua_createtable(L, 0, 4);
+        for (j = 0; core_calls[j]; j++)
+            if (o->calls & (1u << j)) {
+                lua_pushboolean(L, 1);
+                lua_setfield(L, -2, core_calls[j]);
+            }
+        lua_setfield(L, -2, "calls");
+        if (o->kind == CORE_LIMIT) {
+            lua_pushinteger(L, (lua_Integer)o->value);
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -4, o->name);               /* limits[name] = default */
+            lua_setfield(L, -2, "default");
+            lua_pushinteger(L, (lua_Integer)o->max);
+            lua_setfield(L, -2, "ceiling");
+        } else if (o->kind == CORE_CHOICE) {
+            lua_newtable(L);
+            for (j = 0; o->choices[j]; j++) {
+                lua_pushstring(L, o->choices[j]);
+                lua_rawseti(L, -2, (int)j + 1);
+            }
+            lua_setfield(L, -2, "choices");
+            lua_pushstring(L, o->choices[0]);
+            lua_setfield(L, -2, "default");
+        } else if (o->kind == CORE_NUMBER) {
+            if (o->value == o->value) {
+                lua_pushnumber(L, (lua_Number)o->value);
+                lua_setfield(L, -2, "default");
+            }
+            lua_pushnumber(L, (lua_Number)o->min);
+            lua_setfield(L, -2, "min");
+            lua_pushnumber(L, (lua_Number)o->max);
+            lua_setfield(L, -2, "max");
+        }
+        lua_setfield(L, -3, o->name);
+    }
+}
+
+/* Slots of parse's and decode's stack: the input and the options. */
+enum { CORE_INPUT = 1, CORE_OPTIONS = 2 };
 
 /* Appends a pointer for a one-line message: control bytes, which a key may hold, escaped. */
 static void core_add_printable(luaL_Buffer *b, const char *s, size_t len)
@@ -133,17 +266,17 @@ static void core_add_printable(luaL_Buffer *b, const char *s, size_t len)
     }
 }
 
-/* Pushes nil, msg, info for the error p recorded. */
-static int core_fail(lua_State *L, const json_parser *p)
+/* Pushes nil, msg, info for the error the walk recorded. */
+static int core_fail(lua_State *L, const walk_lua *w)
 {
-    const json_error *e = &p->error;
+    const json_error *e = &w->p.error;
     char offset[32];
     const char *path;
     size_t path_len = 0;
     luaL_Buffer b;
 
     snprintf(offset, sizeof offset, "%zu", e->offset);
-    path = e->path_index ? lua_tolstring(L, e->path_index, &path_len) : NULL;
+    path = w->path_index ? lua_tolstring(L, w->path_index, &path_len) : NULL;
     lua_pushnil(L);
     luaL_buffinit(L, &b);               /* msg: "code: path: detail (offset n)" */
     luaL_addstring(&b, e->code);
@@ -164,7 +297,7 @@ static int core_fail(lua_State *L, const json_parser *p)
     lua_pushstring(L, e->code);
     lua_setfield(L, -2, "code");
     if (path) {
-        lua_pushvalue(L, e->path_index);
+        lua_pushvalue(L, w->path_index);
         lua_setfield(L, -2, "path");
     }
     lua_pushinteger(L, (lua_Integer)e->offset);
@@ -172,117 +305,150 @@ static int core_fail(lua_State *L, const json_parser *p)
     return 3;
 }
 
-/* A parser over len bytes at s, with the default limits. */
-static void core_init_parser(json_parser *p, const char *s, size_t len)
+/* A parser over the len bytes at s (s[len] is NUL, as in every Lua string), as s says. Field by
+ * field, not a memset: the error's detail (200 bytes) is only read once written. */
+static void core_init_parser(json_parser *p, const core_settings *s, const char *input,
+                             size_t len, unsigned call)
 {
-    size_t i;
-    memset(p, 0, sizeof *p);
-    for (i = 0; i < CORE_NLIMITS; i++)
-        *core_limit_slot(&p->limits, i) = core_limits[i].value;
-    p->start = p->cur = (const unsigned char *)s;
+    p->depth = p->values = 0;
+    p->error.code = NULL;
+    p->error.offset = 0;
+    p->start = p->cur = (const unsigned char *)input;
     p->end = p->start + len;
+    p->limits = s->limits;
+    p->strict = s->level == CORE_STRICT;
+    p->unknown_keys = (json_unknown_keys)s->unknown_keys;
+    p->reject_duplicates = call != CORE_DECODE;
 }
 
-/* decode(s [, opts]), parse(body [, opts]) and construct's parse: one walk, as the mode says. */
-static int core_walk(lua_State *L, enum core_mode mode)
+/* The walk of the string at slot 1 for `call`, with the settings read from the options at
+ * `options`: pushes its value, or nil, msg, info. Upvalue 1: the cache. */
+static int core_walk(lua_State *L, unsigned call, const core_settings *s, int options)
 {
     size_t len;
-    const char *input;
-    json_parser p;
+    const char *input = lua_tolstring(L, CORE_INPUT, &len);
+    walk_lua w;
 
-    luaL_checktype(L, CORE_INPUT, LUA_TSTRING);
-    input = lua_tolstring(L, CORE_INPUT, &len);
-    lua_settop(L, CORE_OPTIONS);
-    core_init_parser(&p, input, len);
-    core_read_options(L, &p, mode);
-
-    if (lua_istable(L, CORE_OPTIONS))
-        lua_getfield(L, CORE_OPTIONS, "null");
+    core_init_parser(&w.p, s, input, len, call);
+    if (lua_istable(L, options))    /* what a JSON null becomes */
+        lua_getfield(L, options, "null");
     else
         lua_pushnil(L);
-    if (lua_isnil(L, CORE_NULL) && mode == CORE_DECODE) { /* plain JSON keeps nulls by default */
+    if (lua_isnil(L, -1) && call == CORE_DECODE) { /* plain JSON keeps nulls by default */
+        lua_pop(L, 1);
         lua_pushlightuserdata(L, NULL);
-        lua_replace(L, CORE_NULL);
     }
-
-    p.L = L;
-    p.reject_duplicates = mode != CORE_DECODE;
-    p.null_index = lua_isnil(L, CORE_NULL) ? 0 : CORE_NULL;
-    p.cache_index = lua_upvalueindex(1);
-
-    if (len > p.limits.max_size) {
-        json_fail(&p, "limit", p.start + p.limits.max_size, 0, NULL, NULL,
-                  "the input is %zu bytes, over max_size (%zu)", len, p.limits.max_size);
-        return core_fail(L, &p);
-    }
-    if (walk_document(&p, mode == CORE_DECODE ? NULL : &schema_event))
-        return core_fail(L, &p);
+    w.L = L;
+    w.null_index = lua_isnil(L, -1) ? 0 : lua_gettop(L);
+    w.cache_index = lua_upvalueindex(1);
+    if (walk_lua_document(&w, call == CORE_DECODE ? NULL : &schema_event))
+        return core_fail(L, &w);
     return 1;
 }
 
-/* parse without Lua, for LuaJIT's FFI (lua/jicoo/webhook/luajit.lua): a delivery (body[len] is
- * NUL, as in every Lua string) walked with the default limits into slots (doubles), the Event at
- * slot 0 (layout in walk.c). Returns how many keys outside the schema it kept (0 or more), or -1
- * when the delivery is invalid or outside the fast path; the caller then calls parse, which
- * reports or builds it. */
-static int core_tape(const char *body, size_t len, int strict, double *slots, int32_t capacity)
+/* decode(s [, opts]) and parse(body [, opts]). */
+static int core_read_and_walk(lua_State *L, unsigned call)
 {
-    json_parser p;
-    json_tape tape;
-    core_init_parser(&p, body, len);
-    if (len > p.limits.max_size || capacity < 0)
-        return -1;
-    p.strict = strict;
-    p.reject_duplicates = 1;
-    p.unknown_keys = JSON_KEEP;
-    memset(&tape, 0, sizeof tape);
-    tape.slots = slots;
-    tape.capacity = capacity;
-    p.tape = &tape;
-    return walk_document(&p, &schema_event) ? -1 : tape.other_keys;
-}
-
-/* construct without Lua, for LuaJIT's FFI: signature_check, then core_tape. Returns what
- * core_tape returns, or -1 when the signature does not verify; after a -1 core.construct says
- * what is wrong. */
-static int core_tape_signed(void *hmac_template, const char *body, size_t len,
-                            const char *header, size_t header_len, const char *secret,
-                            size_t secret_len, double now, double tolerance, int strict,
-                            double *slots, int32_t capacity)
-{
-    if (!signature_check(hmac_template, body, len, header, header_len, secret, secret_len, now,
-                         tolerance))
-        return -1;
-    return core_tape(body, len, strict, slots, capacity);
+    core_settings s;
+    luaL_checktype(L, CORE_INPUT, LUA_TSTRING);
+    lua_settop(L, CORE_OPTIONS);
+    core_read_options(L, CORE_OPTIONS, call, &s);
+    return core_walk(L, call, &s, CORE_OPTIONS);
 }
 
 static int core_decode(lua_State *L)
 {
-    return core_walk(L, CORE_DECODE);
+    return core_read_and_walk(L, CORE_DECODE);
 }
 
 static int core_parse(lua_State *L)
 {
-    return core_walk(L, CORE_PARSE);
+    return core_read_and_walk(L, CORE_PARSE);
+}
+
+/* verify(body, header, secrets [, opts]). Upvalue: the HMAC template. */
+static int core_verify(lua_State *L)
+{
+    signature_request r;
+    core_settings s;
+    signature_read_request(L, &r);
+    core_read_options(L, 4, CORE_VERIFY, &s);
+    r.tolerance = s.tolerance;
+    r.now = s.now;
+    return signature_verify(L, lua_upvalueindex(1), &r);
 }
 
 /* construct(body, header, secrets [, opts]): verify, then parse only what verified, in one
- * call. Upvalues: the cache, the HMAC template. */
+ * call; every option is checked before either. Upvalues: the cache, the HMAC template. */
 static int core_construct(lua_State *L)
 {
+    signature_request r;
+    core_settings s;
     lua_settop(L, 4);
-    if (signature_verify_at(L, lua_upvalueindex(2), 1) != 1) { /* false, msg, code */
-        lua_pushnil(L);                                          /* nil, msg, {code = code} */
+    signature_read_request(L, &r);
+    core_read_options(L, 4, CORE_CONSTRUCT, &s);
+    r.tolerance = s.tolerance;
+    r.now = s.now;
+    if (signature_verify(L, lua_upvalueindex(2), &r) != 1) { /* false, msg, code */
+        lua_pushnil(L);                                        /* nil, msg, {code = code} */
         lua_pushvalue(L, -3);
         lua_createtable(L, 0, 1);
         lua_pushvalue(L, -4);
         lua_setfield(L, -2, "code");
         return 3;
     }
-    lua_settop(L, 4);
-    lua_remove(L, 2); /* body, secrets, opts */
-    lua_remove(L, 2); /* body, opts */
-    return core_walk(L, CORE_CONSTRUCT);
+    lua_pop(L, 1);
+    return core_walk(L, CORE_CONSTRUCT, &s, 4);
+}
+
+/* The tape's parse (tape.h), for LuaJIT's FFI: no Lua state. */
+static int core_tape_parse(const char *body, size_t len, int level, double *slots,
+                           int32_t capacity)
+{
+    core_settings s;
+    walk_tape w;
+    if (level < CORE_LENIENT || level > CORE_STRICT || capacity < 0)
+        return -1;
+    core_default_settings(&s);
+    s.level = level;
+    core_init_parser(&w.p, &s, body, len, CORE_PARSE);
+    w.slots = slots;
+    w.capacity = capacity;
+    return walk_tape_document(&w, &schema_event) ? -1 : w.other_keys;
+}
+
+static const jicoo_tape core_tape = {core_tape_parse};
+
+/* utf8_repair(s): s with every byte that is not part of a well-formed UTF-8 sequence (the rule
+ * json.c holds strings to) replaced by U+FFFD; s itself when there is none. */
+static int core_utf8_repair(lua_State *L)
+{
+    size_t len, n;
+    const unsigned char *s = (const unsigned char *)luaL_checklstring(L, 1, &len);
+    const unsigned char *c = s, *end = s + len, *run;
+    luaL_Buffer b;
+
+    while (c < end && (*c < 0x80 || (n = json_utf8_length(c)) != 0)) /* s[len] is NUL */
+        c += *c < 0x80 ? 1 : n;
+    if (c == end) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    luaL_buffinit(L, &b);
+    for (run = s; c < end;) {
+        if (*c < 0x80) {
+            c++;
+        } else if ((n = json_utf8_length(c)) != 0) {
+            c += n;
+        } else {
+            luaL_addlstring(&b, (const char *)run, (size_t)(c - run));
+            luaL_addlstring(&b, "\xEF\xBF\xBD", 3);
+            run = ++c;
+        }
+    }
+    luaL_addlstring(&b, (const char *)run, (size_t)(c - run));
+    luaL_pushresult(&b);
+    return 1;
 }
 
 static int core_time(lua_State *L)
@@ -337,10 +503,9 @@ int luaopen_jicoo_webhook_core(lua_State *L)
     static const luaL_Reg walkers[] = {
         {"decode", core_decode}, {"parse", core_parse}, {NULL, NULL}};
     const luaL_Reg *r;
-    size_t i;
     int module, cache;
 
-    lua_createtable(L, 0, 20);
+    lua_createtable(L, 0, 24);
     module = lua_gettop(L);
     core_push_cache(L);          /* module, metatables, cache */
     cache = lua_gettop(L);
@@ -354,24 +519,30 @@ int luaopen_jicoo_webhook_core(lua_State *L)
 
     lua_pushcfunction(L, core_time);
     lua_setfield(L, module, "time");
+    lua_pushcfunction(L, core_check_options);
+    lua_setfield(L, module, "check_options");
+    lua_pushcfunction(L, core_utf8_repair);
+    lua_setfield(L, module, "utf8_repair");
     lua_pushlightuserdata(L, NULL); /* equal to cjson.null */
     lua_setfield(L, module, "null");
     schema_push_description(L);
     lua_setfield(L, module, "schema");
-    lua_createtable(L, 0, (int)CORE_NLIMITS);
-    for (i = 0; i < CORE_NLIMITS; i++) {
-        lua_pushinteger(L, (lua_Integer)core_limits[i].value);
-        lua_setfield(L, -2, core_limits[i].name);
-    }
+    core_push_options(L);        /* module, metatables, cache, options, limits */
     lua_setfield(L, module, "limits");
-    lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape); /* for LuaJIT's FFI only */
+    lua_setfield(L, module, "options");
+    lua_createtable(L, 0, 2);    /* for LuaJIT's FFI only (luajit.lua) */
+    lua_pushliteral(L, TAPE_TEXT(TAPE_DECLARATIONS));
+    lua_setfield(L, -2, "cdef");
+    lua_pushlightuserdata(L, (void *)(uintptr_t)&core_tape);
+    lua_setfield(L, -2, "api");
     lua_setfield(L, module, "tape");
-    lua_pushlightuserdata(L, (void *)(uintptr_t)core_tape_signed);
-    lua_setfield(L, module, "tape_signed");
 
     lua_pushvalue(L, module);
     files_register(L);
-    signature_register(L);       /* module, cache, module, template */
+    signature_register(L);       /* module, metatables, cache, module, template */
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, core_verify, 1);
+    lua_setfield(L, module, "verify");
     lua_pushvalue(L, cache);
     lua_insert(L, -2);
     lua_pushcclosure(L, core_construct, 2);

@@ -10,10 +10,6 @@
 
 #include "json.h"
 
-/* Stack slots one nesting level may use: its table, its type's keys, the keys it saw, a key
- * and a value, the copies made while an array batch becomes a table, and some headroom. */
-#define JSON_STACK_PER_LEVEL 8
-
 #define JSON_IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
 #define JSON_IS_CONTINUATION(c) ((c) >= 0x80 && (c) <= 0xBF)
 
@@ -27,47 +23,22 @@ static const unsigned char json_plain[256] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,            /* 0x70 */
 };
 
-/* Appends the pointer of frame f: its parent's, then "/" and its own token. */
-static void json_add_path(luaL_Buffer *b, const json_frame *f)
-{
-    char index[32];
-    if (f == NULL)
-        return;
-    json_add_path(b, f->parent);
-    luaL_addchar(b, '/');
-    if (f->key) {
-        json_add_pointer_token(b, f->key);
-    } else {
-        snprintf(index, sizeof index, "%zu", f->index);
-        luaL_addstring(b, index);
-    }
-}
-
 int json_fail(json_parser *p, const char *code, const unsigned char *at, int has_path,
               const json_frame *frame, const char *leaf, const char *fmt, ...)
 {
     json_error *e = &p->error;
-    luaL_Buffer b;
     va_list ap;
     if (e->code != NULL)
         return JSON_ERROR;
     e->code = code;
     e->offset = (size_t)(at - p->start);
-    if (!p->L) /* tape mode: the caller reads the input again with Lua to report it */
+    if (!p->record_path)
         return JSON_ERROR;
     va_start(ap, fmt);
     vsnprintf(e->detail, sizeof e->detail, fmt, ap);
     va_end(ap);
-    if (has_path) {
-        luaL_buffinit(p->L, &b);
-        json_add_path(&b, frame);
-        if (leaf) {
-            luaL_addchar(&b, '/');
-            luaL_addstring(&b, leaf);
-        }
-        luaL_pushresult(&b);
-        e->path_index = lua_gettop(p->L);
-    }
+    if (has_path)
+        p->record_path(p, frame, leaf);
     return JSON_ERROR;
 }
 
@@ -127,8 +98,6 @@ int json_enter(json_parser *p)
     if (++p->depth > p->limits.max_depth)
         return json_fail(p, "limit", p->cur, 0, NULL, NULL, "nested deeper than max_depth (%zu)",
                          p->limits.max_depth);
-    if (p->L && !lua_checkstack(p->L, JSON_STACK_PER_LEVEL))
-        return json_fail(p, "limit", p->cur, 0, NULL, NULL, "nested too deep for the Lua stack");
     return 0;
 }
 
@@ -147,9 +116,7 @@ static long json_hex4(const unsigned char *c)
     return v;
 }
 
-/* Length of the well-formed UTF-8 sequence at c (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0. Tests byte by byte, so never reads past NUL. */
-static size_t json_utf8_length(const unsigned char *c)
+size_t json_utf8_length(const unsigned char *c)
 {
     unsigned char lo = 0x80, hi = 0xBF;
     if (c[0] >= 0xC2 && c[0] <= 0xDF)
@@ -401,13 +368,12 @@ static double json_strtod(lua_State *L, const unsigned char *s, size_t len, int 
     return d;
 }
 
-int json_number(json_parser *p, const json_frame *frame)
+int json_number(lua_State *L, json_parser *p)
 {
     const unsigned char *s = p->cur, *c = s;
     int negative = (*c == '-'), integral = 1, digits = 0, ok;
     uint64_t mantissa = 0;
     double d;
-    (void)frame;
 
     if (negative)
         c++;
@@ -444,20 +410,20 @@ int json_number(json_parser *p, const json_frame *frame)
     /* Like Lua's own tonumber: an integer literal that fits is an integer. */
     if (integral && digits <= 19 &&
         mantissa <= (uint64_t)INT64_MAX + (uint64_t)negative) {
-        lua_pushinteger(p->L, negative ? (lua_Integer)(0 - mantissa) : (lua_Integer)mantissa);
+        lua_pushinteger(L, negative ? (lua_Integer)(0 - mantissa) : (lua_Integer)mantissa);
         return 0;
     }
 #else
     if (integral && digits <= 15) { /* exact in a double */
-        lua_pushnumber(p->L, negative ? -(lua_Number)mantissa : (lua_Number)mantissa);
+        lua_pushnumber(L, negative ? -(lua_Number)mantissa : (lua_Number)mantissa);
         return 0;
     }
 #endif
-    d = json_strtod(p->L, s, (size_t)(c - s), &ok);
+    d = json_strtod(L, s, (size_t)(c - s), &ok);
     if (!ok)
         return json_fail(p, "syntax", s, 0, NULL, NULL, "malformed number");
     if (isinf(d))
         return json_fail(p, "limit", s, 0, NULL, NULL, "number out of the range of a double");
-    lua_pushnumber(p->L, (lua_Number)d);
+    lua_pushnumber(L, (lua_Number)d);
     return 0;
 }

@@ -45,41 +45,35 @@ typedef struct json_string {
     int has_escapes;
 } json_string;
 
-/* The first violation found; the walk stops there. Its path is built when it is found (the
- * frames live on the stack of the walk, which is gone by the time the error is reported) and
- * left on the Lua stack. */
+/* The first violation found; the walk stops there. */
 typedef struct json_error {
     const char *code;  /* "syntax", "type", ...; NULL while there is none */
     size_t offset;     /* from the start of the input, in bytes */
-    int path_index;    /* stack index of the RFC 6901 pointer; 0 when the error has no path */
     char detail[200];
 } json_error;
 
 typedef enum json_unknown_keys { JSON_KEEP, JSON_DROP, JSON_REJECT } json_unknown_keys;
 
-/* The tape mode's output (walk.c): the parse written as numbered slots instead of Lua values.
- * A slot is a double, as a Lua number is: the FFI reads it without conversions or boxes. */
-typedef struct json_tape {
-    double *slots;
-    int32_t used, capacity;
-    double value[2];     /* the value just read, as its parent stores it */
-    const char *decoded; /* the bytes of the last string decoded into the slots */
-    int32_t other_keys;  /* how many keys outside the schema were kept */
-} json_tape;
+typedef struct json_parser json_parser;
 
-typedef struct json_parser {
-    lua_State *L;               /* NULL in tape mode */
-    json_tape *tape;            /* NULL unless in tape mode */
+/* Takes note of an error's JSON Pointer: `frame` (and `leaf`) name where it is. It is called
+ * while the frames still exist: they live on the stack of the walk, gone by the time the error
+ * is reported. */
+typedef void json_path_fn(json_parser *p, const json_frame *frame, const char *leaf);
+
+/* What the tokenizer and the walk share, whatever they build. No Lua state: the tape (tape.h)
+ * writes without one, and the Lua walk keeps its own next to this (walk.h). */
+struct json_parser {
     const unsigned char *start, *cur, *end;
     json_limits limits;
     size_t depth, values;
     int strict;                 /* the strict level of the Jicoo contract */
     int reject_duplicates;      /* the Jicoo contract rejects them; plain JSON does not */
     json_unknown_keys unknown_keys;
-    int null_index;             /* stack index of what a JSON null becomes; 0 = nil */
-    int cache_index;            /* the interned keys and metatables (an upvalue) */
+    json_path_fn *record_path;  /* NULL: an error is only detected, not described (the tape,
+                                   whose caller reads the input again to report it) */
     json_error error;
-} json_parser;
+};
 
 /* Records the first error and returns JSON_ERROR. With has_path, `frame` (and `leaf`) name it. */
 int json_fail(json_parser *p, const char *code, const unsigned char *at, int has_path,
@@ -101,20 +95,25 @@ int json_scan_string(json_parser *p, json_string *s, const json_frame *frame);
 /* Pushes the decoded string. */
 void json_push_string(lua_State *L, const json_string *s);
 
+/* The length of the well-formed UTF-8 sequence of two to four bytes at c (RFC 3629: shortest
+ * form, no surrogates, nothing above U+10FFFF), or 0. Reads byte by byte and stops at the first
+ * that does not fit, so never past a NUL. */
+size_t json_utf8_length(const unsigned char *c);
+
 /* Writes the decoded string (s->len bytes) to out. */
 void json_decode_into(char *out, const json_string *s);
 
 /* Appends a checked key, decoded and escaped as an RFC 6901 reference token. */
 void json_add_pointer_token(luaL_Buffer *b, const unsigned char *quote);
 
-/* Reads the number token at p->cur and pushes it. */
-int json_number(json_parser *p, const json_frame *frame);
+/* Reads the number token at p->cur and pushes it onto L. */
+int json_number(lua_State *L, json_parser *p);
 
 /* Reads `true`, `false` or `null` at p->cur; returns 1, 0 or -2 (null), or JSON_ERROR. */
 int json_literal(json_parser *p);
 #define JSON_LITERAL_NULL (-2)
 
-/* One more nesting level (checks depth and Lua stack room), and its end. */
+/* One more nesting level (checks max_depth), and its end. */
 int json_enter(json_parser *p);
 #define json_leave(p) ((p)->depth--)
 

@@ -37,7 +37,6 @@
 #define SIGNATURE_DIGEST_SIZE 32
 #define SIGNATURE_HEX_SIZE (2 * SIGNATURE_DIGEST_SIZE)
 #define SIGNATURE_TEMPLATE_NAME "jicoo.webhook.HmacTemplate"
-#define SIGNATURE_DEFAULT_TOLERANCE 300 /* seconds either side of the receiver's clock */
 
 /* Userdata holding the keyless HMAC-SHA256 template; upvalue 1 of every function here. It
  * also keeps a context keyed with the last secret used: initialising a keyed context again
@@ -465,37 +464,6 @@ static int signature_check_secrets(lua_State *L, int arg)
     return n;
 }
 
-/* The verify options at `arg` (nil or a table): tolerance (default 300 s, 0 = no time check)
- * and now (default the system clock); any other name raises, unless `shared` (construct's
- * options, whose other names are the parser's). */
-static void signature_read_options(lua_State *L, int arg, int shared, lua_Number *tolerance,
-                                   lua_Number *now)
-{
-    const char *name;
-    *tolerance = SIGNATURE_DEFAULT_TOLERANCE;
-    *now = (lua_Number)time(NULL);
-    if (lua_isnoneornil(L, arg)) {
-        return;
-    }
-    luaL_checktype(L, arg, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, arg)) {
-        name = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-        if (strcmp(name, "tolerance") == 0) {
-            *tolerance = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : -1;
-            if (!(*tolerance >= 0))
-                luaL_error(L, "option 'tolerance' must be a number of seconds, 0 or more");
-        } else if (strcmp(name, "now") == 0) {
-            *now = lua_type(L, -1) == LUA_TNUMBER ? lua_tonumber(L, -1) : NAN;
-            if (!(*now == *now) || *now == HUGE_VAL || *now == -HUGE_VAL)
-                luaL_error(L, "option 'now' must be a time in Unix seconds");
-        } else if (!shared) {
-            luaL_error(L, "unknown option '%s'", name);
-        }
-        lua_pop(L, 1);
-    }
-}
-
 /* The header at `arg` as one string: a header sent several times arrives as a list (as
  * ngx.req.get_headers gives it) and is joined with ',', as HTTP joins repeated fields. */
 static const char *signature_read_header(lua_State *L, int arg, size_t *len)
@@ -566,68 +534,49 @@ static int signature_in_time(const signature_header *h, double now, double toler
     return !(tolerance > 0 && (age > tolerance || age < -tolerance));
 }
 
-int signature_check(void *hmac_template, const char *body, size_t body_len,
-                    const char *header, size_t header_len, const char *secret,
-                    size_t secret_len, double now, double tolerance)
+void signature_read_request(lua_State *L, signature_request *r)
 {
-    signature_header h;
-    const char *msg;
-    if (header == NULL || signature_is_blank(header, header_len) ||
-        signature_check_header(header, header_len, &h, &msg) != NULL)
-        return 0;
-    if (now != now)
-        now = (double)time(NULL);
-    if (tolerance < 0)
-        tolerance = SIGNATURE_DEFAULT_TOLERANCE;
-    return signature_signs((signature_template *)hmac_template, header, header_len, &h,
-                           body, body_len, secret, secret_len) == 1 &&
-           signature_in_time(&h, now, tolerance);
+    luaL_checktype(L, 1, LUA_TSTRING);
+    r->body = lua_tolstring(L, 1, &r->body_len);
+    r->header = signature_read_header(L, 2, &r->header_len);
+    r->nsecrets = signature_check_secrets(L, 3);
 }
 
 /*
- * core.verify(body, header, secrets [, opts]) -> true | false, msg, code
+ * verify's answer: true | false, msg, code.
  * The signature is checked before the time, so "expired" is only ever said of a delivery
  * that is authentic (a replay or a skewed clock), never of a forgery.
  */
-static int signature_verify(lua_State *L)
-{
-    return signature_verify_at(L, lua_upvalueindex(1), 0);
-}
-
-int signature_verify_at(lua_State *L, int template_index, int shared_options)
+int signature_verify(lua_State *L, int template_index, const signature_request *r)
 {
     signature_template *tpl = signature_get_template(L, template_index);
-    size_t body_len, header_len, secret_len;
-    const char *body, *header, *code, *msg = NULL, *secret;
-    int nsecrets, i, matched = 0;
-    lua_Number tolerance, now;
+    size_t secret_len;
+    const char *code, *msg = NULL, *secret;
+    int i, matched = 0;
+    double now = r->now == r->now ? r->now : (double)time(NULL);
     signature_header h;
 
-    luaL_checktype(L, 1, LUA_TSTRING);
-    body = lua_tolstring(L, 1, &body_len);
-    header = signature_read_header(L, 2, &header_len);
-    nsecrets = signature_check_secrets(L, 3);
-    signature_read_options(L, 4, shared_options, &tolerance, &now);
-    if (header == NULL || signature_is_blank(header, header_len)) {
+    if (r->header == NULL || signature_is_blank(r->header, r->header_len)) {
         return signature_push_failure(L, "missing_header",
                                       "missing_header: no Jicoo-Webhook-Signature header");
     }
-    code = signature_check_header(header, header_len, &h, &msg);
+    code = signature_check_header(r->header, r->header_len, &h, &msg);
     if (code != NULL) {
         return signature_push_failure(L, code, msg);
     }
 
     /* nsecrets == 0: one secret at index 3; else a list whose items were checked as strings,
        so lua_rawgeti and lua_tolstring below cannot raise or allocate */
-    for (i = 0; matched == 0 && i < (nsecrets == 0 ? 1 : nsecrets); i++) {
-        if (nsecrets == 0) {
+    for (i = 0; matched == 0 && i < (r->nsecrets == 0 ? 1 : r->nsecrets); i++) {
+        if (r->nsecrets == 0) {
             secret = lua_tolstring(L, 3, &secret_len);
         } else {
             lua_rawgeti(L, 3, i + 1);
             secret = lua_tolstring(L, -1, &secret_len);
         }
-        matched = signature_signs(tpl, header, header_len, &h, body, body_len, secret, secret_len);
-        if (nsecrets != 0) {
+        matched = signature_signs(tpl, r->header, r->header_len, &h, r->body, r->body_len, secret,
+                                  secret_len);
+        if (r->nsecrets != 0) {
             lua_pop(L, 1); /* the table still anchors the string */
         }
     }
@@ -638,7 +587,7 @@ int signature_verify_at(lua_State *L, int template_index, int shared_options)
         return signature_push_failure(L, "mismatch",
                                       "mismatch: no v1 signature matches the body and secret");
     }
-    if (!signature_in_time(&h, now, tolerance)) {
+    if (!signature_in_time(&h, now, r->tolerance)) {
         return signature_push_failure(L, "expired",
                                       "expired: t is outside the tolerance of the clock");
     }
@@ -681,7 +630,6 @@ void signature_register(lua_State *L)
     static const luaL_Reg functions[] = {
         {"hmac_sha256", signature_hmac_sha256},
         {"sign", signature_sign},
-        {"verify", signature_verify},
         {NULL, NULL}
     };
     const luaL_Reg *f;
@@ -707,9 +655,4 @@ void signature_register(lua_State *L)
         lua_pushcclosure(L, f->func, 1);
         lua_setfield(L, -3, f->name);
     }
-    /* for LuaJIT's FFI (see signature_check); the closures above keep the template alive */
-    lua_pushlightuserdata(L, tpl);
-    lua_setfield(L, -3, "hmac_template");
-    lua_pushlightuserdata(L, (void *)(uintptr_t)signature_check);
-    lua_setfield(L, -3, "signature_check");
 }

@@ -2,24 +2,31 @@
 #ifndef JICOO_SIGNATURE_H
 #define JICOO_SIGNATURE_H
 
+#include <stddef.h>
 #include <lua.h>
 
-/* Adds the signature functions to the module table on top of the stack; for LuaJIT's FFI
- * also signature_check and the HMAC template it takes, as core.signature_check and
- * core.hmac_template (light userdata). Leaves the template (a userdata) on top, for
- * signature_verify_at's callers. */
+/* verify's arguments, once checked. */
+typedef struct signature_request {
+    const char *body;
+    size_t body_len;
+    const char *header; /* NULL when there is none */
+    size_t header_len;
+    int nsecrets;       /* 0: one secret, at stack slot 3; else a list of that many there */
+    double tolerance;   /* seconds either way; 0: no time check */
+    double now;         /* Unix seconds; NaN: the system clock */
+} signature_request;
+
+/* Adds hmac_sha256 and sign to the module table on top of the stack, and leaves the HMAC
+ * template they share (a userdata) on top, for signature_verify's callers. */
 void signature_register(lua_State *L);
 
-/* verify(body, header, secrets [, opts]) with its arguments at stack slots 1 to 4 and the
- * template at template_index; with shared_options, opts may hold other names (construct's
- * parse options). Pushes true, or false, msg, code; returns how many. */
-int signature_verify_at(lua_State *L, int template_index, int shared_options);
+/* Checks verify's first arguments, at stack slots 1 to 3 (body, header, secrets), into r; a bad
+ * one raises. A header given as a list is joined (and replaced at slot 2). The times are left
+ * to the caller, which reads the options. */
+void signature_read_request(lua_State *L, signature_request *r);
 
-/* verify without Lua, for LuaJIT's FFI: whether header signs body under one secret, with a
- * time within tolerance seconds of now (NaN: the system clock; a negative tolerance: the
- * default, 0: no time check). 0 says only "not verified": core.verify says why. */
-int signature_check(void *hmac_template, const char *body, size_t body_len,
-                    const char *header, size_t header_len, const char *secret,
-                    size_t secret_len, double now, double tolerance);
+/* Whether r's header signs its body: pushes true, or false, msg, code; returns how many. The
+ * template is at template_index. */
+int signature_verify(lua_State *L, int template_index, const signature_request *r);
 
 #endif

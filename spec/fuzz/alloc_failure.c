@@ -1,6 +1,7 @@
-/* The allocation-failure sweep (issue 6). For each fixture and each call (parse at two option
- * sets, decode, verify of a signed body) it measures the M allocations the call makes, then for
- * every N from 1 to M + 1 runs the call again with allocation N and every later one failing.
+/* The allocation-failure sweep (issue 6). For each fixture and each call (parse at three option
+ * sets, decode, verify and construct of a signed body, utf8_repair, check_options) it measures
+ * the M allocations the call makes, then for every N from 1 to M + 1 runs the call again with
+ * allocation N and every later one failing.
  * Each run must either succeed with the reference answer or raise LUA_ERRMEM through
  * lua_pcall; then the same call, without failures, must give the reference answer again (the
  * state stays usable). Loading the module is swept the same way. Built with ASan, UBSan and
@@ -87,6 +88,9 @@ static const char alloc_cases[] =
     "    secret, { now = now, level = 'strict' } },\n"
     "  { label .. ': construct mismatch', core.construct, 4, body, core.sign(secret, body, now),\n"
     "    'whsec_other', { now = now } },\n"
+    "  { label .. ': utf8_repair', core.utf8_repair, 1, body .. '\\255' },\n"
+    "  { label .. ': check_options', core.check_options, 2, 'construct',\n"
+    "    { level = 'strict', max_size = 4096, now = now } },\n"
     "}\n";
 
 static const char alloc_canon[] =

@@ -7,6 +7,7 @@
 #include <lualib.h>
 
 #include "harness.h"
+#include "tape.h"
 
 int luaopen_jicoo_webhook_core(lua_State *L);
 
@@ -26,49 +27,26 @@ static int harness_entry(lua_State *L)
     return lua_gettop(L);
 }
 
-/* tape_accepts(body, strict, capacity): whether the core's tape mode (LuaJIT's parse, called
- * there through the FFI) takes the body, walking it into exactly `capacity` slots of the heap,
- * so that the sanitizers see a write past them. */
+/* tape_accepts(body, strict, capacity): whether the core's tape (LuaJIT's parse, called there
+ * through the FFI with the same declarations, tape.h) takes the body, walking it into exactly
+ * `capacity` slots of the heap, so that the sanitizers see a write past them. */
 static int harness_tape_accepts(lua_State *L)
 {
-    typedef int (*tape_walk)(const char *, size_t, int, double *, int32_t);
     size_t len;
     const char *body = luaL_checklstring(L, 1, &len);
-    int strict = lua_toboolean(L, 2), accepted;
+    int level = lua_toboolean(L, 2) ? 1 : 0, accepted;
     lua_Integer capacity = luaL_checkinteger(L, 3);
     double *slots = malloc((size_t)capacity * sizeof *slots);
-    tape_walk walk;
+    const jicoo_tape *tape;
     if (!slots)
         return luaL_error(L, "no memory for %d slots", (int)capacity);
     lua_getglobal(L, "core");
     lua_getfield(L, -1, "tape");
-    walk = (tape_walk)(uintptr_t)lua_touserdata(L, -1);
-    accepted = walk(body, len, strict, slots, (int32_t)capacity) >= 0;
+    lua_getfield(L, -1, "api");
+    tape = (const jicoo_tape *)lua_touserdata(L, -1);
+    accepted = tape->parse(body, len, level, slots, (int32_t)capacity) >= 0;
     free(slots);
     lua_pushboolean(L, accepted);
-    return 1;
-}
-
-/* signature_accepts(body, header, secret, now, tolerance): what core.signature_check (verify
- * for LuaJIT's FFI) answers, as a boolean. */
-static int harness_signature_accepts(lua_State *L)
-{
-    typedef int (*signature_check)(void *, const char *, size_t, const char *, size_t,
-                                   const char *, size_t, double, double);
-    size_t body_len, header_len, secret_len;
-    const char *body = luaL_checklstring(L, 1, &body_len);
-    const char *header = luaL_checklstring(L, 2, &header_len);
-    const char *secret = luaL_checklstring(L, 3, &secret_len);
-    double now = luaL_checknumber(L, 4), tolerance = luaL_checknumber(L, 5);
-    signature_check check;
-    void *hmac_template;
-    lua_getglobal(L, "core");
-    lua_getfield(L, -1, "signature_check");
-    check = (signature_check)(uintptr_t)lua_touserdata(L, -1);
-    lua_getfield(L, -2, "hmac_template");
-    hmac_template = lua_touserdata(L, -1);
-    lua_pushboolean(L, check(hmac_template, body, body_len, header, header_len, secret, secret_len,
-                             now, tolerance));
     return 1;
 }
 
@@ -98,8 +76,6 @@ lua_State *harness_state(void)
     lua_setglobal(L, "call_entry");
     lua_pushcfunction(L, harness_tape_accepts);
     lua_setglobal(L, "tape_accepts");
-    lua_pushcfunction(L, harness_signature_accepts);
-    lua_setglobal(L, "signature_accepts");
     /* JICOO_FUZZ_INVARIANTS names another checks file, to try a change without a rebuild */
     invariants = getenv("JICOO_FUZZ_INVARIANTS");
     if (!invariants || !*invariants)
