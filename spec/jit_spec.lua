@@ -16,7 +16,7 @@ local jit_trace = require "jit_trace"
 
 local SOURCES = { "router%.lua", "answer%.lua", "context%.lua", "engine%.lua", "luajit%.lua",
   "journal/memory%.lua", "journal/init%.lua", "store/memory%.lua", "json%.lua", "types%.lua",
-  "token%.lua", "^%[string" }
+  "token%.lua", "^jicoo%.webhook%.luajit builders" }
 
 local function fixture(folder, name)
   return support.read(support.fixtures .. "/" .. folder .. "/" .. name)

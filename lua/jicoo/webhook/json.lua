@@ -16,11 +16,12 @@ local string_format = string.format
 local string_byte = string.byte
 local string_gsub = string.gsub
 local string_find = string.find
-local string_sub = string.sub
 local table_concat = table.concat
 local table_sort = table.sort
 local math_floor = math.floor
 local math_huge = math.huge
+
+local utf8_repair = require("jicoo.webhook.core").utf8_repair
 
 local _M = {}
 
@@ -33,57 +34,12 @@ local function escape_char(c)
   return ESCAPES[c] or string_format("\\u%04x", string_byte(c))
 end
 
--- Length of the strict UTF-8 sequence (shortest form, no surrogates, up to U+10FFFF) that
--- starts at byte i, or nil when the byte there starts none.
-local function utf8_sequence_length(s, i)
-  local c = string_byte(s, i)
-  if c < 0x80 then
-    return 1
-  end
-  local extra, code, min
-  if c >= 0xC2 and c <= 0xDF then
-    extra, code, min = 1, c - 0xC0, 0x80
-  elseif c >= 0xE0 and c <= 0xEF then
-    extra, code, min = 2, c - 0xE0, 0x800
-  elseif c >= 0xF0 and c <= 0xF4 then
-    extra, code, min = 3, c - 0xF0, 0x10000
-  else
-    return nil
-  end
-  for j = i + 1, i + extra do
-    local b = string_byte(s, j)
-    if not b or b < 0x80 or b > 0xBF then
-      return nil
-    end
-    code = code * 64 + (b - 0x80)
-  end
-  if code < min or code > 0x10FFFF or (code >= 0xD800 and code <= 0xDFFF) then
-    return nil
-  end
-  return extra + 1
-end
-
-local function valid_utf8(s)
-  local parts, i, n = {}, 1, #s
-  while i <= n do
-    local length = utf8_sequence_length(s, i)
-    if length then
-      parts[#parts + 1] = string_sub(s, i, i + length - 1)
-      i = i + length
-    else
-      parts[#parts + 1] = "\239\191\189"
-      i = i + 1
-    end
-  end
-  return table_concat(parts)
-end
-
 local function encode_string(s)
   if not string_find(s, '[%c"\\\128-\255]') then -- most strings: nothing to escape or repair
     return '"' .. s .. '"'
   end
   if string_find(s, "[\128-\255]") then
-    s = valid_utf8(s)
+    s = utf8_repair(s)   -- the core's strict UTF-8 rule, the one parse applies
   end
   return '"' .. string_gsub(s, '[%c"\\]', escape_char) .. '"'
 end

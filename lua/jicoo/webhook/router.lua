@@ -34,18 +34,19 @@ local _M = {}
 local SIGNATURE_HEADER = "jicoo-webhook-signature"
 local ANY = "*"
 
--- The router's own options; every parse option (the limits included) is passed on to parse.
+-- The router's own options, then every option parse takes (core.options: the limits
+-- included), passed on to parse as they are.
 local OPTION_NAMES = {
   secrets = true, tolerance = true, verify = true,
   journal = true, store = true, ttl = true, lease = true, retry_delays = true,
   now = true, log = true, config = true,
 }
-local PARSE_OPTION_NAMES = { "level", "unknown_keys", "null" }
-for name in pairs(core.limits) do
-  PARSE_OPTION_NAMES[#PARSE_OPTION_NAMES + 1] = name
-end
-for _, name in ipairs(PARSE_OPTION_NAMES) do
-  OPTION_NAMES[name] = true
+local PARSE_OPTION_NAMES = {}
+for name, option in pairs(core.options) do
+  if option.calls.parse then
+    PARSE_OPTION_NAMES[#PARSE_OPTION_NAMES + 1] = name
+    OPTION_NAMES[name] = true
+  end
 end
 
 -- Seconds between attempts of a failed delivery (8 attempts over about 22 hours); each delay is
@@ -107,7 +108,8 @@ function _M.new(opts)
     end
   end
   local verify = opts.verify ~= false
-  -- Let verify judge the secrets now (it raises on bad ones), not on the first delivery.
+  -- Secrets are verify's arguments, not options: verify judges them (it raises on bad ones) on
+  -- an empty delivery, now rather than on the first one.
   if verify and (opts.secrets == nil or not pcall(core.verify, "", nil, opts.secrets)) then
     error("webhook.router: opts.secrets (a secret or a list of secrets) is required"
       .. " unless opts.verify is false", 2)
@@ -117,9 +119,11 @@ function _M.new(opts)
   for _, name in ipairs(PARSE_OPTION_NAMES) do
     parse_opts[name] = opts[name]
   end
-  -- Let the parser judge the parse options now (it raises on bad ones), not on the first
-  -- delivery.
-  local ok, err = pcall(engine.parse, "{}", parse_opts)
+  -- The core judges the options now, as parse and verify would, not on the first delivery.
+  local ok, err = pcall(core.check_options, "parse", parse_opts)
+  if ok then
+    ok, err = pcall(core.check_options, "verify", { tolerance = opts.tolerance })
+  end
   if not ok then
     error("webhook.router: " .. tostring(err), 2)
   end
