@@ -71,7 +71,8 @@ describe("jicoo-webhook check", function()
       assert.truthy(line, out)
       assert.truthy(line:find(": invalid: " .. row.code .. ":", 1, true), line)
       if row.path == "" then
-        assert.truthy(line:find('JSON pointer ""', 1, true), line)
+        assert.truthy(line:find(": invalid: " .. row.code .. ": (root): ", 1, true), line)
+        assert.are.equal(1, select(2, line:gsub("root", "")), line)   -- said once
       elseif row.path then
         assert.truthy(line:find(row.path, 1, true), line)
       else
@@ -96,13 +97,15 @@ describe("jicoo-webhook check", function()
       .. q(fixture_path("valid", "guest_cancelled.json")))
     assert.are.equal(1, code)
     local _, lines = out:gsub("\n", "")
-    assert.are.equal(3, lines)
+    assert.are.equal(4, lines)   -- one a file, and the summary
+    assert.truthy(out:find("\n2 ok, 1 invalid\n$"), out)
   end)
 
-  it("reports a file it cannot read", function()
-    local code, _, err = jicoo("check /nonexistent/delivery.json")
+  it("reports a file it cannot read, naming it once", function()
+    local code, out = jicoo("check /nonexistent/delivery.json")
     assert.are.equal(1, code)
-    assert.truthy(err:find("/nonexistent/delivery.json", 1, true))
+    assert.truthy(out:find("^/nonexistent/delivery.json: unreadable: cannot open"
+      .. " /nonexistent/delivery.json: No such file or directory\n"), out)
   end)
 
   it("reads standard input for '-'", function()
@@ -145,11 +148,11 @@ describe("jicoo-webhook sign and verify", function()
 
   local verify_cases = {
     { "a good signature", SECRET, header, "--now " .. t, 0, "signature valid" },
-    { "the wrong secret", "whsec_other", header, "--now " .. t, 1, "(mismatch)" },
-    { "an old signature", SECRET, header, "--now " .. (t + 301), 1, "(expired)" },
+    { "the wrong secret", "whsec_other", header, "--now " .. t, 1, "signature invalid: mismatch: " },
+    { "an old signature", SECRET, header, "--now " .. (t + 301), 1, "signature invalid: expired: " },
     { "an old signature with --tolerance 0", SECRET, header, "--tolerance 0", 0, "signature valid" },
-    { "a header without v1", SECRET, "t=" .. t, "--now " .. t, 1, "(no_signature)" },
-    { "a malformed header", SECRET, "v1=abc", "--now " .. t, 1, "(malformed_header)" },
+    { "a header without v1", SECRET, "t=" .. t, "--now " .. t, 1, "signature invalid: no_signature: " },
+    { "a malformed header", SECRET, "v1=abc", "--now " .. t, 1, "signature invalid: malformed_header: " },
   }
   for _, case in ipairs(verify_cases) do
     it("verify: " .. case[1] .. " -> exit " .. case[5], function()
@@ -246,15 +249,32 @@ describe("jicoo-webhook run", function()
     script("any.lua", "return function() print('must not run') end\n")
     local code, out = jicoo("run " .. q(dir) .. " " .. q(fixture_path("invalid", "uid_number.json")))
     assert.are.equal(1, code)
-    assert.truthy(out:find("parse error at /object/uid: type:", 1, true), out)
+    assert.truthy(out:find("parse error: type: /object/uid: expected string", 1, true), out)
     assert.truthy(out:find("-> 400", 1, true), out)
     assert.falsy(out:find("must not run", 1, true))
   end)
 
   it("--strict parses at the strict level", function()
+    script("any.lua", "return function() end\n")
     local code, out = jicoo("run --strict " .. q(dir) .. " " .. q(booked))
     assert.are.equal(1, code)
     assert.truthy(out:find('"code":"missing"', 1, true), out)
+  end)
+end)
+
+describe("jicoo-webhook run: loading nothing", function()
+  it("stops, exit 1, before replaying, when the folder does not exist or holds no script", function()
+    local empty = runner.temp_dir()
+    for _, folder in ipairs({ empty .. "/nosuchdir", empty }) do
+      local code, out, err = jicoo("run " .. q(folder) .. " " .. q(fixture_path("valid",
+        "guest_cancelled.json")))
+      assert.are.equal(1, code)
+      assert.are.equal("", out)
+      assert.truthy(err:find(folder, 1, true), err)
+    end
+    local _, _, err = jicoo("run " .. q(empty) .. " " .. q(fixture_path("valid", "guest_cancelled.json")))
+    assert.truthy(err:find("no handler scripts", 1, true), err)
+    runner.remove_dir(empty)
   end)
 end)
 

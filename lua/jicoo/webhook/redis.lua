@@ -34,7 +34,6 @@
 local setmetatable = setmetatable
 local type = type
 local error = error
-local pcall = pcall
 local pairs = pairs
 local ipairs = ipairs
 local select = select
@@ -50,6 +49,7 @@ local math_huge = math.huge
 local math_type = math.type   -- nil before 5.3
 
 local core = require "jicoo.webhook.core"
+local socket = require "jicoo.webhook.socket"
 
 local _M = {}
 
@@ -65,12 +65,6 @@ local OPTIONS = {
 local POSITIVE = { "port", "connect_timeout", "send_timeout", "read_timeout", "pool_size",
   "keepalive_timeout" }
 
--- The nginx phases in which ngx.socket.tcp works.
-local COSOCKET_PHASES = {
-  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
-}
-
 local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an error reply
 
 local Client = {}
@@ -79,15 +73,6 @@ Client.__index = Client
 local function in_nginx()
   local ngx = rawget(_G, "ngx")
   return ngx ~= nil and type(ngx.socket) == "table" and ngx.socket.tcp ~= nil
-end
-
--- LuaSocket, or nil and why not.
-local function load_luasocket(path)
-  local ok, socket = pcall(require, path and "socket.unix" or "socket")
-  if not ok or type(socket) ~= "table" then
-    return nil, "needs LuaSocket (require \"socket\"; on Debian the package lua-socket)"
-  end
-  return socket
 end
 
 -- Raises on an option that is unknown or of the wrong type, and outside nginx when LuaSocket is
@@ -118,8 +103,8 @@ function _M.check_options(opts, who, level)
     error(who .. ": opts.username needs opts.password", level + 1)
   end
   if not in_nginx() then
-    local socket, why = load_luasocket(opts.path)
-    if not socket then
+    local ok, why = socket.luasocket()
+    if not ok then
       error(who .. ": " .. why, level + 1)
     end
   end
@@ -163,12 +148,16 @@ function _M.new(opts)
     read_timeout = opts.read_timeout or 1000,
     keepalive_timeout = opts.keepalive_timeout or 60000,
     pool_size = pool_size,
-    -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
-    pool_opts = {
+    connect_opts = {
+      host = host, port = port, path = opts.path,
+      connect_timeout = opts.connect_timeout or 1000,
+      send_timeout = opts.send_timeout or 1000,
+      read_timeout = opts.read_timeout or 1000,
+      -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
       pool = string_format("jicoo-webhook:redis:%s:%d:%s", address, db, opts.username or ""),
       pool_size = pool_size,
     },
-    sock = nil,      -- plain Lua: the open LuaSocket connection
+    conn = nil,      -- plain Lua: the open connection
     scripts = {},    -- script text -> its SHA1, as SCRIPT LOAD gave it
   }, Client)
 end
@@ -272,23 +261,17 @@ local function read_reply(sock)
 end
 
 ---------------------------------------------------------------------------------------------
--- Connections
+-- Connections (socket.lua: a cosocket under nginx, LuaSocket elsewhere)
 
--- Sends a request of `count` commands and reads their replies: the list, or nil, err.
-local function round_trip(self, sock, luasocket, request, count)
-  if luasocket then
-    sock:settimeout(self.send_timeout / 1000)
-  end
-  local ok, err = sock:send(request)
+-- Sends a request of `count` commands on conn and reads their replies: the list, or nil, err.
+local function round_trip(self, conn, request, count)
+  local ok, err = conn:send(request)
   if not ok then
     return nil, "redis " .. self.address .. ": send: " .. tostring(err)
   end
-  if luasocket then
-    sock:settimeout(self.read_timeout / 1000)
-  end
   local replies = {}
   for i = 1, count do
-    local value, msg = read_reply(sock)
+    local value, msg = read_reply(conn)
     if value == nil then
       return nil, "redis " .. self.address .. ": read: " .. tostring(msg)
     elseif value == ERROR_REPLY then
@@ -300,7 +283,7 @@ local function round_trip(self, sock, luasocket, request, count)
 end
 
 -- AUTH and SELECT on a new connection, in one round trip; true or nil, err.
-local function handshake(self, sock, luasocket)
+local function handshake(self, conn)
   local commands, names = {}, {}
   if self.password then
     commands[1] = self.username and encode({ "AUTH", self.username, self.password }, 3)
@@ -314,7 +297,7 @@ local function handshake(self, sock, luasocket)
   if #commands == 0 then
     return true
   end
-  local replies, err = round_trip(self, sock, luasocket, table_concat(commands), #commands)
+  local replies, err = round_trip(self, conn, table_concat(commands), #commands)
   if not replies then
     return nil, err
   end
@@ -326,103 +309,54 @@ local function handshake(self, sock, luasocket)
   return true
 end
 
-local function cosocket_connect(self)
-  local sock, err = rawget(_G, "ngx").socket.tcp()
-  if not sock then
-    return nil, "redis " .. self.address .. ": " .. tostring(err)
+-- A connection ready for commands: plain Lua's open one, or a new (or pooled) one.
+local function connection(self)
+  local conn = self.conn
+  if conn then
+    return conn
   end
-  if sock.settimeouts then
-    sock:settimeouts(self.connect_timeout, self.send_timeout, self.read_timeout)
-  else
-    sock:settimeout(self.read_timeout)
+  local err
+  conn, err = socket.connect(self.connect_opts)
+  if not conn then
+    if rawget(_G, "ngx") and not socket.has_cosockets() then
+      local ok, why = socket.luasocket()
+      if not ok then
+        err = err .. " (no cosockets in this nginx phase, and LuaSocket " .. why .. ")"
+      end
+    end
+    return nil, "redis " .. err
   end
-  local ok
-  if self.path then
-    ok, err = sock:connect("unix:" .. self.path, self.pool_opts)
-  else
-    ok, err = sock:connect(self.host, self.port, self.pool_opts)
-  end
-  if not ok then
-    return nil, "redis " .. self.address .. ": cannot connect: " .. tostring(err)
-  end
-  if (sock:getreusedtimes() or 0) == 0 then
-    ok, err = handshake(self, sock, false)
+  if conn:reused() == 0 then
+    local ok
+    ok, err = handshake(self, conn)
     if not ok then
-      sock:close()
+      conn:close()
       return nil, err
     end
   end
-  return sock
+  return conn
 end
 
-local function luasocket_connect(self)
-  local socket, why = load_luasocket(self.path)
-  if not socket then
-    local ngx = rawget(_G, "ngx")
-    local phase = ngx and ngx.get_phase and ngx.get_phase() or "?"
-    return nil, "redis " .. self.address .. ": no cosockets in nginx's " .. phase .. " phase, where"
-      .. " the client " .. why
-  end
-  local sock, err
-  if self.path then
-    sock, err = (socket.stream or socket)()
-  else
-    sock, err = socket.tcp()
-  end
-  if not sock then
-    return nil, "redis " .. self.address .. ": " .. tostring(err)
-  end
-  sock:settimeout(self.connect_timeout / 1000)
-  local ok
-  if self.path then
-    ok, err = sock:connect(self.path)
-  else
-    ok, err = sock:connect(self.host, self.port)
-  end
-  if not ok then
-    sock:close()
-    return nil, "redis " .. self.address .. ": cannot connect: " .. tostring(err)
-  end
-  ok, err = handshake(self, sock, true)
-  if not ok then
-    sock:close()
-    return nil, err
-  end
-  return sock
-end
-
--- Sends request (count commands) on a connection and returns the replies, or nil, err,
--- "connection" (the connection closed).
+-- Sends request (count commands) and returns the replies, or nil, err, "connection" (the
+-- connection closed).
 local function exchange(self, request, count)
-  local ngx = in_nginx() and rawget(_G, "ngx")
-  local cosocket = ngx and (not ngx.get_phase or COSOCKET_PHASES[ngx.get_phase()] or false)
-  local sock, err
-  if cosocket then
-    sock, err = cosocket_connect(self)
-  else
-    sock = not ngx and self.sock
-    if not sock then
-      sock, err = luasocket_connect(self)
-    end
-  end
-  if not sock then
+  local conn, err = connection(self)
+  if not conn then
     return nil, err, "connection"
   end
   local replies
-  replies, err = round_trip(self, sock, not cosocket, request, count)
+  replies, err = round_trip(self, conn, request, count)
   if not replies then
-    sock:close()
-    self.sock = nil
+    conn:close()
+    self.conn = nil
     return nil, err, "connection"
   end
-  if cosocket then
-    if not sock:setkeepalive(self.keepalive_timeout, self.pool_size) then
-      sock:close()
-    end
-  elseif ngx then
-    sock:close()
+  if conn.cosocket then
+    conn:keepalive(self.keepalive_timeout, self.pool_size)
+  elseif rawget(_G, "ngx") then
+    conn:close()   -- no socket outlives a phase without cosockets, or is shared by forks
   else
-    self.sock = sock
+    self.conn = conn
   end
   return replies
 end
@@ -524,9 +458,9 @@ end
 
 -- Closes the connection plain Lua keeps open (the next call opens another).
 function Client:close()
-  if self.sock then
-    self.sock:close()
-    self.sock = nil
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
   end
   return true
 end

@@ -233,7 +233,8 @@ function Router:on_error(fn)
 end
 
 -- Registers the handler scripts of dir (scripts.lua). Returns the number of handlers
--- registered, or nil, message, failures when some script failed: the scripts that did load
+-- registered, or nil, message, failures when the folder cannot be read or holds no script, or
+-- when some script failed: the scripts that did load
 -- stay registered (one bad script never stops the others), and each broken one is replaced by
 -- a handler that fails with its error, so that the deliveries it would have handled are
 -- journaled as failed, retried, and run it once it is fixed.
@@ -242,7 +243,11 @@ function Router:load(dir)
     error("router:load: dir must be a non-empty string", 2)
   end
   local loaded, list_err = scripts.load(dir)
+  if loaded and #loaded == 0 then
+    list_err, loaded = dir .. ": no handler scripts (<event>.lua or any.lua) in this folder", nil
+  end
   if not loaded then
+    -- Loading nothing is a failure too: deliveries would be answered as handled with no work.
     return nil, list_err, { { file = dir, message = list_err } }
   end
   local registered, failures, lines = 0, {}, {}

@@ -1,0 +1,163 @@
+-- jicoo-webhook deliveries: the journal of deliveries a receiver keeps, for an operator: list,
+-- show, retry (make due now) and drop, over a file journal or a Redis journal.
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local tonumber = tonumber
+local string_match = string.match
+local string_gsub = string.gsub
+local string_sub = string.sub
+local table_concat = table.concat
+local table_sort = table.sort
+local os_getenv = os.getenv
+local os_time = os.time
+local io_stdout = io.stdout
+
+local cli_io = require "jicoo.webhook.cli.io"
+
+local out, err_out, iso_time = cli_io.out, cli_io.err, cli_io.iso_time
+local EXIT_OK, EXIT_FAILURE, EXIT_USAGE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE, cli_io.EXIT_USAGE
+
+local _M = {}
+
+-- The journal --journal or --redis names ($JICOO_JOURNAL_DIR, $JICOO_REDIS by default); or nil
+-- and a usage message.
+local function open_journal(args)
+  local journal = require "jicoo.webhook.journal"
+  local dir = args.journal or (not args.redis and os_getenv("JICOO_JOURNAL_DIR"))
+  local address = args.redis or (not args.journal and os_getenv("JICOO_REDIS"))
+  if dir and dir ~= "" and address and address ~= "" then
+    return nil, "--journal and --redis name two journals: give one"
+  elseif dir and dir ~= "" then
+    return journal.files({ dir = dir })
+  elseif address and address ~= "" then
+    local host, port = string_match(address, "^(.-):(%d+)$")
+    local password = os_getenv("JICOO_REDIS_PASSWORD")
+    return journal.redis({ host = host or address, port = tonumber(port) or 6379,
+      password = password ~= "" and password or nil })
+  end
+  return nil, "which journal? --journal DIR (the file journal's folder) or --redis HOST:PORT"
+end
+
+local function first_error(record)
+  local e = record.errors and record.errors[1]
+  if not e then
+    return nil
+  end
+  return (string_gsub(tostring(e.handler) .. ": " .. tostring(e.message), "%c", " "))
+end
+
+local function summary_line(record)
+  if record.state == "corrupt" then
+    return "corrupt " .. record.file .. ": " .. record.error
+  end
+  local parts = { record.state, record.key, "attempts=" .. tostring(record.attempts) }
+  if record.state == "failed" then
+    parts[#parts + 1] = "next=" .. iso_time(record.next_at)
+  elseif record.state == "running" then
+    parts[#parts + 1] = "lease=" .. iso_time(record.lease_until)
+  end
+  local problem = first_error(record)
+  if problem then
+    parts[#parts + 1] = "error=" .. problem
+  end
+  return table_concat(parts, " ")
+end
+
+local function run_list(args, journal)
+  local state = args.state or "open"
+  local records, err = journal:list(state == "open" and "all" or state)
+  if not records then
+    err_out("jicoo-webhook deliveries list: ", err)
+    return EXIT_FAILURE
+  end
+  local shown = {}
+  for _, record in ipairs(records) do
+    if state ~= "open" or record.state ~= "done" then
+      shown[#shown + 1] = record
+    end
+  end
+  table_sort(shown, function(a, b)
+    local ta, tb = a.received_at or 0, b.received_at or 0
+    if ta ~= tb then
+      return ta < tb
+    end
+    return (a.key or a.file) < (b.key or b.file)
+  end)
+  for _, record in ipairs(shown) do
+    out(summary_line(record))
+  end
+  return EXIT_OK
+end
+
+local function run_show(args, journal)
+  local record, err = journal:get(args.key)
+  if not record then
+    err_out("jicoo-webhook deliveries show: ", err or (args.key .. ": not found"))
+    return EXIT_FAILURE
+  end
+  local done = {}
+  for label in pairs(record.handlers or {}) do
+    done[#done + 1] = label
+  end
+  table_sort(done)
+  out("key:          ", record.key)
+  out("state:        ", record.state)
+  out("event:        ", tostring(record.event))
+  out("uid:          ", tostring(record.uid))
+  out("received:     ", iso_time(record.received_at))
+  out("attempts:     ", tostring(record.attempts))
+  if record.state == "failed" then
+    out("next attempt: ", iso_time(record.next_at))
+  elseif record.state == "running" then
+    out("lease until:  ", iso_time(record.lease_until))
+  elseif record.finished_at then
+    out("finished:     ", iso_time(record.finished_at))
+  end
+  out("succeeded:    ", #done > 0 and table_concat(done, ", ") or "-")
+  for i, e in ipairs(record.errors or {}) do
+    out(i == 1 and "errors:       " or "              ", tostring(e.handler), ": ",
+      (string_gsub(tostring(e.message), "\n", "\n                ")))
+  end
+  if record.body then
+    out("body:")
+    io_stdout:write(record.body)
+    if string_sub(record.body, -1) ~= "\n" then
+      out()
+    end
+  end
+  return EXIT_OK
+end
+
+local function run_retry(args, journal)
+  local record, why = journal:rearm(args.key, os_time())
+  if not record then
+    err_out("jicoo-webhook deliveries retry: ", args.key, ": ", tostring(why))
+    return EXIT_FAILURE
+  end
+  out(args.key, ": due now, with a new budget of attempts; the receiver's scheduler runs it")
+  return EXIT_OK
+end
+
+local function run_drop(args, journal)
+  local ok, err = journal:remove(args.key)
+  if not ok then
+    err_out("jicoo-webhook deliveries drop: ", args.key, ": ", tostring(err))
+    return EXIT_FAILURE
+  end
+  out(args.key, ": dropped")
+  return EXIT_OK
+end
+
+local DELIVERY_ACTIONS = { list = run_list, show = run_show, retry = run_retry, drop = run_drop }
+
+-- Runs `deliveries <action>`: the exit status (and a usage message with EXIT_USAGE).
+function _M.run(args)
+  local journal, usage = open_journal(args)
+  if not journal then
+    return EXIT_USAGE, usage
+  end
+  return DELIVERY_ACTIONS[args.action](args, journal)
+end
+
+return _M
