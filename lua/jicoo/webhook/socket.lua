@@ -136,7 +136,7 @@ function Plain:receive(pattern)
   return self.sock:receive(pattern)
 end
 
-function Plain:reused()
+function Plain.reused()
   return 0
 end
 
