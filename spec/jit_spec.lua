@@ -35,7 +35,12 @@ describe("LuaJIT traces of the request path", function()
       handled = handled + 1
       ctx.log("%s %s", ev.event, ev.object.uid)
     end)
-    r:on("guest_cancelled", function(ev) return ev:kind() end)
+    local kinds = {}
+    r:on("guest_cancelled", function(ev)
+      -- not a tail call: a function LuaJIT traces cannot return straight into xpcall's frame
+      local kind = ev:kind()
+      kinds[kind] = true
+    end)
 
     local stop = jit_trace.collect(SOURCES)
     for i = 1, 3000 do

@@ -169,6 +169,11 @@ describe("webhook.verify header handling", function()
     { "unknown schemes ignored", "t=" .. t .. ",v0=abc,v1=" .. GOOD .. ",v2=" .. ZEROS .. ",x=y", true },
     { "unknown scheme with a non-hex value", "t=" .. t .. ",v2=not hex at all,v1=" .. GOOD, true },
     { "empty elements ignored", "t=" .. t .. ",,v1=" .. GOOD .. ",", true },
+    -- a v1 that cannot be a signature, beside one that matches, is passed over (as Stripe's
+    -- scheme reads it): the good one must still match
+    { "a bad v1 beside a good one", "t=" .. t .. ",v1=" .. GOOD .. ",v1=potato", true },
+    { "a bad v1 before a good one", "t=" .. t .. ",v1=xyz,v1=" .. GOOD, true },
+    { "a bad v1 beside a wrong one", "t=" .. t .. ",v1=potato,v1=" .. OTHER, "mismatch" },
     -- missing_header
     { "nil header", nil, "missing_header" },
     { "empty header", "", "missing_header" },
@@ -190,7 +195,7 @@ describe("webhook.verify header handling", function()
     { "v1 of 65 characters", "t=" .. t .. ",v1=" .. GOOD .. "0", "malformed_header" },
     { "v1 with a non-hex character", "t=" .. t .. ",v1=" .. GOOD:sub(2) .. "g", "malformed_header" },
     { "empty v1", "t=" .. t .. ",v1=", "malformed_header" },
-    { "a bad v1 beside a good one", "t=" .. t .. ",v1=" .. GOOD .. ",v1=xyz", "malformed_header" },
+    { "bad v1s and no good one", "t=" .. t .. ",v1=xyz,v1=potato", "malformed_header" },
     { "an element without '='", "t=" .. t .. ",v1=" .. GOOD .. ",junk", "malformed_header" },
     { "a bare value", GOOD, "malformed_header" },
     -- no_signature
@@ -225,6 +230,31 @@ describe("webhook.verify header handling", function()
 
   it("joins a header sent twice (a list) the way HTTP does", function()
     assert.is_true(webhook.verify(BODY, { "t=" .. t, "v1=" .. GOOD }, SECRET, { now = T }))
+  end)
+end)
+
+describe("webhook.verify messages", function()
+  it("says when an expired signature was made, how far from now, and the tolerance", function()
+    local ok, msg = webhook.verify(BODY, "t=" .. T .. ",v1=" .. GOOD, SECRET, { now = T + 400 })
+    assert.is_false(ok)
+    assert.are.equal("expired: t=" .. T .. " is 400 s before now (" .. (T + 400)
+      .. "), over the tolerance of 300 s", msg)
+  end)
+
+  it("refuses as misuse a secret with whitespace around it (a copy-paste)", function()
+    for _, secret in ipairs({ SECRET .. " ", " " .. SECRET, SECRET .. "\n", { "ok", SECRET .. "\t" } }) do
+      local ok, err = pcall(webhook.verify, BODY, "t=" .. T .. ",v1=" .. GOOD, secret, { now = T })
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("whitespace", 1, true), tostring(err))
+    end
+    assert.has_error(function() webhook.router({ secrets = SECRET .. " " }) end)
+  end)
+
+  it("names the call and the options it takes for an unknown option", function()
+    local ok, err = pcall(webhook.verify, BODY, nil, SECRET, { tolerence = 5 })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("verify: unknown option 'tolerence' (it takes tolerance, now)",
+      1, true), tostring(err))
   end)
 end)
 

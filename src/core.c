@@ -68,7 +68,7 @@ static const char *const core_kinds[] = {"limit", "choice", "number", "any"};
 /* Every option of every call, once: X(name, calls, kind, its field in core_settings, default,
  * min, max, choices, a number's misuse message "option '<name>' must be ..."). The table the
  * one reader uses (core_read_options), core.options, core.limits, core.check_options and the
- * defaults all come from this list (README "Limits", "API"). The options verify takes come
+ * defaults all come from this list (docs/api.md, "Limits"). The options verify takes come
  * first: the router passes them on every delivery. */
 #define CORE_OPTIONS(X)                                                                          \
     X(tolerance, CORE_SIGNED, CORE_NUMBER, tolerance, 300, 0, HUGE_VAL, NULL,                    \
@@ -163,6 +163,31 @@ static void core_read_option(lua_State *L, const struct core_option *o, core_set
     }
 }
 
+/* Raises for an option name `call` does not take, naming the call and the names it takes. */
+static void core_unknown_option(lua_State *L, const char *name, unsigned call)
+{
+    luaL_Buffer b;
+    size_t i;
+    int first = 1, c;
+    for (c = 0; core_calls[c] && (1u << c) != call; c++)
+        ;
+    luaL_buffinit(L, &b);
+    lua_pushfstring(L, "%s: unknown option '%s' (it takes ", core_calls[c] ? core_calls[c] : "?",
+                    name);
+    luaL_addvalue(&b);
+    for (i = 0; i < CORE_NOPTIONS; i++) {
+        if (core_options[i].calls & call) {
+            if (!first)
+                luaL_addstring(&b, ", ");
+            luaL_addstring(&b, core_options[i].name);
+            first = 0;
+        }
+    }
+    luaL_addchar(&b, ')');
+    luaL_pushresult(&b);
+    lua_error(L);
+}
+
 /* The options table at `arg` (nil or absent: none) of `call`, into s over the defaults. An
  * option the call does not take, or a bad value, raises. */
 static void core_read_options(lua_State *L, int arg, unsigned call, core_settings *s)
@@ -182,7 +207,7 @@ static void core_read_options(lua_State *L, int arg, unsigned call, core_setting
             if ((core_options[i].calls & call) && strcmp(name, core_options[i].name) == 0)
                 break;
         if (i == CORE_NOPTIONS)
-            luaL_error(L, "unknown option '%s'", name);
+            core_unknown_option(L, name, call);
         core_read_option(L, &core_options[i], s);
         lua_pop(L, 1);
     }

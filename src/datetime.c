@@ -34,8 +34,8 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
     double fraction = 0, scale = 1, digits = 0;
     size_t i = 19;
 
-    if (len < 20)
-        return "too short for an RFC 3339 date-time";
+    if (len < 19)
+        return "too short for an RFC 3339 date-time (YYYY-MM-DDTHH:MM:SS and a time zone)";
     if (s[4] != '-' || s[7] != '-' || s[13] != ':' || s[16] != ':')
         return "expected YYYY-MM-DDTHH:MM:SS";
     if (s[10] != 'T' && s[10] != 't')
@@ -86,6 +86,8 @@ const char *datetime_check(const char *s, size_t len, double *epoch)
             return "offset out of range";
         offset = (oh * 60 + om) * 60 * (s[i] == '-' ? -1 : 1);
         i += 6;
+    } else if (i == len) {
+        return "no time zone after the time: expected Z, +HH:MM or -HH:MM";
     } else {
         return "expected an offset: Z, +HH:MM or -HH:MM";
     }

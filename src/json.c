@@ -48,6 +48,10 @@ int json_unexpected(json_parser *p, const char *expected)
     if (p->cur >= p->end)
         return json_fail(p, "syntax", p->end, 0, NULL, NULL, "unexpected end of input, expected %s",
                          expected);
+    if (p->cur == p->start && p->end - p->start >= 3 && memcmp(p->start, "\xEF\xBB\xBF", 3) == 0)
+        return json_fail(p, "syntax", p->cur, 0, NULL, NULL,
+                         "the input starts with a UTF-8 byte-order mark (EF BB BF), which JSON"
+                         " text must not (RFC 8259 8.1); expected %s", expected);
     if (c >= 0x20 && c < 0x7F)
         return json_fail(p, "syntax", p->cur, 0, NULL, NULL, "unexpected '%c', expected %s", c,
                          expected);

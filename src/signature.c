@@ -284,6 +284,7 @@ static const char *signature_check_header(const char *header, size_t len, signat
     signature_cursor c;
     signature_element e;
     unsigned char scratch[SIGNATURE_DIGEST_SIZE];
+    int bad_v1 = 0;
 
     h->t = NULL;
     h->t_len = 0;
@@ -310,17 +311,24 @@ static const char *signature_check_header(const char *header, size_t len, signat
             h->t = e.value;
             h->t_len = e.value_len;
         } else if (signature_is_prefix(&e, "v1")) {
-            if (!signature_hex_decode(e.value, e.value_len,
-                                      h->v1_count < SIGNATURE_KEPT_V1 ? h->v1[h->v1_count] : scratch)) {
-                *msg = "malformed_header: a v1 value is not 64 hexadecimal digits";
-                return "malformed_header";
-            }
-            h->v1_count++;
+            /* A v1 that cannot be a signature is passed over, as a scheme we do not know is:
+             * beside a well-formed one it changes nothing (that one must still match), and
+             * refusing the whole header would turn Jicoo's slip into a lost delivery. Alone, it
+             * makes the header malformed. */
+            if (signature_hex_decode(e.value, e.value_len,
+                                     h->v1_count < SIGNATURE_KEPT_V1 ? h->v1[h->v1_count] : scratch))
+                h->v1_count++;
+            else
+                bad_v1++;
         }
         /* any other prefix (v0, v2, ...) is a scheme we do not know: ignored */
     }
     if (h->t == NULL) {
         *msg = "malformed_header: no t element";
+        return "malformed_header";
+    }
+    if (h->v1_count == 0 && bad_v1 > 0) {
+        *msg = "malformed_header: no v1 value is 64 hexadecimal digits";
         return "malformed_header";
     }
     if (h->v1_count == 0) {
@@ -444,12 +452,23 @@ static int signature_sign(lua_State *L)
 }
 
 /* Raises unless secrets (at arg) is a non-empty string or a non-empty list of them. */
+/* A secret with blanks around it is a copy-paste gone wrong (from a dashboard, an env file),
+ * never what Jicoo signs with: misuse, said plainly, rather than a mismatch on every delivery. */
+static void signature_check_secret(lua_State *L, int arg, int index)
+{
+    size_t len;
+    const char *secret = lua_tolstring(L, index, &len);
+    if (len > 0 && (strchr(" \t\r\n\v\f", secret[0]) || strchr(" \t\r\n\v\f", secret[len - 1])))
+        luaL_argerror(L, arg, "the signing secret starts or ends with whitespace (a copy-paste?)");
+}
+
 static int signature_check_secrets(lua_State *L, int arg)
 {
     int n, i;
 
     if (lua_type(L, arg) == LUA_TSTRING) {
         luaL_argcheck(L, lua_rawlen(L, arg) > 0, arg, "empty secret");
+        signature_check_secret(L, arg, arg);
         return 0;
     }
     luaL_argcheck(L, lua_type(L, arg) == LUA_TTABLE, arg, "string or list of strings expected");
@@ -459,6 +478,7 @@ static int signature_check_secrets(lua_State *L, int arg)
         lua_rawgeti(L, arg, i);
         luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING && lua_rawlen(L, -1) > 0, arg,
                       "secrets must be non-empty strings");
+        signature_check_secret(L, arg, -1);
         lua_pop(L, 1);
     }
     return n;
@@ -588,8 +608,12 @@ int signature_verify(lua_State *L, int template_index, const signature_request *
                                       "mismatch: no v1 signature matches the body and secret");
     }
     if (!signature_in_time(&h, now, r->tolerance)) {
-        return signature_push_failure(L, "expired",
-                                      "expired: t is outside the tolerance of the clock");
+        char msg_buf[200];
+        snprintf(msg_buf, sizeof msg_buf,
+                 "expired: t=%lld is %.0f s %s now (%.0f), over the tolerance of %.0f s",
+                 (long long)h.t_value, fabs(now - (double)h.t_value),
+                 now > (double)h.t_value ? "before" : "after", now, r->tolerance);
+        return signature_push_failure(L, "expired", msg_buf);
     }
     lua_pushboolean(L, 1);
     return 1;
