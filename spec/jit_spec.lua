@@ -54,6 +54,7 @@ describe("LuaJIT traces of the request path", function()
     end
     local aborts = stop()
     assert.is_true(handled >= 3000)
+    assert.is_true(kinds.cancelled)
     assert.are.same({}, aborts, jit_trace.describe(aborts))
   end)
 end)
