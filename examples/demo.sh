@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job in one command, on Debian 12: install what is missing, build, start nginx on
-# 127.0.0.1 with the example automations (examples/openresty/nginx.conf as shipped, paths and
-# port filled in), send the example deliveries signed as Jicoo signs them (plus a retry and a
+# 127.0.0.1 with the example automations (the nginx.conf `jicoo-webhook nginx` writes for this
+# checkout), send the example deliveries signed as Jicoo signs them (plus a retry and a
 # forged one), show each answer and what each handler did, then stop nginx.
 #
 #   examples/demo.sh           run, show, stop (nothing keeps running)
@@ -26,7 +26,6 @@ echo "built $root/build/luajit/jicoo/webhook/core.so"
 
 # 3. A run folder and a free port; a fresh secret only this demo knows.
 run=$(mktemp -d /tmp/jicoo-demo.XXXXXX)
-mkdir -p "$run/logs" "$run/tmp" "$run/out"
 port=""
 for _ in $(seq 1 50); do
   candidate=$((20000 + RANDOM % 40000))
@@ -37,16 +36,14 @@ for _ in $(seq 1 50); do
 done
 [ -n "$port" ] || { echo "no free port found" >&2; exit 1; }
 secret=$(openssl rand -hex 24)
-user_line="# user www-data;"
-[ "$(id -u)" -eq 0 ] && user_line="user root;"   # workers write to $run/out
-sed -e "s|/srv/jicoo-webhook|$root|g" \
-    -e "s|listen 127.0.0.1:8080;|listen 127.0.0.1:$port;|" \
-    -e "s|^# user www-data;|$user_line|" \
-    examples/openresty/nginx.conf > "$run/nginx.conf"
+# The receiver's nginx.conf for this checkout, and the folders it writes (as root, its workers
+# run as nobody and own the journal and the output folder).
+LUA_PATH="$root/lua/?.lua;$root/lua/?/init.lua;;" LUA_CPATH="$root/build/luajit/?.so;;" \
+  luajit lua/bin/jicoo-webhook nginx "$run" --listen "127.0.0.1:$port" >/dev/null
 
-# 4. Start nginx: the secret and the output folder come from the environment.
+# 4. Start nginx: the secret comes from the environment; the automations write to $run/out.
 say "Starting nginx on 127.0.0.1:$port (prefix $run)"
-JICOO_WEBHOOK_SECRET=$secret JICOO_OUTPUT_DIR=$run/out "$nginx" -p "$run" -c "$run/nginx.conf"
+JICOO_WEBHOOK_SECRET=$secret "$nginx" -p "$run" -c conf/nginx.conf
 pid=""
 for _ in $(seq 1 50); do
   pid=$(cat "$run/logs/nginx.pid" 2>/dev/null || true)
@@ -79,7 +76,7 @@ send() {   # send LABEL FILE SECRET
   # The handlers' ctx.log lines and the receiver's rejections, without nginx's request suffix.
   tail -c +$((log_offset + 1)) "$run/logs/error.log" | grep -a 'jicoo-webhook: ' \
     | sed -e 's/.*jicoo-webhook: /       /' -e 's/, client: 127.0.0.1.*//' \
-    | sed -e "s|$root/examples/openresty/../||" -e "s|$root/examples/||" || true
+    | sed -e "s|$root/examples/||" || true
   log_offset=$(stat -c %s "$run/logs/error.log")
 }
 

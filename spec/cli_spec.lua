@@ -365,3 +365,35 @@ describe("jicoo-webhook deliveries", function()
     assert.truthy(out:find("dead " .. KEY, 1, true), out)
   end)
 end)
+
+describe("jicoo-webhook nginx", function()
+  it("writes a runnable nginx.conf for this checkout and the folders nginx writes", function()
+    local dir = runner.temp_dir()
+    local prefix = dir .. "/site"
+    local code, out = jicoo("nginx " .. q(prefix) .. " --listen 127.0.0.1:18181")
+    assert.are.equal(0, code, out)
+    local conf = support.read(prefix .. "/conf/nginx.conf")
+    local root = support.root
+    assert.truthy(conf:find('lua_package_path "' .. root .. "/lua/?.lua;" .. root
+      .. '/lua/?/init.lua;;";', 1, true), conf)
+    assert.truthy(conf:find('lua_package_cpath "' .. root .. '/build/luajit/?.so;;";', 1, true))
+    assert.truthy(conf:find("listen 127.0.0.1:18181;", 1, true))
+    assert.truthy(conf:find('"' .. root .. '/examples/ledger"', 1, true))
+    for _, folder in ipairs({ "logs", "tmp", "journal", "out" }) do
+      assert.truthy(require("jicoo.webhook.core").file_list(prefix .. "/" .. folder), folder)
+    end
+    local is_root = support.run("id -u"):match("^0")
+    if is_root then
+      -- the workers run as nobody, and write the journal and the automations' files
+      assert.truthy(conf:find("\nuser nobody nogroup;\n", 1, true))
+      assert.are.equal("nobody", (support.run("stat -c %U " .. q(prefix .. "/journal")):gsub("%s+$", "")))
+    end
+    assert.truthy(out:find("nginx -p " .. prefix .. " -c conf/nginx.conf", 1, true), out)
+    runner.remove_dir(dir)
+  end)
+
+  it("wants an absolute PREFIX", function()
+    local code = jicoo("nginx relative/site")
+    assert.are.equal(2, code)
+  end)
+end)

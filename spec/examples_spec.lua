@@ -213,3 +213,15 @@ describe("examples", function()
     end
   end)
 end)
+
+describe("examples/openresty/nginx.conf", function()
+  it("is what the one nginx.conf writer (nginx_conf.lua) writes for a checkout at /srv/jicoo-webhook", function()
+    local nginx_conf = require "jicoo.webhook.nginx_conf"
+    local expected = nginx_conf.render({
+      lua_dir = "/srv/jicoo-webhook/lua",
+      core_dir = "/srv/jicoo-webhook/build/luajit",
+      handlers = nginx_conf.example_handlers("/srv/jicoo-webhook/examples"),
+    })
+    assert.are.equal(expected, support.read(support.root .. "/examples/openresty/nginx.conf"))
+  end)
+end)

@@ -300,7 +300,7 @@ function servers.nginx_server(dir, name, render, env)
 end
 
 -- nginx.conf for the specs and the nginx benchmark: the example receiver
--- (examples/openresty/jicoo_receiver.lua) under settings the caller picks: workers (2),
+-- (lua/jicoo/webhook/receiver.lua) under settings the caller picks: workers (2),
 -- log_level ("info"), claims_size ("10m"), client_max_body_size ("2m"), client_body_buffer_size
 -- ("128k"), and lines of its own: lua_path (prepended to the package path), env (in the main
 -- block), http (in the http block), init_worker (after the receiver's), server (in the server
@@ -330,13 +330,13 @@ function servers.config(port, opts)
     "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
     "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
     "  lua_package_path \"" .. (opts.lua_path or "") .. root .. "/lua/?.lua;" .. root
-      .. "/lua/?/init.lua;" .. root .. "/examples/openresty/?.lua;;\";",
+      .. "/lua/?/init.lua;;\";",
     "  lua_package_cpath \"" .. servers.core_dir .. "/?.so;;\";",
     "  lua_shared_dict jicoo_claims " .. (opts.claims_size or "10m") .. ";",
     "  lua_shared_dict jicoo_stats 1m;",
     lines_of(opts.http),
-    "  init_by_lua_block { require('jicoo_receiver').check_environment() }",
-    "  init_worker_by_lua_block { require('jicoo_receiver').init_worker() " .. (opts.init_worker or "")
+    "  init_by_lua_block { require('jicoo.webhook.receiver').configure() }",
+    "  init_worker_by_lua_block { require('jicoo.webhook.receiver').init_worker() " .. (opts.init_worker or "")
       .. " }",
     "  server {",
     "    listen 127.0.0.1:" .. port .. ";",
@@ -344,9 +344,9 @@ function servers.config(port, opts)
     "      client_max_body_size " .. (opts.client_max_body_size or "2m") .. ";",
     "      client_body_buffer_size " .. (opts.client_body_buffer_size or "128k") .. ";",
     "      error_page 413 = @too_large;",
-    "      content_by_lua_block { require('jicoo_receiver').serve() }",
+    "      content_by_lua_block { require('jicoo.webhook.receiver').serve() }",
     "    }",
-    "    location = /jicoo/stats { content_by_lua_block { require('jicoo_receiver').stats() } }",
+    "    location = /jicoo/stats { content_by_lua_block { require('jicoo.webhook.receiver').stats() } }",
     "    location @too_large { default_type application/json;",
     "      return 413 '{\"error\":\"too_large\",\"ok\":false}'; }",
     lines_of(opts.server),

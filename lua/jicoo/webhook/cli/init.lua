@@ -348,6 +348,17 @@ local function build_parser(argparse)
   example_command:argument("event", "One of: " .. table_concat(example.EVENTS, ", ") .. ".")
     :choices(example.EVENTS)
 
+  local nginx = parser:command("nginx", "Write a runnable nginx setup of the receiver into PREFIX"
+    .. " (conf/nginx.conf with this installation's paths, and the folders it writes).")
+  nginx:option("--listen", "Address and port to listen on.", "127.0.0.1:8080")
+  nginx:option("--handlers", "A handler-script folder (repeatable; default: the example"
+    .. " automations of a checkout)."):count("*"):argname("DIR")
+  nginx:option("--workers", "nginx worker processes.", "1"):convert(tonumber)
+  nginx:option("--core", "The folder holding jicoo/webhook/core.so built for LuaJIT (default:"
+    .. " found beside this installation).")
+    :argname("DIR")
+  nginx:argument("prefix", "The folder nginx runs in (made if absent; an absolute path).")
+
   local deliveries = parser:command("deliveries", "The journal of deliveries a receiver accepted:"
     .. " list failed and dead ones, show one with its body, retry or drop it.")
   deliveries:command_target("action")
@@ -453,8 +464,8 @@ function _M.main(args)
   elseif parsed.command == "man" then
     io_stdout:write(require("jicoo.webhook.cli.man").page(parser, VERSION))
     return EXIT_OK
-  elseif parsed.command == "deliveries" then
-    status, usage_err = require("jicoo.webhook.cli.deliveries").run(parsed)
+  elseif parsed.command == "deliveries" or parsed.command == "nginx" then
+    status, usage_err = require("jicoo.webhook.cli." .. parsed.command).run(parsed)
   else
     webhook = webhook or require "jicoo.webhook"
     status, usage_err = COMMANDS[parsed.command](parsed)

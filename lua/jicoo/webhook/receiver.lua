@@ -1,12 +1,19 @@
--- The receiver behind examples/openresty/nginx.conf: one router per nginx worker, configured
--- from the environment (declared with `env` in nginx.conf), serving /jicoo/webhook, with the
--- journal's scheduler running in every worker.
+-- A complete receiver for nginx, configured from the environment (the variables nginx.conf
+-- passes on with `env`): one router per worker, serving a location, the journal's scheduler in
+-- every worker. What examples/openresty/nginx.conf and `jicoo-webhook nginx` run; a site with
+-- needs of its own builds the same from openresty.router, openresty.serve and
+-- openresty.schedule.
+--
+--   init_by_lua_block        { require("jicoo.webhook.receiver").configure({ handlers = { ... } }) }
+--   init_worker_by_lua_block { require("jicoo.webhook.receiver").init_worker() }
+--   location = /jicoo/webhook { content_by_lua_block { require("jicoo.webhook.receiver").serve() } }
+--   location = /jicoo/stats   { content_by_lua_block { require("jicoo.webhook.receiver").stats() } }
 --
 --   JICOO_WEBHOOK_SECRET      the endpoint's signing secret (required)
 --   JICOO_WEBHOOK_SECRET_OLD  the previous secret while you rotate (optional)
---   JICOO_HANDLERS            handler-script folders, separated by ":" (default: this folder's
---                             handlers/ and the four automations in examples/)
---   JICOO_OUTPUT_DIR          where the example automations write (ctx.config.output_dir)
+--   JICOO_HANDLERS            handler-script folders, separated by ":" (default: configure's)
+--   JICOO_OUTPUT_DIR          where the example automations write (ctx.config.output_dir;
+--                             default: out/ in nginx's prefix)
 --   JICOO_JOURNAL_DIR         the file journal's folder (default: journal/ in nginx's prefix)
 --   JICOO_REDIS               host:port of a redis-server shared by several nginx machines:
 --                             the journal (and so the claims) live there instead
@@ -19,18 +26,25 @@
 --   JICOO_ANSWER_FIRST        "1": answer 200 once journaled, run the handlers after
 local openresty = require "jicoo.webhook.openresty"
 local journal = require "jicoo.webhook.journal"
+local json = require "jicoo.webhook.json"
 local store = require "jicoo.webhook.store"
-local cjson = require "cjson.safe"
+
+local ngx = ngx
+local type = type
+local ipairs = ipairs
+local tostring = tostring
+local tonumber = tonumber
+local error = error
+local os_getenv = os.getenv
 
 local _M = {}
 
-local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-
+local defaults = { handlers = {} }   -- configure's, read in the master, inherited by workers
 local router          -- this worker's
 local serve_options   -- and how it serves, both made in init_worker
 
 local function setting(name)
-  local value = os.getenv(name)
+  local value = os_getenv(name)
   if value == "" then
     return nil
   end
@@ -44,16 +58,14 @@ end
 
 local function handler_folders()
   local configured = setting("JICOO_HANDLERS")
-  local folders = {}
-  if configured then
-    for folder in configured:gmatch("[^:]+") do
-      folders[#folders + 1] = folder
-    end
-    return folders
+  if not configured then
+    return defaults.handlers
   end
-  local examples = HERE .. "../"
-  return { HERE .. "handlers", examples .. "ledger", examples .. "notify",
-    examples .. "cancellations", examples .. "campaigns" }
+  local folders = {}
+  for folder in configured:gmatch("[^:]+") do
+    folders[#folders + 1] = folder
+  end
+  return folders
 end
 
 local function deliveries_journal()
@@ -101,10 +113,20 @@ local function retry_delays()
   return delays
 end
 
--- init_by_lua: refuse to start without a secret, rather than answer 500 to every delivery.
-function _M.check_environment()
+-- init_by_lua: the defaults of this nginx.conf (opts.handlers: the handler folders when
+-- JICOO_HANDLERS is unset), and a refusal to start without a secret or without handlers, rather
+-- than answer 500 to every delivery or handle them with nothing.
+function _M.configure(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("receiver.configure: opts must be a table, got " .. type(opts), 2)
+  end
+  defaults = { handlers = opts and opts.handlers or {} }
   if not secrets() then
     error("JICOO_WEBHOOK_SECRET is not set (and `env JICOO_WEBHOOK_SECRET;` must be in nginx.conf)")
+  end
+  if #handler_folders() == 0 then
+    error("no handler folders: set JICOO_HANDLERS (folders separated by ':'), or give"
+      .. " configure({ handlers = { ... } }) in nginx.conf")
   end
 end
 
@@ -116,7 +138,7 @@ function _M.init_worker()
     journal = deliveries_journal(),
     lease = seconds("JICOO_LEASE"),
     retry_delays = retry_delays(),
-    config = { output_dir = setting("JICOO_OUTPUT_DIR") },
+    config = { output_dir = setting("JICOO_OUTPUT_DIR") or (ngx.config.prefix() .. "out") },
   })
   for _, folder in ipairs(handler_folders()) do
     local count, err, failures = router:load(folder)
@@ -142,7 +164,8 @@ function _M.serve()
   return openresty.serve(router, serve_options)
 end
 
--- content_by_lua: the counts handlers/any.lua keeps, as JSON.
+-- content_by_lua: the counts examples/openresty/handlers/any.lua keeps in the lua_shared_dict
+-- jicoo_stats, as JSON.
 function _M.stats()
   local dict = ngx.shared.jicoo_stats
   local counts = {}
@@ -150,7 +173,7 @@ function _M.stats()
     counts[key] = dict:get(key)
   end
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(counts))
+  ngx.say(json.encode(counts))
 end
 
 return _M

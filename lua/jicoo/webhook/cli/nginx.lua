@@ -1,0 +1,119 @@
+-- jicoo-webhook nginx PREFIX: a runnable nginx setup of the receiver for this installation or
+-- checkout: PREFIX/conf/nginx.conf (nginx_conf.lua) with this installation's paths, and the
+-- folders nginx and its workers write (logs, tmp, journal, out). Started by root, nginx runs its
+-- workers as nobody: the folders they write are theirs, and PREFIX can be walked into.
+local ipairs = ipairs
+local tostring = tostring
+local string_match = string.match
+local string_gsub = string.gsub
+local package_searchpath = package.searchpath
+local os_execute = os.execute
+
+local cli_io = require "jicoo.webhook.cli.io"
+local nginx_conf = require "jicoo.webhook.nginx_conf"
+
+local out, err_out = cli_io.out, cli_io.err
+local EXIT_OK, EXIT_FAILURE, EXIT_USAGE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE, cli_io.EXIT_USAGE
+
+local _M = {}
+
+local WORKER_USER = "nobody nogroup"
+
+local function quote(s)
+  return "'" .. string_gsub(s, "'", "'\\''") .. "'"
+end
+
+local function exists(path)
+  local core = require "jicoo.webhook.core"
+  return core.file_read(path) ~= nil or core.file_list(path) ~= nil
+end
+
+-- path made absolute (nginx starts in its prefix, not here).
+local function absolute(path)
+  if not path or string_match(path, "^/") then
+    return path
+  end
+  local pipe = io.popen("pwd")
+  local cwd = pipe:read("*l")
+  pipe:close()
+  return cwd .. "/" .. string_gsub(path, "^%./", "")
+end
+
+-- The folder holding jicoo/webhook/*.lua: where this module was loaded from.
+local function lua_dir()
+  local source = debug.getinfo(1, "S").source
+  return absolute(string_match(source, "^@(.*)/jicoo/webhook/cli/nginx%.lua$"))
+end
+
+-- The folder holding jicoo/webhook/core.so built for LuaJIT (nginx's Lua), or nil.
+local function luajit_core_dir(lib)
+  local candidates = {}
+  if rawget(_G, "jit") and package_searchpath then
+    local found = package_searchpath("jicoo.webhook.core", package.cpath)
+    if found then
+      candidates[#candidates + 1] = absolute(string_match(found, "^(.*)/jicoo/webhook/core%.so$"))
+    end
+  end
+  local checkout = string_match(lib, "^(.*)/lua$")
+  if checkout then
+    candidates[#candidates + 1] = checkout .. "/build/luajit"
+  end
+  candidates[#candidates + 1] = "/usr/local/lib/lua/5.1"               -- luarocks --lua-version 5.1
+  for _, dir in ipairs(candidates) do
+    if dir and exists(dir .. "/jicoo/webhook/core.so") then
+      return dir
+    end
+  end
+  return nil
+end
+
+function _M.run(args)
+  local core = require "jicoo.webhook.core"
+  local prefix = string_gsub(args.prefix, "/+$", "")
+  if not string_match(prefix, "^/") then
+    return EXIT_USAGE, "PREFIX must be an absolute path, got " .. args.prefix
+  end
+  local lib = lua_dir()
+  local core_dir = absolute(args.core) or (lib and luajit_core_dir(lib))
+  if not core_dir or not exists(core_dir .. "/jicoo/webhook/core.so") then
+    return EXIT_USAGE, "cannot find jicoo/webhook/core.so built for LuaJIT: give --core DIR (a"
+      .. " checkout's build/luajit, or the tree of `luarocks --lua-version 5.1 make`)"
+  end
+  local handlers = args.handlers
+  if #handlers == 0 then
+    local examples = (string_match(lib, "^(.*)/lua$") or lib) .. "/examples"
+    if exists(examples .. "/openresty/handlers") then
+      handlers = nginx_conf.example_handlers(examples)
+    else
+      return EXIT_USAGE, "--handlers DIR is required (no examples/ folder beside this installation)"
+    end
+  end
+  local is_root = string_match(tostring(io.popen("id -u"):read("*l")), "^0$") ~= nil
+  for _, folder in ipairs({ prefix, prefix .. "/conf", prefix .. "/logs", prefix .. "/tmp",
+      prefix .. "/journal", prefix .. "/out" }) do
+    local ok, err = core.file_mkdir(folder)
+    if not ok then
+      err_out("jicoo-webhook nginx: ", err)
+      return EXIT_FAILURE
+    end
+  end
+  local conf = nginx_conf.render({ lua_dir = lib, core_dir = core_dir, handlers = handlers,
+    listen = args.listen, workers = args.workers, user = is_root and WORKER_USER or nil })
+  local ok, err = core.file_replace(prefix .. "/conf/nginx.conf", conf)
+  if not ok then
+    err_out("jicoo-webhook nginx: ", err)
+    return EXIT_FAILURE
+  end
+  if is_root then
+    -- the workers (nobody) write the journal and the automations' files, and walk to them
+    os_execute("chmod 755 " .. quote(prefix) .. " && chown nobody:nogroup " .. quote(prefix
+      .. "/journal") .. " " .. quote(prefix .. "/out"))
+  end
+  out("wrote ", prefix, "/conf/nginx.conf (listen ", args.listen, ", handlers: ",
+    table.concat(handlers, ", "), ")")
+  out("start:  JICOO_WEBHOOK_SECRET=... nginx -p ", prefix, " -c conf/nginx.conf")
+  out("stop:   kill $(cat ", prefix, "/logs/nginx.pid)")
+  return EXIT_OK
+end
+
+return _M

@@ -1,0 +1,140 @@
+-- The nginx.conf of the receiver (receiver.lua), written out for given paths: the one place such
+-- a configuration is made. `jicoo-webhook nginx` writes it into a prefix folder of its own;
+-- examples/openresty/nginx.conf is this text for a checkout at /srv/jicoo-webhook (a spec checks
+-- the two agree).
+local ipairs = ipairs
+local table_concat = table.concat
+local string_format = string.format
+
+local _M = {}
+
+-- opts: lua_dir (holds jicoo/webhook/*.lua), core_dir (holds jicoo/webhook/core.so built for
+-- LuaJIT), handlers (a list of folders), listen ("127.0.0.1:8080"), workers (1), user (nil: the
+-- user nginx runs as; "nobody nogroup" when started by root).
+function _M.render(opts)
+  local handlers = {}
+  for i, folder in ipairs(opts.handlers) do
+    handlers[i] = string_format("%q", folder)
+  end
+  local user = opts.user and ("user " .. opts.user .. ";")
+    or "# user www-data;   # as root, nginx runs its workers as this user"
+  return table_concat({
+    [[
+# A Jicoo webhook receiver: a complete nginx.conf for Debian's nginx with the Lua module
+#   apt-get install nginx-core libnginx-mod-http-lua lua-resty-core
+# `jicoo-webhook nginx PREFIX` writes this file, with this installation's paths, into
+# PREFIX/conf/nginx.conf and makes the folders it needs; run it from that folder with
+#   JICOO_WEBHOOK_SECRET=... nginx -p PREFIX -c conf/nginx.conf
+# and stop it with: kill $(cat PREFIX/logs/nginx.pid)
+#
+# Everything secret comes from the environment (the `env` lines), never from this file.
+
+# Modules: leave these out when nginx already loads them (Debian's /etc/nginx/modules-enabled).
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+
+# One worker: the example automations in examples/ rewrite JSON files (slots.json,
+# campaigns.json), which two workers could interleave. Handlers that keep their state in a
+# shared dict or in Redis run under `worker_processes auto;`.
+worker_processes ]] .. (opts.workers or 1) .. [[;
+pid logs/nginx.pid;
+# info shows each handler's ctx.log lines; notice keeps only rejections and failures.
+error_log logs/error.log info;
+# The workers write the journal (PREFIX/journal) and the automations' files (PREFIX/out).
+]] .. user .. [[
+
+
+# nginx hands its workers only the variables named here (receiver.lua says what each does).
+env JICOO_WEBHOOK_SECRET;
+env JICOO_WEBHOOK_SECRET_OLD;
+env JICOO_HANDLERS;
+env JICOO_OUTPUT_DIR;
+env JICOO_JOURNAL_DIR;
+env JICOO_JOURNAL;
+env JICOO_REDIS;
+env JICOO_REDIS_PASSWORD;
+env JICOO_LEASE;
+env JICOO_RETRY_DELAYS;
+env JICOO_ANSWER_FIRST;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log logs/access.log;
+    # Debian's nginx keeps its temp folders under /var/lib/nginx; an nginx of its own prefix
+    # keeps its own.
+    client_body_temp_path tmp/body;
+    proxy_temp_path tmp/proxy;
+    fastcgi_temp_path tmp/fastcgi;
+    uwsgi_temp_path tmp/uwsgi;
+    scgi_temp_path tmp/scgi;
+
+    # The Lua modules and the C core built for LuaJIT; ";;" keeps the default path, where
+    # Debian's resty.core and cjson live.
+    lua_package_path "]] .. opts.lua_dir .. "/?.lua;" .. opts.lua_dir .. [[/?/init.lua;;";
+    lua_package_cpath "]] .. opts.core_dir .. [[/?.so;;";
+    # Trusted CAs for the handlers' HTTPS requests (ctx.http): Debian's bundle.
+    lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
+    lua_ssl_verify_depth 5;
+
+    # Claims shared by every worker when JICOO_JOURNAL=memory (about 200 bytes a claim: 10m holds
+    # ~50000). The default journal, files in PREFIX/journal, and Redis's need no dict.
+    lua_shared_dict jicoo_claims 10m;
+    # Counts kept by examples/openresty/handlers/any.lua, shown at /jicoo/stats.
+    lua_shared_dict jicoo_stats 1m;
+
+    # The handler folders (JICOO_HANDLERS overrides them); nginx refuses to start without a
+    # secret. Then one router per worker, with the journal's scheduler.
+    init_by_lua_block {
+        require("jicoo.webhook.receiver").configure({ handlers = {
+            ]] .. table_concat(handlers, ",\n            ") .. [[,
+        } })
+    }
+    init_worker_by_lua_block {
+        require("jicoo.webhook.receiver").init_worker()
+    }
+
+    server {
+        listen ]] .. (opts.listen or "127.0.0.1:8080") .. [[;
+
+        location = /jicoo/webhook {
+            # The router refuses bodies over its max_size (1 MiB) with a JSON 413 and a log
+            # line. nginx refuses bodies over client_max_body_size before any Lua runs, so keep
+            # it above max_size: only absurd sizes meet nginx's own 413 (answered below).
+            client_max_body_size 2m;
+            # Bodies up to this size stay in memory; larger ones go to a temp file, which the
+            # adapter reads too.
+            client_body_buffer_size 128k;
+            error_page 413 = @too_large;
+            content_by_lua_block {
+                require("jicoo.webhook.receiver").serve()
+            }
+        }
+
+        location = /jicoo/stats {
+            allow 127.0.0.1;
+            deny all;
+            content_by_lua_block {
+                require("jicoo.webhook.receiver").stats()
+            }
+        }
+
+        location @too_large {
+            default_type application/json;
+            return 413 '{"error":"too_large","ok":false}';
+        }
+    }
+}
+]],
+  })
+end
+
+-- The handler folders of a checkout whose examples/ folder is examples_dir.
+function _M.example_handlers(examples_dir)
+  return { examples_dir .. "/openresty/handlers", examples_dir .. "/ledger",
+    examples_dir .. "/notify", examples_dir .. "/cancellations", examples_dir .. "/campaigns" }
+end
+
+return _M
