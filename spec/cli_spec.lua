@@ -397,3 +397,29 @@ describe("jicoo-webhook nginx", function()
     assert.are.equal(2, code)
   end)
 end)
+
+describe("jicoo-webhook's manual page and completion", function()
+  -- Both are made from the --help text and installed from docs/; these are what the command makes now.
+  local cases = {
+    { "man", "docs/jicoo-webhook.1" },
+    { "completion bash", "docs/completion/jicoo-webhook.bash" },
+  }
+  for _, case in ipairs(cases) do
+    it(case[2] .. " is what `jicoo-webhook " .. case[1] .. "` prints", function()
+      local code, out = jicoo(case[1])
+      assert.are.equal(0, code)
+      assert.are.equal(support.read(support.root .. "/" .. case[2]), out)
+    end)
+  end
+
+  it("the completion script is valid bash", function()
+    local _, ok = support.run("bash -n " .. q(support.root .. "/docs/completion/jicoo-webhook.bash"))
+    assert.is_true(ok)
+  end)
+
+  it("prints its version", function()
+    local code, out = jicoo("--version")
+    assert.are.equal(0, code)
+    assert.are.equal("jicoo-webhook " .. require("jicoo.webhook")._VERSION .. "\n", out)
+  end)
+end)

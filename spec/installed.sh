@@ -8,8 +8,15 @@ interpreter=$1 version=$2 incdir=$3
 fixtures=spec/fixtures
 tree=$(mktemp -d)
 trap 'rm -rf "$tree" build.luarocks' EXIT
+# LuaJIT installs as README says: through rockspec/luajit.lua, so the command runs luajit.
+config=
+case "$interpreter" in *luajit*) config=rockspec/luajit.lua ;; esac
+LUAROCKS_CONFIG=${config:-${LUAROCKS_CONFIG:-}} \
 luarocks --lua-version "$version" --tree "$tree" make rockspec/jicoo-webhook-scm-1.rockspec \
   LUA_INCDIR="$incdir" > "$tree/make.log" 2>&1 || { cat "$tree/make.log"; exit 1; }
+if [ -n "$config" ] && ! grep -q "exec '[^']*luajit'" "$tree/bin/jicoo-webhook"; then
+  echo "the installed jicoo-webhook does not run luajit:"; cat "$tree/bin/jicoo-webhook"; exit 1
+fi
 
 LUA_PATH="$tree/share/lua/$version/?.lua;$tree/share/lua/$version/?/init.lua;spec/?.lua;;" \
 LUA_CPATH="$tree/lib/lua/$version/?.so;;" \

@@ -276,8 +276,10 @@ local function limit_options(command)
   end
   table_sort(names)
   for _, name in ipairs(names) do
-    command:option("--" .. string_gsub(name, "_", "-"), "Limit " .. name .. " (default "
-      .. core.limits[name] .. ").")
+    -- (the defaults are not printed: max_key's differs between runtimes, and this text is
+    -- also the manual page's)
+    command:option("--" .. string_gsub(name, "_", "-"), "Override the limit " .. name
+      .. " (docs/api.md, \"Limits\").")
       :target(name):argname("N"):convert(function(text)
         local n = tonumber(text)
         if not n or n < 1 or n % 1 ~= 0 then

@@ -1,0 +1,282 @@
+_jicoo-webhook() {
+    local IFS=$' \t\n'
+    local args cur prev cmd opts arg
+    args=("${COMP_WORDS[@]}")
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    prev="${COMP_WORDS[COMP_CWORD-1]}"
+    opts="-h --help --version"
+
+    args=("${args[@]:1}")
+    for arg in "${args[@]}"; do
+        case "$arg" in
+            help)
+                cmd="help"
+                opts="$opts -h --help"
+                break
+                ;;
+            check)
+                cmd="check"
+                opts="$opts -h --help --strict --json --max-depth --max-items --max-key --max-keys --max-size --max-string --max-values"
+                break
+                ;;
+            sign)
+                cmd="sign"
+                opts="$opts -h --help --secret --time"
+                break
+                ;;
+            verify)
+                cmd="verify"
+                opts="$opts -h --help --secret --header --tolerance --now"
+                break
+                ;;
+            send)
+                cmd="send"
+                opts="$opts -h --help --secret --timeout --ca-file"
+                break
+                ;;
+            run)
+                cmd="run"
+                opts="$opts -h --help --strict --set"
+                break
+                ;;
+            example)
+                cmd="example"
+                opts="$opts -h --help --now"
+                break
+                ;;
+            nginx)
+                cmd="nginx"
+                opts="$opts -h --help --listen --handlers --workers --core"
+                break
+                ;;
+            deliveries)
+                cmd="deliveries"
+                opts="$opts -h --help"
+                args=("${args[@]:1}")
+                for arg in "${args[@]}"; do
+                    case "$arg" in
+                        list)
+                            cmd="$cmd list"
+                            opts="$opts -h --help --journal --redis --state"
+                            break
+                            ;;
+                        show)
+                            cmd="$cmd show"
+                            opts="$opts -h --help --journal --redis"
+                            break
+                            ;;
+                        retry)
+                            cmd="$cmd retry"
+                            opts="$opts -h --help --journal --redis"
+                            break
+                            ;;
+                        drop)
+                            cmd="$cmd drop"
+                            opts="$opts -h --help --journal --redis"
+                            break
+                            ;;
+                    esac
+                done
+                break
+                ;;
+            completion)
+                cmd="completion"
+                opts="$opts -h --help"
+                break
+                ;;
+            man)
+                cmd="man"
+                opts="$opts -h --help"
+                break
+                ;;
+        esac
+    done
+
+    case "$cmd" in
+        '')
+            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man" -- "$cur"))
+            ;;
+        'help')
+            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man" -- "$cur"))
+            ;;
+        'check')
+            case "$prev" in
+                --max-depth)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --max-items)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --max-key)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --max-keys)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --max-size)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --max-string)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --max-values)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'sign')
+            case "$prev" in
+                --secret)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --time)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'verify')
+            case "$prev" in
+                --secret)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --tolerance)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --now)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'send')
+            case "$prev" in
+                --secret)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'run')
+            case "$prev" in
+                --set)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'nginx')
+            case "$prev" in
+                --listen)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --handlers)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --workers)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --core)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'deliveries')
+            COMPREPLY=($(compgen -W "list show retry drop" -- "$cur"))
+            ;;
+        'deliveries list')
+            case "$prev" in
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -W "failed dead done running all" -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'deliveries show')
+            case "$prev" in
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'deliveries retry')
+            case "$prev" in
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'deliveries drop')
+            case "$prev" in
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+    esac
+
+    if [[ "$cur" = -* ]]; then
+        COMPREPLY=($(compgen -W "$opts" -- "$cur"))
+    fi
+}
+
+complete -F _jicoo-webhook -o bashdefault -o default jicoo-webhook
