@@ -10,4 +10,4 @@ files["examples/openresty/"] = { std = "+ngx_lua" }
 files["spec/nginx_handlers/"] = { std = "+busted+ngx_lua" }
 files["spec/bench/nginx_endpoints.lua"] = { std = "+ngx_lua" }
 -- A LuaRocks configuration sets the globals LuaRocks reads.
-files["rockspec/luajit.lua"] = { allow_defined_top = true, globals = { "lua_interpreter", "variables" } }
+files["rockspec/luajit.lua"] = { allow_defined_top = true, ignore = { "131" } }
