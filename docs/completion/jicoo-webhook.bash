@@ -89,15 +89,20 @@ _jicoo-webhook() {
                 opts="$opts -h --help"
                 break
                 ;;
+            annotations)
+                cmd="annotations"
+                opts="$opts -h --help"
+                break
+                ;;
         esac
     done
 
     case "$cmd" in
         '')
-            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man" -- "$cur"))
+            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man annotations" -- "$cur"))
             ;;
         'help')
-            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man" -- "$cur"))
+            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man annotations" -- "$cur"))
             ;;
         'check')
             case "$prev" in

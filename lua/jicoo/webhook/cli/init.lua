@@ -391,6 +391,8 @@ local function build_parser(argparse)
     .. " or fish).")
   completion:argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
   parser:command("man", "Print the manual page (roff), made from the same text as --help.")
+  parser:command("annotations", "Print the Lua Language Server annotations of the typed tables"
+    .. " and the library (lua/jicoo/webhook/meta.lua), made from the schema.")
 
   return parser
 end
@@ -462,6 +464,9 @@ function _M.main(args)
     return EXIT_USAGE
   elseif parsed.command == "completion" then
     io_stdout:write(parser["get_" .. parsed.shell .. "_complete"](parser))
+    return EXIT_OK
+  elseif parsed.command == "annotations" then
+    io_stdout:write(require("jicoo.webhook.annotations").source())
     return EXIT_OK
   elseif parsed.command == "man" then
     io_stdout:write(require("jicoo.webhook.cli.man").page(parser, VERSION))

@@ -1,0 +1,334 @@
+-- The Lua Language Server's view of the library: `---@class` annotations for the typed tables
+-- (every field, made from core.schema, so that they cannot drift from what parse gives) and for
+-- their methods, the module, the router, ctx, the journal and the claim stores. `jicoo-webhook
+-- annotations` prints them; lua/jicoo/webhook/meta.lua is that text (a spec regenerates it and
+-- compares), which an editor reads through .luarc.json (docs/handlers.md, "Editors").
+local ipairs = ipairs
+local pairs = pairs
+local error = error
+local table_concat = table.concat
+local table_sort = table.sort
+
+local core = require "jicoo.webhook.core"
+local types = require "jicoo.webhook.types"
+
+local _M = {}
+
+-- The types in the order a reader meets them.
+local TYPES = { "Event", "Booking", "Contact", "Answer", "Tracking" }
+
+local TYPE_DOCS = {
+  Event = "A delivery: what happened (`event`), when, and the booking (`object`).",
+  Booking = "The booking a delivery is about (`ev.object`).",
+  Contact = "The guest (`booking.contact`).",
+  Answer = "One answer of the guest to the booking form (`booking.answers[i]`).",
+  Tracking = "The UTM parameters of the booking page visit (`booking.tracking`).",
+}
+
+-- Each method's signature and one line, by type: every method types.lua has must be here.
+local METHODS = {
+  Event = {
+    kind = { returns = '"booked"|"rescheduled"|"cancelled"|nil',
+      doc = "What happened; nil for an event this version does not know." },
+    actor = { returns = '"guest"|"host"|nil', doc = "Who did it; nil for an unknown event." },
+    is_known = { returns = "boolean", doc = "Whether `event` is one this version knows." },
+    key = { returns = "string",
+      doc = "The idempotency key: event/uid/createdAt, `%` and `/` escaped in the first two." },
+    created_at = { returns = "number", doc = "`createdAt` in Unix seconds." },
+  },
+  Booking = {
+    starts_at = { returns = "number", doc = "`startedAt` in Unix seconds." },
+    ends_at = { returns = "number", doc = "`endedAt` in Unix seconds." },
+    duration = { returns = "number", doc = "Seconds from start to end." },
+    is_cancelled = { returns = "boolean", doc = "Whether `status` is \"cancel\"." },
+    cancelled_at = { returns = "number?", doc = "`cancelledAt` in Unix seconds, or nil." },
+    answer = { params = "question: string", returns = "string[]?",
+      doc = "The content the guest gave for `question`, or nil." },
+  },
+  Answer = {
+    text = { params = "separator?: string", returns = "string",
+      doc = "The content as one string, joined by `separator` (default \", \")." },
+  },
+  Contact = {
+    display = { returns = "string?", doc = "\"Name <email>\", or whichever of the two is present." },
+  },
+  Tracking = {
+    has_utm = { returns = "boolean", doc = "Whether the visit carried any UTM parameter." },
+  },
+}
+
+local function field_type(field)
+  if field.kind == "object" then
+    return "jicoo.webhook." .. field.type
+  elseif field.kind == "array" then
+    local items = field.items or {}
+    if items.kind == "object" then
+      return "jicoo.webhook." .. items.type .. "[]"
+    end
+    return "string[]"
+  end
+  return "string"
+end
+
+local function field_line(field)
+  -- A field parse can leave out: absent at the lenient level, or null (which becomes absent).
+  local optional = field.required ~= "always" or field.nullable
+  local notes = {}
+  if field.format == "date-time" then
+    notes[#notes + 1] = "an RFC 3339 date-time"
+  elseif field.format == "non-empty" then
+    notes[#notes + 1] = "never empty"
+  end
+  if field.values then
+    notes[#notes + 1] = "known values: " .. table_concat(field.values, ", ")
+  end
+  if field.string_as_list then
+    notes[#notes + 1] = "a lone string becomes a one-item list (lenient level)"
+  end
+  return "---@field " .. field.name .. (optional and "? " or " ") .. field_type(field)
+    .. (#notes > 0 and " " .. table_concat(notes, "; ") or "")
+end
+
+local function type_block(name)
+  local schema = core.schema[name]
+  local methods = types.methods[name]
+  local lines = { "---" .. TYPE_DOCS[name], "---@class jicoo.webhook." .. name }
+  for _, field in ipairs(schema.fields) do
+    lines[#lines + 1] = field_line(field)
+  end
+  lines[#lines + 1] = "---@field [string] any keys Jicoo sends beyond its documentation (kept by"
+    .. " default)"
+  local local_name = name
+  lines[#lines + 1] = "local " .. local_name .. " = {}"
+  local names = {}
+  for method in pairs(methods) do
+    names[#names + 1] = method
+  end
+  table_sort(names)
+  for _, method in ipairs(names) do
+    local doc = METHODS[name][method]
+    if not doc then
+      error("annotations.lua: no annotation for " .. name .. ":" .. method, 2)
+    end
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "---" .. doc.doc
+    if doc.params then
+      lines[#lines + 1] = "---@param " .. doc.params:gsub(": ", " ", 1)
+    end
+    lines[#lines + 1] = "---@return " .. doc.returns
+    local params = doc.params and doc.params:match("^([%w_?]+)"):gsub("%?$", "") or ""
+    lines[#lines + 1] = "function " .. local_name .. ":" .. method .. "(" .. params .. ") end"
+  end
+  return table_concat(lines, "\n")
+end
+
+-- What is not made from the schema: the module's functions, the router, ctx, the journal and
+-- the claim stores, as docs/api.md describes them.
+local REST = [[
+---What a failure says (`nil, msg, info` from parse, decode and construct).
+---@class jicoo.webhook.ErrorInfo
+---@field code string syntax, encoding, limit, missing, type, format, enum, duplicate,
+---unknown_key, or a signature's code
+---@field path? string the RFC 6901 pointer of the offending value ("" for the whole document)
+---@field offset? integer the 0-based byte offset of the offending byte
+
+---level, unknown_keys, null and the limits (max_size, ...); tolerance and now for verify
+---@alias jicoo.webhook.Options table<string, any>
+
+---@class jicoo.webhook
+---@field null lightuserdata what a JSON null becomes with opts.null (equal to cjson.null)
+---@field EVENTS string[] the known event names
+---@field limits table<string, integer> the default limits (a copy)
+---@field _VERSION string
+local webhook = {}
+
+---Parses and validates one delivery body into typed tables.
+---@param body string the raw bytes of the POST
+---@param opts? jicoo.webhook.Options
+---@return jicoo.webhook.Event? ev
+---@return string? msg
+---@return jicoo.webhook.ErrorInfo? info
+function webhook.parse(body, opts) end
+
+---Any JSON value to a plain Lua value, strictly.
+---@param s string
+---@param opts? jicoo.webhook.Options
+---@return any value
+---@return string? msg
+---@return jicoo.webhook.ErrorInfo? info
+function webhook.decode(s, opts) end
+
+---An RFC 3339 date-time to Unix seconds.
+---@param s string
+---@return number? secs
+---@return string? msg
+function webhook.time(s) end
+
+---Whether header signs body under one of the secrets.
+---@param body string
+---@param header string|string[]|nil the Jicoo-Webhook-Signature value
+---@param secrets string|string[]
+---@param opts? jicoo.webhook.Options tolerance, now
+---@return boolean ok
+---@return string? msg
+---@return string? code missing_header, malformed_header, no_signature, mismatch, expired
+function webhook.verify(body, header, secrets, opts) end
+
+---The header Jicoo would send for body.
+---@param secret string
+---@param body string
+---@param t? integer the signing time (default: now)
+---@return string header
+function webhook.sign(secret, body, t) end
+
+---Verifies, then parses what verified.
+---@param body string
+---@param header string|string[]|nil
+---@param secrets string|string[]
+---@param opts? jicoo.webhook.Options
+---@return jicoo.webhook.Event? ev
+---@return string? msg
+---@return jicoo.webhook.ErrorInfo? info
+function webhook.construct(body, header, secrets, opts) end
+
+---secrets, verify, tolerance, journal, store, ttl, lease, retry_delays, now, log, config, and
+---parse's options (docs/api.md)
+---@param opts? table
+---@return jicoo.webhook.Router
+function webhook.router(opts) end
+
+---What router:handle returns.
+---@class jicoo.webhook.Result
+---@field status integer the HTTP status to answer
+---@field body string a short JSON document for the answer
+---@field event? jicoo.webhook.Event
+---@field key? string
+---@field errors table[] { stage, code, path, offset, handler, message }
+---@field handlers? table[] { handler = label, ok = boolean, error }
+---@field duplicate? boolean
+
+---@class jicoo.webhook.Router
+---@field max_size integer
+local Router = {}
+
+---@param event string an event name, or "*" for every event
+---@param fn fun(ev: jicoo.webhook.Event, ctx: jicoo.webhook.Context)
+---@return jicoo.webhook.Router
+function Router:on(event, fn) end
+
+---@param fn fun(message: string, ev: jicoo.webhook.Event?, ctx: jicoo.webhook.Context?)
+---@return jicoo.webhook.Router
+function Router:on_error(fn) end
+
+---Loads dir/<event>.lua and dir/any.lua.
+---@param dir string
+---@return integer? registered
+---@return string? msg
+---@return table[]? failures { file, message }
+function Router:load(dir) end
+
+---@param body string
+---@param headers? table<string, string|string[]>
+---@return jicoo.webhook.Result
+function Router:handle(body, headers) end
+
+---@param body string
+---@param headers? table<string, string|string[]>
+---@return table? delivery
+---@return jicoo.webhook.Result? answer
+function Router:accept(body, headers) end
+
+---@param delivery table
+---@return jicoo.webhook.Result
+function Router:dispatch(delivery) end
+
+---@param delivery table
+function Router:release(delivery) end
+
+---Runs every delivery the journal has due now.
+---@return integer ran
+---@return jicoo.webhook.Result[] results
+function Router:run_due() end
+
+---What a handler gets with each delivery.
+---@class jicoo.webhook.Context
+---@field headers table<string, string|string[]> the request's headers (empty on a retry)
+---@field body string the request's body, its raw bytes
+---@field received_at number Unix seconds when the delivery first arrived
+---@field key string the delivery's idempotency key
+---@field attempt integer 1, then 2, ... on retries
+---@field config table the router's config
+---@field handler? string the running handler's label
+---@field log jicoo.webhook.Logger
+local Context = {}
+
+---ctx.config[name], else the environment variable env_name, else default.
+---@param name string
+---@param env_name? string
+---@param default? any
+---@return any
+function Context:setting(name, env_name, default) end
+
+---ctx.log("fmt", ...) logs at info; ctx.log.debug/info/warn/error pick the level.
+---@class jicoo.webhook.Logger
+---@field debug fun(fmt: any, ...: any)
+---@field info fun(fmt: any, ...: any)
+---@field warn fun(fmt: any, ...: any)
+---@field error fun(fmt: any, ...: any)
+---@overload fun(fmt: any, ...: any)
+
+---A journal of deliveries (require "jicoo.webhook.journal": memory, files, redis).
+---@class jicoo.webhook.Journal
+---@field durable boolean
+local Journal = {}
+---@return string? outcome new, taken, busy, waiting, done, dead, absent
+---@return table|string|nil record_or_err
+function Journal:acquire(key, now, lease, new, take_failed) end
+---@return boolean? ok
+---@return string? err
+function Journal:update(key, token, changes, now) end
+---@return string[]? keys
+---@return table|string|nil problems_or_err
+function Journal:due(now, limit) end
+---@return table? record
+---@return string? err
+function Journal:get(key) end
+---@return table[]? records
+---@return string? err
+function Journal:list(state) end
+---@return table|false|nil record
+---@return string? why
+function Journal:rearm(key, now) end
+---@return boolean? ok
+---@return string? err
+function Journal:remove(key) end
+
+---A claim store (require "jicoo.webhook.store": memory, shdict, redis).
+---@class jicoo.webhook.Store
+local Store = {}
+---@return boolean? claimed
+---@return string? err
+function Store:add(key, ttl) end
+---@return boolean? ok
+---@return string? err
+function Store:delete(key) end
+
+return webhook]]
+
+-- The annotations file's text.
+function _M.source()
+  local blocks = {
+    "---@meta jicoo.webhook",
+    "-- The Lua Language Server's annotations of jicoo.webhook, for editors: completion and type"
+      .. "\n-- checks of the typed tables (docs/handlers.md, \"Editors\"). Made by `jicoo-webhook"
+      .. "\n-- annotations` from the C core's schema; edit lua/jicoo/webhook/annotations.lua, not this."
+      .. "\n-- luacheck: ignore",
+  }
+  for _, name in ipairs(TYPES) do
+    blocks[#blocks + 1] = type_block(name)
+  end
+  blocks[#blocks + 1] = REST
+  return table_concat(blocks, "\n\n") .. "\n"
+end
+
+return _M

@@ -1,0 +1,305 @@
+---@meta jicoo.webhook
+
+-- The Lua Language Server's annotations of jicoo.webhook, for editors: completion and type
+-- checks of the typed tables (docs/handlers.md, "Editors"). Made by `jicoo-webhook
+-- annotations` from the C core's schema; edit lua/jicoo/webhook/annotations.lua, not this.
+-- luacheck: ignore
+
+---A delivery: what happened (`event`), when, and the booking (`object`).
+---@class jicoo.webhook.Event
+---@field createdAt string an RFC 3339 date-time
+---@field event string known values: guest_booked, guest_rescheduled, host_rescheduled, guest_cancelled, host_cancelled
+---@field object jicoo.webhook.Booking
+---@field [string] any keys Jicoo sends beyond its documentation (kept by default)
+local Event = {}
+
+---Who did it; nil for an unknown event.
+---@return "guest"|"host"|nil
+function Event:actor() end
+
+---`createdAt` in Unix seconds.
+---@return number
+function Event:created_at() end
+
+---Whether `event` is one this version knows.
+---@return boolean
+function Event:is_known() end
+
+---The idempotency key: event/uid/createdAt, `%` and `/` escaped in the first two.
+---@return string
+function Event:key() end
+
+---What happened; nil for an event this version does not know.
+---@return "booked"|"rescheduled"|"cancelled"|nil
+function Event:kind() end
+
+---The booking a delivery is about (`ev.object`).
+---@class jicoo.webhook.Booking
+---@field status string known values: open, cancel
+---@field timeZone string never empty
+---@field startedAt string an RFC 3339 date-time
+---@field endedAt string an RFC 3339 date-time
+---@field createdAt string an RFC 3339 date-time
+---@field updatedAt string an RFC 3339 date-time
+---@field uid string never empty
+---@field eventTypeUid string never empty
+---@field contact jicoo.webhook.Contact
+---@field answers jicoo.webhook.Answer[]
+---@field tracking jicoo.webhook.Tracking
+---@field cancelReason? string
+---@field cancelledAt? string an RFC 3339 date-time
+---@field cancelledBy? string
+---@field [string] any keys Jicoo sends beyond its documentation (kept by default)
+local Booking = {}
+
+---The content the guest gave for `question`, or nil.
+---@param question string
+---@return string[]?
+function Booking:answer(question) end
+
+---`cancelledAt` in Unix seconds, or nil.
+---@return number?
+function Booking:cancelled_at() end
+
+---Seconds from start to end.
+---@return number
+function Booking:duration() end
+
+---`endedAt` in Unix seconds.
+---@return number
+function Booking:ends_at() end
+
+---Whether `status` is "cancel".
+---@return boolean
+function Booking:is_cancelled() end
+
+---`startedAt` in Unix seconds.
+---@return number
+function Booking:starts_at() end
+
+---The guest (`booking.contact`).
+---@class jicoo.webhook.Contact
+---@field email? string
+---@field name? string
+---@field [string] any keys Jicoo sends beyond its documentation (kept by default)
+local Contact = {}
+
+---"Name <email>", or whichever of the two is present.
+---@return string?
+function Contact:display() end
+
+---One answer of the guest to the booking form (`booking.answers[i]`).
+---@class jicoo.webhook.Answer
+---@field question string
+---@field content string[] a lone string becomes a one-item list (lenient level)
+---@field [string] any keys Jicoo sends beyond its documentation (kept by default)
+local Answer = {}
+
+---The content as one string, joined by `separator` (default ", ").
+---@param separator? string
+---@return string
+function Answer:text(separator) end
+
+---The UTM parameters of the booking page visit (`booking.tracking`).
+---@class jicoo.webhook.Tracking
+---@field utm_campaign? string
+---@field utm_source? string
+---@field utm_medium? string
+---@field utm_content? string
+---@field utm_term? string
+---@field [string] any keys Jicoo sends beyond its documentation (kept by default)
+local Tracking = {}
+
+---Whether the visit carried any UTM parameter.
+---@return boolean
+function Tracking:has_utm() end
+
+---What a failure says (`nil, msg, info` from parse, decode and construct).
+---@class jicoo.webhook.ErrorInfo
+---@field code string syntax, encoding, limit, missing, type, format, enum, duplicate,
+---unknown_key, or a signature's code
+---@field path? string the RFC 6901 pointer of the offending value ("" for the whole document)
+---@field offset? integer the 0-based byte offset of the offending byte
+
+---level, unknown_keys, null and the limits (max_size, ...); tolerance and now for verify
+---@alias jicoo.webhook.Options table<string, any>
+
+---@class jicoo.webhook
+---@field null lightuserdata what a JSON null becomes with opts.null (equal to cjson.null)
+---@field EVENTS string[] the known event names
+---@field limits table<string, integer> the default limits (a copy)
+---@field _VERSION string
+local webhook = {}
+
+---Parses and validates one delivery body into typed tables.
+---@param body string the raw bytes of the POST
+---@param opts? jicoo.webhook.Options
+---@return jicoo.webhook.Event? ev
+---@return string? msg
+---@return jicoo.webhook.ErrorInfo? info
+function webhook.parse(body, opts) end
+
+---Any JSON value to a plain Lua value, strictly.
+---@param s string
+---@param opts? jicoo.webhook.Options
+---@return any value
+---@return string? msg
+---@return jicoo.webhook.ErrorInfo? info
+function webhook.decode(s, opts) end
+
+---An RFC 3339 date-time to Unix seconds.
+---@param s string
+---@return number? secs
+---@return string? msg
+function webhook.time(s) end
+
+---Whether header signs body under one of the secrets.
+---@param body string
+---@param header string|string[]|nil the Jicoo-Webhook-Signature value
+---@param secrets string|string[]
+---@param opts? jicoo.webhook.Options tolerance, now
+---@return boolean ok
+---@return string? msg
+---@return string? code missing_header, malformed_header, no_signature, mismatch, expired
+function webhook.verify(body, header, secrets, opts) end
+
+---The header Jicoo would send for body.
+---@param secret string
+---@param body string
+---@param t? integer the signing time (default: now)
+---@return string header
+function webhook.sign(secret, body, t) end
+
+---Verifies, then parses what verified.
+---@param body string
+---@param header string|string[]|nil
+---@param secrets string|string[]
+---@param opts? jicoo.webhook.Options
+---@return jicoo.webhook.Event? ev
+---@return string? msg
+---@return jicoo.webhook.ErrorInfo? info
+function webhook.construct(body, header, secrets, opts) end
+
+---secrets, verify, tolerance, journal, store, ttl, lease, retry_delays, now, log, config, and
+---parse's options (docs/api.md)
+---@param opts? table
+---@return jicoo.webhook.Router
+function webhook.router(opts) end
+
+---What router:handle returns.
+---@class jicoo.webhook.Result
+---@field status integer the HTTP status to answer
+---@field body string a short JSON document for the answer
+---@field event? jicoo.webhook.Event
+---@field key? string
+---@field errors table[] { stage, code, path, offset, handler, message }
+---@field handlers? table[] { handler = label, ok = boolean, error }
+---@field duplicate? boolean
+
+---@class jicoo.webhook.Router
+---@field max_size integer
+local Router = {}
+
+---@param event string an event name, or "*" for every event
+---@param fn fun(ev: jicoo.webhook.Event, ctx: jicoo.webhook.Context)
+---@return jicoo.webhook.Router
+function Router:on(event, fn) end
+
+---@param fn fun(message: string, ev: jicoo.webhook.Event?, ctx: jicoo.webhook.Context?)
+---@return jicoo.webhook.Router
+function Router:on_error(fn) end
+
+---Loads dir/<event>.lua and dir/any.lua.
+---@param dir string
+---@return integer? registered
+---@return string? msg
+---@return table[]? failures { file, message }
+function Router:load(dir) end
+
+---@param body string
+---@param headers? table<string, string|string[]>
+---@return jicoo.webhook.Result
+function Router:handle(body, headers) end
+
+---@param body string
+---@param headers? table<string, string|string[]>
+---@return table? delivery
+---@return jicoo.webhook.Result? answer
+function Router:accept(body, headers) end
+
+---@param delivery table
+---@return jicoo.webhook.Result
+function Router:dispatch(delivery) end
+
+---@param delivery table
+function Router:release(delivery) end
+
+---Runs every delivery the journal has due now.
+---@return integer ran
+---@return jicoo.webhook.Result[] results
+function Router:run_due() end
+
+---What a handler gets with each delivery.
+---@class jicoo.webhook.Context
+---@field headers table<string, string|string[]> the request's headers (empty on a retry)
+---@field body string the request's body, its raw bytes
+---@field received_at number Unix seconds when the delivery first arrived
+---@field key string the delivery's idempotency key
+---@field attempt integer 1, then 2, ... on retries
+---@field config table the router's config
+---@field handler? string the running handler's label
+---@field log jicoo.webhook.Logger
+local Context = {}
+
+---ctx.config[name], else the environment variable env_name, else default.
+---@param name string
+---@param env_name? string
+---@param default? any
+---@return any
+function Context:setting(name, env_name, default) end
+
+---ctx.log("fmt", ...) logs at info; ctx.log.debug/info/warn/error pick the level.
+---@class jicoo.webhook.Logger
+---@field debug fun(fmt: any, ...: any)
+---@field info fun(fmt: any, ...: any)
+---@field warn fun(fmt: any, ...: any)
+---@field error fun(fmt: any, ...: any)
+---@overload fun(fmt: any, ...: any)
+
+---A journal of deliveries (require "jicoo.webhook.journal": memory, files, redis).
+---@class jicoo.webhook.Journal
+---@field durable boolean
+local Journal = {}
+---@return string? outcome new, taken, busy, waiting, done, dead, absent
+---@return table|string|nil record_or_err
+function Journal:acquire(key, now, lease, new, take_failed) end
+---@return boolean? ok
+---@return string? err
+function Journal:update(key, token, changes, now) end
+---@return string[]? keys
+---@return table|string|nil problems_or_err
+function Journal:due(now, limit) end
+---@return table? record
+---@return string? err
+function Journal:get(key) end
+---@return table[]? records
+---@return string? err
+function Journal:list(state) end
+---@return table|false|nil record
+---@return string? why
+function Journal:rearm(key, now) end
+---@return boolean? ok
+---@return string? err
+function Journal:remove(key) end
+
+---A claim store (require "jicoo.webhook.store": memory, shdict, redis).
+---@class jicoo.webhook.Store
+local Store = {}
+---@return boolean? claimed
+---@return string? err
+function Store:add(key, ttl) end
+---@return boolean? ok
+---@return string? err
+function Store:delete(key) end
+
+return webhook
