@@ -55,9 +55,13 @@ end
 for _, name in ipairs({ "add", "delete" }) do
   add({ { "store:" .. name, "store:" .. name .. "(" } })
 end
--- jicoo.webhook.openresty needs ngx to load, so its functions are listed here.
+-- jicoo.webhook.openresty and jicoo.webhook.receiver need ngx to load, so their functions are
+-- listed here.
 for _, name in ipairs({ "serve", "router", "log", "schedule" }) do
   add({ { "openresty." .. name, "openresty." .. name .. "(" } })
+end
+for _, name in ipairs({ "configure", "init_worker", "serve", "stats" }) do
+  add({ { "receiver." .. name, "receiver." .. name .. "(" } })
 end
 local router = webhook.router({ verify = false })
 add(exported("router", getmetatable(router).__index, "router:"))

@@ -212,7 +212,7 @@ function webhook.router(opts) end
 local Router = {}
 
 ---@param event string an event name, or "*" for every event
----@param fn fun(ev: jicoo.webhook.Event, ctx: jicoo.webhook.Context)
+---@param fn jicoo.webhook.Handler
 ---@return jicoo.webhook.Router
 function Router:on(event, fn) end
 
@@ -249,6 +249,13 @@ function Router:release(delivery) end
 ---@return integer ran
 ---@return jicoo.webhook.Result[] results
 function Router:run_due() end
+
+---A handler: what router:on takes and a handler script returns.
+---@alias jicoo.webhook.Handler fun(ev: jicoo.webhook.Event, ctx: jicoo.webhook.Context)
+
+---In a handler script: the script's folder, ending in "/" (for dofile of shared files).
+---@type string
+SCRIPT_DIR = nil
 
 ---What a handler gets with each delivery.
 ---@class jicoo.webhook.Context

@@ -32,10 +32,10 @@ local string_upper = string.upper
 local table_concat = table.concat
 
 local socket = require "jicoo.webhook.socket"
+local VERSION = require "jicoo.webhook.version"
 
 local _M = {}
 
-_M.VERSION = "0.1.0"
 _M.DEFAULT_TIMEOUT = 10000
 _M.DEFAULT_MAX_BODY = 1024 * 1024
 local MAX_HEADERS = 100
@@ -95,7 +95,7 @@ local function request_text(method, host, port, scheme, path, headers, body)
     lines[#lines + 1] = "Host: " .. host_header .. (default_port and "" or ":" .. port)
   end
   if not given["user-agent"] then
-    lines[#lines + 1] = "User-Agent: jicoo-webhook/" .. _M.VERSION
+    lines[#lines + 1] = "User-Agent: jicoo-webhook/" .. VERSION
   end
   if body or method == "POST" or method == "PUT" or method == "PATCH" then
     lines[#lines + 1] = "Content-Length: " .. #(body or "")

@@ -7,7 +7,7 @@ local router = require "jicoo.webhook.router"
 local pairs = pairs
 
 local _M = {
-  _VERSION = "0.1.0",
+  _VERSION = require("jicoo.webhook.version"),
   parse = engine.parse,
   decode = engine.decode,
   time = engine.time,

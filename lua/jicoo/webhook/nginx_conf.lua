@@ -8,6 +8,9 @@ local string_format = string.format
 
 local _M = {}
 
+-- Where the receiver answers Jicoo's POSTs.
+_M.WEBHOOK_PATH = "/jicoo/webhook"
+
 -- opts: lua_dir (holds jicoo/webhook/*.lua), core_dir (holds jicoo/webhook/core.so built for
 -- LuaJIT), handlers (a list of folders), listen ("127.0.0.1:8080"), workers (1), user (nil: the
 -- user nginx runs as; "nobody nogroup" when started by root).
@@ -99,7 +102,7 @@ http {
     server {
         listen ]] .. (opts.listen or "127.0.0.1:8080") .. [[;
 
-        location = /jicoo/webhook {
+        location = ]] .. _M.WEBHOOK_PATH .. [[ {
             # The router refuses bodies over its max_size (1 MiB) with a JSON 413 and a log
             # line. nginx refuses bodies over client_max_body_size before any Lua runs, so keep
             # it above max_size: only absurd sizes meet nginx's own 413 (answered below).

@@ -28,7 +28,7 @@ local EXIT_OK, EXIT_FAILURE, EXIT_USAGE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE, c
 local _M = {}
 
 local SECRET_ENV = "JICOO_WEBHOOK_SECRET"
-local VERSION = "0.1.0"
+local VERSION = require "jicoo.webhook.version"
 
 -- The options whose value is a number of seconds, which may be written negative (and is then
 -- refused with a message rather than taken for an option).
@@ -36,13 +36,6 @@ local SECONDS_OPTIONS = { ["--tolerance"] = true, ["--now"] = true, ["--time"] =
 
 -- The C core and the facade are required when a command runs, so that --help works without them.
 local webhook
-
-local function to_seconds(text)
-  if not string_match(text, "^%d+$") then
-    return nil, "expected whole Unix seconds (0 or more), got '" .. text .. "'"
-  end
-  return tonumber(text)
-end
 
 -- The secret from --secret or the environment; or nil, why. A secret with blanks around it is
 -- a copy-paste gone wrong (from a dashboard, from an env file), not a secret.
@@ -98,10 +91,10 @@ local function run_check(args)
   local opts = parse_options(args)
   local results, ok, invalid = {}, 0, 0
   for _, path in ipairs(expand_files(args.files)) do
-    local body, read_err = read(path)
+    local body, _, why = read(path)
     local result = { file = path }
     if not body then
-      result.ok, result.code, result.message = false, "unreadable", read_err
+      result.ok, result.code, result.message = false, "unreadable", why
     else
       local ev, msg, info = webhook.parse(body, opts)
       if ev then
@@ -263,8 +256,15 @@ end
 ---------------------------------------------------------------------------------------------
 -- Arguments
 
-local function seconds_option(text)
-  return to_seconds(text)
+-- The converter of an option taking whole seconds (a Unix time, or a duration), whose error
+-- names the option: argparse prints it as it is.
+local function seconds_option(option, what)
+  return function(text)
+    if not string_match(text, "^%d+$") then
+      return nil, option .. " takes " .. what .. ", whole and 0 or more; got '" .. text .. "'"
+    end
+    return tonumber(text)
+  end
 end
 
 -- The limits as options of check (--max-size N, ...), from the core's one table of limits.
@@ -313,7 +313,8 @@ local function build_parser(argparse)
   local sign = parser:command("sign", "Print the Jicoo-Webhook-Signature header for a payload"
     .. " file.")
   sign:option("--secret", "Endpoint signing secret (default: $" .. SECRET_ENV .. ").")
-  sign:option("--time", "Signing time in Unix seconds (default: now)."):convert(seconds_option)
+  sign:option("--time", "Signing time in Unix seconds (default: now)."):convert(
+    seconds_option("--time", "a time in Unix seconds"))
   sign:argument("file", "Payload file.")
 
   local verify = parser:command("verify", "Verify a Jicoo-Webhook-Signature header against a"
@@ -321,14 +322,15 @@ local function build_parser(argparse)
   verify:option("--secret", "Endpoint signing secret (default: $" .. SECRET_ENV .. ").")
   verify:option("--header", "The Jicoo-Webhook-Signature header value."):count(1)
   verify:option("--tolerance", "Seconds the signing time may differ from now; 0 turns the"
-    .. " time check off.", "300"):convert(seconds_option)
-  verify:option("--now", "Take this Unix time as now (default: the clock)."):convert(seconds_option)
+    .. " time check off.", "300"):convert(seconds_option("--tolerance", "seconds"))
+  verify:option("--now", "Take this Unix time as now (default: the clock)."):convert(
+    seconds_option("--now", "a time in Unix seconds"))
   verify:argument("file", "Payload file.")
 
   local send = parser:command("send", "Sign each payload file now and POST it to URL as Jicoo"
     .. " would; print each answer; exit 1 on an answer that is not a 2xx.")
   send:option("--secret", "Endpoint signing secret (default: $" .. SECRET_ENV .. ").")
-  send:option("--timeout", "Milliseconds for the connection and each read (default 10000).",
+  send:option("--timeout", "Milliseconds for the connection and each read.",
     "10000"):convert(tonumber)
   send:option("--ca-file", "Trusted CA certificates for HTTPS (default: the system's)."):target(
     "ca_file"):argname("FILE")
@@ -485,6 +487,5 @@ function _M.main(args)
 end
 
 _M.EXIT_OK, _M.EXIT_FAILURE, _M.EXIT_USAGE = EXIT_OK, EXIT_FAILURE, EXIT_USAGE
-_M.VERSION = VERSION
 
 return _M

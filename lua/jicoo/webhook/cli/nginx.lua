@@ -112,6 +112,7 @@ function _M.run(args)
   out("wrote ", prefix, "/conf/nginx.conf (listen ", args.listen, ", handlers: ",
     table.concat(handlers, ", "), ")")
   out("start:  JICOO_WEBHOOK_SECRET=... nginx -p ", prefix, " -c conf/nginx.conf")
+  out("send:   jicoo-webhook send http://", args.listen, nginx_conf.WEBHOOK_PATH, " FILE...")
   out("stop:   kill $(cat ", prefix, "/logs/nginx.pid)")
   return EXIT_OK
 end
