@@ -296,6 +296,55 @@ describe("openresty: examples/openresty/nginx.conf as shipped", function()
   end)
 end)
 
+-- What the docs tell a new user to do: `jicoo-webhook nginx PREFIX`, nginx started as it
+-- prints, `jicoo-webhook example` and `jicoo-webhook send`. Started by root (as here in CI), the
+-- workers run as nobody, so this also checks that they can read the checkout and write the
+-- journal and the automations' output.
+describe("openresty: the setup `jicoo-webhook nginx` writes, used as the docs say", function()
+  local state = with_servers()
+  local runner = require "cli_runner"
+
+  it("serves the example automations, as the user starting nginx or as nobody under root", function()
+    local written
+    assert(support.run("chmod 755 " .. support.quote(state.dir)))   -- as a PREFIX's parent is
+    local server = state.start("site", {
+      render = function(port, prefix)
+        local code, out, err = runner.run("nginx " .. support.quote(prefix) .. " --listen 127.0.0.1:" .. port)
+        written = { code = code, out = out, err = err }
+        assert(code == 0, "jicoo-webhook nginx: " .. out .. err)
+        return support.read(prefix .. "/conf/nginx.conf")
+      end,
+    }, { JICOO_HANDLERS = "", JICOO_OUTPUT_DIR = "" })
+    assert.truthy(written.out:find("send:   jicoo-webhook send " .. server:url() .. " FILE...", 1, true),
+      written.out)
+    local delivery = state.dir .. "/booked.json"
+    local code, body = runner.run("example --now guest_booked")
+    assert.are.equal(0, code)
+    support.write(delivery, body)
+    local env = "JICOO_WEBHOOK_SECRET=" .. SECRET
+    local out
+    code, out = runner.run("send " .. server:url() .. " " .. support.quote(delivery)
+      .. " " .. support.quote(delivery), env)
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find(delivery .. ' -> 200 {"event":"guest_booked","handlers":5,"ok":true,'
+      .. '"result":"handled"}\n', 1, true), out)
+    assert.truthy(out:find('"result":"duplicate"', 1, true), out)
+    code, out = runner.run("send " .. server:url() .. " " .. support.quote(delivery),
+      "JICOO_WEBHOOK_SECRET=whsec_wrong")
+    assert.are.equal(1, code)
+    assert.truthy(out:find("-> 401 ", 1, true), out)
+    local uid = assert(cjson.decode(body).object.uid)
+    assert.truthy(support.read(server.prefix .. "/out/ledger.jsonl"):find(uid, 1, true))
+    local journaled = require("jicoo.webhook.core").file_list(server.prefix .. "/journal")
+    assert.truthy(journaled and next(journaled), "nothing journaled")
+    if support.run("id -u"):match("^0") then
+      assert.truthy(support.run("ps -o user= --ppid " .. server.pid):match("nobody"),
+        "the workers do not run as nobody")
+    end
+    assert.are.same({}, server:error_lines())
+  end)
+end)
+
 -- The adapter's request path stays compiled: NYI trace aborts inside nginx, in the adapter and
 -- everything it calls, collected by spec/jit_trace.lua in the worker and read at /jit.
 describe("openresty: LuaJIT traces", function()

@@ -67,6 +67,25 @@ local function luajit_core_dir(lib)
   return nil
 end
 
+-- Whether the workers' user passes a shell test on path (`test -r`, `test -w`, ...).
+local function workers_can(test, path)
+  local user = string_match(WORKER_USER, "^(%S+)")
+  local status = os_execute("runuser -u " .. user .. " -- sh -c " .. quote(test) .. " sh "
+    .. quote(path) .. " >/dev/null 2>&1")
+  return status == true or status == 0   -- 5.2+: true; 5.1 and LuaJIT: the exit status
+end
+
+-- The first of paths the workers' user cannot read (a file) or enter and list (a folder), or
+-- nil; e.g. a checkout under /root, which nobody can enter.
+local function unreadable_by_workers(paths)
+  for _, path in ipairs(paths) do
+    if not workers_can('test -r "$1" && { test -f "$1" || test -x "$1"; }', path) then
+      return path
+    end
+  end
+  return nil
+end
+
 function _M.run(args)
   local core = require "jicoo.webhook.core"
   local prefix = string_gsub(args.prefix, "/+$", "")
@@ -89,6 +108,19 @@ function _M.run(args)
     end
   end
   local is_root = string_match(tostring(io.popen("id -u"):read("*l")), "^0$") ~= nil
+  if is_root then
+    local needed = { lib .. "/jicoo/webhook/receiver.lua", core_dir .. "/jicoo/webhook/core.so" }
+    for _, folder in ipairs(handlers) do
+      needed[#needed + 1] = folder
+    end
+    local unreadable = unreadable_by_workers(needed)
+    if unreadable then
+      err_out("jicoo-webhook nginx: started by root, nginx runs its workers as nobody, who cannot"
+        .. " read " .. unreadable .. ": put the checkout or the handlers where nobody can read"
+        .. " them (chmod o+rX on each folder above them), or run nginx as another user")
+      return EXIT_FAILURE
+    end
+  end
   for _, folder in ipairs({ prefix, prefix .. "/conf", prefix .. "/logs", prefix .. "/tmp",
       prefix .. "/journal", prefix .. "/out" }) do
     local ok, err = core.file_mkdir(folder)
@@ -108,6 +140,14 @@ function _M.run(args)
     -- the workers (nobody) write the journal and the automations' files, and walk to them
     os_execute("chmod 755 " .. quote(prefix) .. " && chown nobody:nogroup " .. quote(prefix
       .. "/journal") .. " " .. quote(prefix .. "/out"))
+    for _, folder in ipairs({ prefix .. "/journal", prefix .. "/out" }) do
+      if not workers_can('test -w "$1" && test -x "$1"', folder) then
+        err_out("jicoo-webhook nginx: started by root, nginx runs its workers as nobody, who"
+          .. " cannot reach " .. folder .. ": a folder above PREFIX is closed to others (chmod"
+          .. " o+x on it), or pick a PREFIX such as /var/tmp/jicoo")
+        return EXIT_FAILURE
+      end
+    end
   end
   out("wrote ", prefix, "/conf/nginx.conf (listen ", args.listen, ", handlers: ",
     table.concat(handlers, ", "), ")")
