@@ -11,7 +11,10 @@ trap 'rm -rf "$tree" build.luarocks' EXIT
 # LuaJIT installs as README says: through rockspec/luajit.lua, so the command runs luajit.
 config=
 case "$interpreter" in *luajit*) config=rockspec/luajit.lua ;; esac
-LUAROCKS_CONFIG=${config:-${LUAROCKS_CONFIG:-}} \
+if [ -n "$config" ]; then
+  LUAROCKS_CONFIG=$config
+  export LUAROCKS_CONFIG
+fi
 luarocks --lua-version "$version" --tree "$tree" make rockspec/jicoo-webhook-scm-1.rockspec \
   LUA_INCDIR="$incdir" > "$tree/make.log" 2>&1 || { cat "$tree/make.log"; exit 1; }
 if [ -n "$config" ] && ! grep -q "exec '[^']*luajit'" "$tree/bin/jicoo-webhook"; then
@@ -28,4 +31,20 @@ if "$tree/bin/jicoo-webhook" check "$fixtures/invalid/missing_object_uid.json" >
   echo "jicoo-webhook check accepted an invalid delivery"; exit 1
 fi
 grep -q "/object/uid" "$tree/out"
+"$tree/bin/jicoo-webhook" example host_cancelled | "$tree/bin/jicoo-webhook" check -
 echo "ok - installed jicoo-webhook command"
+
+# The manual page and the bash completion are installed with the rock (LuaRocks keeps them in
+# the rock's folder; the CMake install puts them under its prefix's share/).
+rock="$tree/lib/luarocks/rocks-$version/jicoo-webhook/scm-1"
+test -s "$rock/share/man/man1/jicoo-webhook.1" || { echo "no manual page installed"; exit 1; }
+test -s "$rock/share/bash-completion/completions/jicoo-webhook" || { echo "no completion"; exit 1; }
+echo "ok - manual page and completion installed"
+
+# The README's recipe for a --tree install: `luarocks path` makes the modules visible to Lua.
+version_seen=$(env -u LUA_PATH -u LUA_CPATH sh -c '
+  eval "$(luarocks --lua-version "$1" path --tree "$2")"
+  "$3" -e "print(require(\"jicoo.webhook\")._VERSION)"' sh "$version" "$tree" "$interpreter")
+test "$version_seen" = "$("$tree/bin/jicoo-webhook" --version | sed 's/^jicoo-webhook //')" \
+  || { echo "luarocks path: got '$version_seen'"; exit 1; }
+echo "ok - luarocks path --tree finds the modules"

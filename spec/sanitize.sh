@@ -26,7 +26,8 @@ if [ ! -f "$runtime" ]; then
 fi
 
 # Child processes the specs start (shells, the CLI) inherit these too: fine, they are checked
-# the same way. halt_on_error: the first report ends the run with a failure.
+# the same way; spec/servers.lua starts nginx, curl and openssl without the preload. halt_on_error:
+# the first report ends the run with a failure.
 export LD_PRELOAD="$runtime"
 export ASAN_OPTIONS="detect_leaks=1:detect_stack_use_after_return=1:halt_on_error=1:exitcode=86"
 export LSAN_OPTIONS="suppressions=$repo/spec/lsan.supp:print_suppressions=0"
