@@ -27,27 +27,12 @@ local http = require "jicoo.webhook.http"
 local runner = require "cli_runner"
 local q = support.quote
 
--- A CA, and a certificate it signs for DNS:localhost; a second CA that signs nothing we trust.
-local function make_certificates(dir)
-  local commands = {
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=jicoo-test-ca -keyout ca.key -out ca.crt",
-    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt",
-    "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
-    "printf 'subjectAltName=DNS:localhost\\n' > san.ext",
-    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt",
-  }
-  for _, command in ipairs(commands) do
-    local out, ok = support.run("cd " .. q(dir) .. " && " .. command .. " 2>&1")
-    assert(ok, command .. ": " .. tostring(out))
-  end
-end
-
 describe("http.request outside nginx", function()
   local dir, server, tls_port
 
   setup(function()
     dir = servers.temp_dir()
-    make_certificates(dir)
+    servers.certificates(dir)
     local log
     server, log = servers.nginx_server(dir, "http", function(port)
       tls_port = servers.free_port()

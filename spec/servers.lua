@@ -432,4 +432,92 @@ function servers.post_parallel(urls, path, headers)
   return answers
 end
 
+-- A CA (ca.crt), a certificate it signs for DNS:localhost (server.crt, server.key), and a
+-- second CA that signs nothing (other.crt), made in dir by the openssl command line.
+function servers.certificates(dir)
+  local commands = {
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=jicoo-test-ca -keyout ca.key -out ca.crt",
+    "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=other-ca -keyout other.key -out other.crt",
+    "openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr",
+    "printf 'subjectAltName=DNS:localhost\\n' > san.ext",
+    "openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile san.ext -out server.crt",
+  }
+  for _, command in ipairs(commands) do
+    local out, ok = sh("cd " .. quote(dir) .. " && " .. command .. " 2>&1")
+    assert(ok, command .. ": " .. tostring(out))
+  end
+end
+
+-- The stand-ins of spec/standin.lua in an nginx of their own: Jicoo's API over TLS
+-- (standin.api_url, its CA standin.ca_file) and a Slack-compatible webhook
+-- (standin.slack_url); standin:reset(), standin:slack_fail(n), standin:recorded(name) (the
+-- "requests", "slack" or "cancelled" lists), standin:stop().
+local Standin = {}
+Standin.__index = Standin
+
+function Standin:control(what)
+  local out = sh("curl -s --max-time 5 -X POST " .. quote(self.control_url .. what))
+  return out
+end
+
+function Standin:reset()
+  assert(self:control("reset"):find('"ok"', 1, true), "the stand-in did not reset")
+end
+
+function Standin:slack_fail(n)
+  assert(self:control("slack_fail?n=" .. n):find('"ok"', 1, true))
+end
+
+function Standin:recorded(name)
+  local cjson = require "cjson"
+  return cjson.decode(self:control(name))
+end
+
+function Standin:stop()
+  self.server:stop()
+end
+
+function servers.standin(dir)
+  servers.certificates(dir)
+  local tls_port
+  local server, log = servers.nginx_server(dir, "standin", function(port)
+    tls_port = servers.free_port()
+    return table.concat({
+      "load_module " .. servers.NDK_MODULE .. ";",
+      "load_module " .. servers.LUA_MODULE .. ";",
+      "daemon on; worker_processes 1; pid logs/nginx.pid; error_log logs/error.log notice;",
+      "events { worker_connections 256; }",
+      "http {",
+      "  access_log off;",
+      "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
+      "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
+      "  lua_package_path " .. quote(spec_dir .. "/?.lua;;") .. ";",
+      "  lua_shared_dict standin 1m;",
+      "  server {",
+      "    listen 127.0.0.1:" .. port .. ";",
+      "    listen 127.0.0.1:" .. tls_port .. " ssl;",
+      "    ssl_certificate " .. dir .. "/server.crt; ssl_certificate_key " .. dir .. "/server.key;",
+      "    location = /jicoo/stats { return 200 'up'; }",
+      "    location /v1/ { content_by_lua_block { require('standin').api() } }",
+      "    location = /slack/hook { content_by_lua_block { require('standin').slack() } }",
+      "    location /control/ { allow 127.0.0.1; deny all;",
+      "      content_by_lua_block { require('standin').control() } }",
+      "  }",
+      "}",
+    }, "\n") .. "\n"
+  end, {})
+  assert(server, "the stand-in nginx did not start:\n" .. tostring(log))
+  return setmetatable({
+    server = server,
+    dir = dir,
+    ca_file = dir .. "/ca.crt",
+    other_ca_file = dir .. "/other.crt",
+    api_url = "https://localhost:" .. tls_port .. "/v1",
+    slack_url = "http://127.0.0.1:" .. server.port .. "/slack/hook",
+    control_url = "http://127.0.0.1:" .. server.port .. "/control/",
+    tls_port = tls_port,
+    key = "sk_live_standin_0123456789",   -- spec/standin.lua's KEY
+  }, Standin)
+end
+
 return servers

@@ -1,11 +1,12 @@
 -- The `ctx` a handler gets with each delivery: the request as received, the delivery's key and
--- attempt, the router's config, ctx:setting, and ctx.log.
+-- attempt, the router's config, ctx:setting, ctx.log, and ctx.http.
 local setmetatable = setmetatable
 local rawset = rawset
 local select = select
 local tostring = tostring
 local string_format = string.format
 local os_getenv = os.getenv
+local require = require
 
 local _M = {}
 
@@ -63,8 +64,9 @@ local function setting(ctx, name, env_name, default)
 end
 
 -- The metatable of one router's contexts: ctx.log writes to sink(level, message), made the
--- first time a handler reads it (most deliveries never log).
-function _M.new_meta(sink)
+-- first time a handler reads it (most deliveries never log); ctx.http is the router's transport
+-- (opts.http), by default jicoo.webhook.http's request, loaded the first time a handler asks.
+function _M.new_meta(sink, transport)
   return {
     __index = function(ctx, name)
       if name == "log" then
@@ -73,6 +75,9 @@ function _M.new_meta(sink)
         return logger
       elseif name == "setting" then
         return setting
+      elseif name == "http" then
+        transport = transport or require("jicoo.webhook.http").request
+        return transport
       end
       return nil
     end,

@@ -106,13 +106,15 @@ local function request_text(method, host, port, scheme, path, headers, body)
 end
 
 -- The status line and headers: status, reason, headers, keep (may the connection be reused),
--- or nil, err. 1xx answers are skipped.
+-- or nil, err, and whether nothing at all was read. 1xx answers are skipped.
 local function read_head(conn)
+  local first = true
   while true do
-    local line, err = conn:receive("*l")
+    local line, err, partial = conn:receive("*l")
     if not line then
-      return nil, "reading the status line: " .. tostring(err)
+      return nil, "reading the status line: " .. tostring(err), first and (partial or "") == ""
     end
+    first = false
     local version, status, reason = string_match(line, "^HTTP/(%d%.%d) (%d%d%d) ?(.*)$")
     if not version then
       return nil, "not an HTTP answer: " .. string_format("%q", line:sub(1, 60))
@@ -274,27 +276,41 @@ function _M.request(req)
 
   local tls = scheme == "https" and { server_name = host, verify = req.verify ~= false,
     ca_file = req.ca_file } or nil
-  local conn, err = socket.connect({
+  local connection = {
     host = host, port = port, tls = tls,
     connect_timeout = timeout, send_timeout = timeout, read_timeout = timeout,
     pool = "jicoo-webhook:http:" .. scheme .. ":" .. host .. ":" .. port
       .. (tls and not tls.verify and ":noverify" or ""),
     pool_size = POOL_SIZE,
-  })
-  if not conn then
-    return nil, err
-  end
+  }
   local where = host .. ":" .. port
-  local ok
-  ok, err = conn:send(text)
-  if not ok then
+  local conn, err, status, reason, headers, keep
+  -- A connection from nginx's pool may have been closed by the peer while it idled: one that
+  -- fails before any byte of an answer is replaced by a new one, once.
+  for _ = 1, 2 do
+    conn, err = socket.connect(connection)
+    if not conn then
+      return nil, err
+    end
+    local sent, nothing_read
+    sent, err = conn:send(text)
+    if sent then
+      status, reason, headers, keep = read_head(conn)
+      if status then
+        break
+      end
+      err, nothing_read = reason, headers
+    else
+      err, nothing_read = "sending the request: " .. tostring(err), true
+    end
+    local stale = nothing_read and conn:reused() > 0
     conn:close()
-    return nil, where .. ": sending the request: " .. tostring(err)
+    if not stale then
+      return nil, where .. ": " .. err
+    end
   end
-  local status, reason, headers, keep = read_head(conn)
   if not status then
-    conn:close()
-    return nil, where .. ": " .. reason
+    return nil, where .. ": " .. err
   end
   local body, spent
   body, err, spent = read_body(conn, method, status, headers, max_body)

@@ -39,7 +39,7 @@ local ANY = "*"
 local OPTION_NAMES = {
   secrets = true, tolerance = true, verify = true,
   journal = true, store = true, ttl = true, lease = true, retry_delays = true,
-  now = true, log = true, config = true,
+  now = true, log = true, config = true, http = true,
 }
 local PARSE_OPTION_NAMES = {}
 for name, option in pairs(core.options) do
@@ -175,9 +175,12 @@ function _M.new(opts)
   if type(config) ~= "table" then
     error("webhook.router: opts.config must be a table", 2)
   end
+  if opts.http ~= nil and not is_callable(opts.http) then
+    error("webhook.router: opts.http must be a function(request) -> response | nil, err", 2)
+  end
 
   return setmetatable({
-    context_meta = context.new_meta(log),
+    context_meta = context.new_meta(log, opts.http),
     verify = verify,
     secrets = opts.secrets,
     tolerance = opts.tolerance,

@@ -10,11 +10,13 @@
 --   conn:reused() -> times the connection came from nginx's pool (0: new; always 0 outside)
 --   conn:keepalive(timeout_ms, pool_size)      back to nginx's pool (outside nginx: closed)
 --   conn:close()                               conn.cosocket: whether it is nginx's
+--   socket.sleep(seconds), socket.now()        without blocking a worker where cosockets work
 --
 -- TLS checks the peer's certificate chain and that it names server_name, unless verify is
 -- false. Inside nginx the cosocket does both, against lua_ssl_trusted_certificate; outside,
--- LuaSec checks the chain against ca_file (default: the system's bundle) and the core checks the
--- name (core.x509_check_host: OpenSSL's matching), which LuaSec does not.
+-- LuaSec checks the chain against ca_file (default: $SSL_CERT_FILE, as for OpenSSL's own tools,
+-- else the system's bundle) and the core checks the name (core.x509_check_host: OpenSSL's
+-- matching), which LuaSec does not.
 local setmetatable = setmetatable
 local type = type
 local pcall = pcall
@@ -23,6 +25,10 @@ local rawget = rawget
 local require = require
 local tostring = tostring
 local io_open = io.open
+local os_getenv = os.getenv
+local os_time = os.time
+local os_execute = os.execute
+local string_format = string.format
 
 local _M = {}
 
@@ -126,14 +132,24 @@ end
 local Plain = {}
 Plain.__index = Plain
 
+-- LuaSec says a TLS read or write that ran out of time "wantread" / "wantwrite": a timeout.
+local function plain_error(err)
+  if err == "wantread" or err == "wantwrite" then
+    return "timeout"
+  end
+  return err
+end
+
 function Plain:send(data)
   self.sock:settimeout(self.send_timeout / 1000)
-  return self.sock:send(data)
+  local sent, err, last = self.sock:send(data)
+  return sent, plain_error(err), last
 end
 
 function Plain:receive(pattern)
   self.sock:settimeout(self.read_timeout / 1000)
-  return self.sock:receive(pattern)
+  local data, err, partial = self.sock:receive(pattern)
+  return data, plain_error(err), partial
 end
 
 function Plain.reused()
@@ -151,6 +167,10 @@ function Plain:close()
 end
 
 local function system_ca_file()
+  local configured = os_getenv("SSL_CERT_FILE")
+  if configured and configured ~= "" then
+    return configured
+  end
   for _, path in ipairs(SYSTEM_CA_FILES) do
     local file = io_open(path, "rb")
     if file then
@@ -245,6 +265,37 @@ function _M.connect(opts)
     return cosocket_connect(opts, address)
   end
   return luasocket_connect(opts, address)
+end
+
+-- Waits, yielding to nginx where it can (ngx.sleep), else in LuaSocket's sleep.
+function _M.sleep(seconds)
+  if seconds <= 0 then
+    return
+  end
+  if _M.has_cosockets() then
+    rawget(_G, "ngx").sleep(seconds)
+    return
+  end
+  local socket = _M.luasocket()
+  if socket then
+    socket.sleep(seconds)
+    return
+  end
+  os_execute(string_format("sleep %.3f", seconds))   -- no LuaSocket (a transport of one's own)
+end
+
+-- Seconds now, with a fraction where the runtime has one.
+function _M.now()
+  local ngx = rawget(_G, "ngx")
+  if ngx and ngx.now then
+    ngx.update_time()
+    return ngx.now()
+  end
+  local socket = _M.luasocket()
+  if socket then
+    return socket.gettime()
+  end
+  return os_time()
 end
 
 _M.address_of = address_of
