@@ -1,8 +1,14 @@
 -- Replays fixtures through each example automation with `jicoo-webhook run` into a temporary
--- folder, and checks what the automation wrote.
+-- folder, and checks what the automation wrote; those that call out (Slack, Jicoo's API) call
+-- the stand-ins of spec/standin.lua, served by a real nginx over TLS. Then the automations
+-- together in one router: a handler that fails once is retried alone, and each automation run
+-- again for a delivery it already handled changes nothing.
 local cjson = require "cjson"
 local support = require "support"
 local runner = require "cli_runner"
+local ok_servers, servers = pcall(require, "servers")
+local can_serve = ok_servers and #servers.missing(false) == 0 and pcall(require, "socket")
+  and pcall(require, "ssl")
 
 local FIXTURES = support.fixtures
 local EXAMPLES = runner.root .. "/examples"
@@ -36,9 +42,19 @@ local function exists(path)
   return file ~= nil
 end
 
--- Replays files (paths, or "@second_booking" for a payload the case writes into the output
--- folder) through examples/<example>; returns the output folder.
-local function replay(example, files, options)
+-- Replays files (paths, or "@second_booking" / "@booking:UID" for a payload the case writes into
+-- the output folder) through examples/<example>; returns the output folder.
+local standin   -- started in setup when nginx and LuaSec are here
+
+-- The environment that points the automations at the stand-ins.
+local function standin_env()
+  return " JICOO_SLACK_WEBHOOK_URL=" .. support.quote(standin.slack_url)
+    .. " JICOO_API_URL=" .. support.quote(standin.api_url)
+    .. " JICOO_API_KEY=" .. support.quote(standin.key)
+    .. " SSL_CERT_FILE=" .. support.quote(standin.ca_file)
+end
+
+local function replay(example, files, options, env)
   local dir = runner.temp_dir()
   local args = {}
   for _, option in ipairs(options or {}) do
@@ -52,11 +68,16 @@ local function replay(example, files, options)
         :gsub("John Doe", "Jane Roe")
       path = dir .. "/second_booking.json"
       support.write(path, body)
+    elseif path:match("^@booking:") then
+      local uid = path:match("^@booking:(.*)$")
+      path = dir .. "/" .. uid .. ".json"
+      support.write(path, (support.read(BOOKED):gsub('"uid": "ACDADADASS"', '"uid": "' .. uid .. '"')))
     end
     args[#args + 1] = support.quote(path)
   end
   local code, out, err = runner.run("run " .. table.concat(args, " "),
-    "JICOO_OUTPUT_DIR=" .. support.quote(dir) .. " JICOO_NOTIFY_CHANNEL=")
+    "JICOO_OUTPUT_DIR=" .. support.quote(dir) .. " JICOO_NOTIFY_CHANNEL= JICOO_SLACK_WEBHOOK_URL="
+    .. " JICOO_API_KEY= JICOO_BLOCKED_DOMAINS= JICOO_RULES_DRY_RUN=" .. (env or ""))
   return dir, code, out, err
 end
 
@@ -93,14 +114,15 @@ local cases = {
   },
   {
     example = "notify",
-    name = "writes the message for each event to the outbox",
+    name = "posts the message for each event to the Slack webhook",
+    standin = true,
     files = { BOOKED, GUEST_RESCHEDULED, HOST_RESCHEDULED, GUEST_CANCELLED, HOST_CANCELLED, TOKYO,
       DRIFT, BOOKED_FULL },
-    check = function(dir)
-      local messages = read_json_lines(dir .. "/outbox.jsonl")
+    check = function()
       local texts = {}
-      for i, message in ipairs(messages) do
-        assert.are.equal("#bookings", message.channel)
+      for i, body in ipairs(standin:recorded("slack")) do
+        local message = cjson.decode(body)
+        assert.is_nil(message.channel)
         texts[i] = message.text
       end
       assert.are.same({
@@ -122,12 +144,106 @@ local cases = {
   {
     example = "notify",
     name = "posts to the channel given with --set",
+    standin = true,
     options = { "--set", "channel=#sales" },
     files = { TOKYO },
+    check = function()
+      local posted = standin:recorded("slack")
+      assert.are.equal(1, #posted)
+      assert.are.equal("#sales", cjson.decode(posted[1]).channel)
+    end,
+  },
+  {
+    example = "notify",
+    name = "without a webhook URL, only says what it would post",
+    files = { TOKYO },
+    check = function(_, out)
+      assert.truthy(out:find("would post to #bookings: New booking: 山田 太郎", 1, true), out)
+    end,
+  },
+  {
+    example = "notify",
+    name = "a Slack that fails: the handler fails, exit 1, with Slack's answer",
+    standin = true,
+    before = function() standin:slack_fail(1) end,
+    files = { TOKYO },
+    code = 1,
+    check = function(_, out)
+      assert.truthy(out:find("FAILED", 1, true), out)
+      assert.truthy(out:find("posting to Slack: answered 500 internal_error", 1, true), out)
+      assert.are.same({}, standin:recorded("slack"))
+    end,
+  },
+  {
+    example = "enrich",
+    name = "keeps one CRM record per booking, from the booking and its contacts",
+    standin = true,
+    files = { BOOKED, TOKYO },
     check = function(dir)
-      local messages = read_json_lines(dir .. "/outbox.jsonl")
-      assert.are.equal(1, #messages)
-      assert.are.equal("#sales", messages[1].channel)
+      local records = cjson.decode(support.read(dir .. "/crm.json"))
+      local record = records.ACDADADASS
+      assert.are.equal("https://meet.google.com/abc-defg-hij", record.meeting_url)
+      assert.are.equal("Example K.K.", record.company)
+      assert.are.equal("+81-3-0000-0000", record.phone)
+      assert.are.equal("googleMeet", record.location)
+      assert.are.equal("twitter", record.source)
+      assert.truthy(records.bk_7Hq2)
+      assert.are.same({ "GET /v1/bookings/ACDADADASS", "GET /v1/bookings/ACDADADASS/contacts",
+        "GET /v1/bookings/bk_7Hq2", "GET /v1/bookings/bk_7Hq2/contacts" }, standin:recorded("requests"))
+    end,
+  },
+  {
+    example = "enrich",
+    name = "a booking without contacts takes the guest from the webhook",
+    standin = true,
+    files = { "@booking:bk_nocontacts" },
+    check = function(dir)
+      local record = cjson.decode(support.read(dir .. "/crm.json")).bk_nocontacts
+      assert.are.equal("example@example.com", record.guest_email)
+      assert.is_nil(record.company)
+    end,
+  },
+  {
+    example = "enrich",
+    name = "an API that keeps failing fails the handler, naming the call, never the key",
+    standin = true,
+    files = { "@booking:bk_broken" },
+    code = 1,
+    check = function(dir, out)
+      assert.truthy(out:find("jicoo api: GET /bookings/bk_broken: 500", 1, true), out)
+      assert.falsy(out:find(standin.key, 1, true), out)
+      assert.is_false(exists(dir .. "/crm.json"))
+    end,
+  },
+  {
+    example = "rules",
+    name = "a dry run by default: says what it would cancel, calls nothing",
+    standin = true,
+    options = { "--set", "blocked_domains=example.com" },
+    files = { BOOKED, TOKYO },
+    check = function(_, out)
+      assert.truthy(out:find("dry run: would cancel ACDADADASS (example.com is blocked)", 1, true), out)
+      assert.are.same({}, standin:recorded("requests"))
+    end,
+  },
+  {
+    example = "rules",
+    name = "cancels a booking from a blocked domain with the reason, once, and no other",
+    standin = true,
+    options = { "--set", "blocked_domains=spam.test,example.com", "--set", "dry_run=0" },
+    files = { BOOKED, TOKYO },
+    check = function(_, out)
+      local cancelled = standin:recorded("cancelled")
+      assert.are.equal(1, #cancelled, out)
+      local record = cjson.decode(cancelled[1])
+      assert.are.equal("ACDADADASS", record.uid)
+      assert.truthy(record.body.reason:find("not accepted", 1, true))
+      -- run again (another journal): the booking reads as cancelled, nothing more is sent
+      local _, code, again = replay("rules", { BOOKED }, { "--set", "blocked_domains=example.com",
+        "--set", "dry_run=0" }, standin_env())
+      assert.are.equal(0, code, again)
+      assert.truthy(again:find("ACDADADASS is already cancelled", 1, true), again)
+      assert.are.equal(1, #standin:recorded("cancelled"))
     end,
   },
   {
@@ -143,6 +259,7 @@ local cases = {
         guest_email = "taro.yamada@example.jp" }, slots.bk_7Hq2)
       local records = read_json_lines(dir .. "/cancellations.jsonl")
       assert.are.same({ {
+        key = "guest_cancelled/ACDADADASS/2022-08-30T09:12:44.120Z",
         uid = "ACDADADASS", event = "guest_cancelled", cancelled_by = "guest",
         reason = "体調不良のため", cancelled_at = "2022-08-30T09:12:43.987Z",
         starts_at = "2022-09-01T17:00:00.000Z", guest_email = "example@example.com",
@@ -181,21 +298,47 @@ local cases = {
     name = "counts bookings per utm_source and utm_campaign, each delivery once",
     files = { BOOKED, BOOKED_FULL, "@second_booking", TOKYO, GUEST_CANCELLED, DRIFT },
     check = function(dir)
+      local attribution = cjson.decode(support.read(dir .. "/campaigns.json"))
       assert.are.same({
         twitter = { winter_campaign = 2 },
         ["(none)"] = { ["(none)"] = 1 },
-      }, cjson.decode(support.read(dir .. "/campaigns.json")))
+      }, attribution.counts)
+      assert.are.same({ ACDADADASS = "twitter/winter_campaign", SECOND42 = "twitter/winter_campaign",
+        bk_7Hq2 = "(none)/(none)" }, attribution.bookings)
       assert.is_false(exists(dir .. "/campaigns.json.tmp"))
     end,
   },
 }
 
 describe("examples", function()
+  setup(function()
+    if can_serve then
+      standin = servers.standin(servers.temp_dir())
+    end
+  end)
+  teardown(function()
+    if standin then
+      standin:stop()
+      servers.remove_dir(standin.dir)
+      standin = nil
+    end
+  end)
+
   for _, case in ipairs(cases) do
-    it(case.example .. ": " .. case.name, function()
-      local dir, code, out, err = replay(case.example, case.files, case.options)
+    local test = (case.standin and not can_serve) and function(name)
+      pending(name .. ": needs nginx with its Lua module, lua-socket and lua-sec")
+    end or it
+    test(case.example .. ": " .. case.name, function()
+      if case.standin then
+        standin:reset()
+      end
+      if case.before then
+        case.before()
+      end
+      local dir, code, out, err = replay(case.example, case.files, case.options,
+        case.standin and standin_env() or nil)
       local ok, failure = pcall(function()
-        assert.are.equal(0, code, out .. err)
+        assert.are.equal(case.code or 0, code, out .. err)
         assert.are.equal("", err)
         case.check(dir, out)
       end)
@@ -207,10 +350,114 @@ describe("examples", function()
   end
 
   it("every example has a README paragraph", function()
-    for _, example in ipairs({ "ledger", "notify", "cancellations", "campaigns" }) do
+    for _, example in ipairs({ "ledger", "notify", "cancellations", "campaigns", "enrich", "rules" }) do
       local readme = support.read(EXAMPLES .. "/" .. example .. "/README.md")
       assert.truthy(#readme > 200, example)
     end
+  end)
+end)
+
+-- The automations together, in one router with a memory journal, as a receiver runs them.
+local function automations_router(dir, folders)
+  local webhook = require "jicoo.webhook"
+  local http = require "jicoo.webhook.http"
+  local router = webhook.router({
+    verify = false,
+    journal = require("jicoo.webhook.journal").memory(),
+    retry_delays = { 0 },
+    log = function() end,
+    config = { output_dir = dir, slack_webhook_url = standin.slack_url,
+      jicoo_api_url = standin.api_url, jicoo_api_key = standin.key },
+    -- a transport of one's own: the library's, trusting the stand-in's CA
+    http = function(req)
+      req.ca_file = standin.ca_file
+      return http.request(req)
+    end,
+  })
+  for _, folder in ipairs(folders) do
+    assert(router:load(EXAMPLES .. "/" .. folder))
+  end
+  return router
+end
+
+local function line_count(path)
+  if not exists(path) then
+    return 0
+  end
+  local _, n = support.read(path):gsub("\n", "")
+  return n
+end
+
+describe("examples, together: safe to run again", function()
+  local test = can_serve and it or function(name) pending(name .. ": needs the stand-ins") end
+  local dir
+
+  setup(function()
+    if can_serve then
+      standin = servers.standin(servers.temp_dir())
+    end
+  end)
+  before_each(function()
+    dir = runner.temp_dir()
+    if standin then
+      standin:reset()
+    end
+  end)
+  after_each(function()
+    runner.remove_dir(dir)
+  end)
+  teardown(function()
+    if standin then
+      standin:stop()
+      servers.remove_dir(standin.dir)
+      standin = nil
+    end
+  end)
+
+  test("a handler that fails once is retried alone: one post, one line, one count, one record", function()
+    local router = automations_router(dir, { "ledger", "notify", "cancellations", "campaigns", "enrich" })
+    standin:slack_fail(1)
+    local res = router:handle(support.read(BOOKED), {})
+    assert.are.equal(500, res.status)
+    assert.are.equal(1, line_count(dir .. "/ledger.jsonl"))
+    assert.are.same({}, standin:recorded("slack"))
+    local ran = router:run_due()
+    assert.are.equal(1, ran)
+    assert.are.equal(1, #standin:recorded("slack"))
+    assert.are.equal(1, line_count(dir .. "/ledger.jsonl"))
+    local attribution = cjson.decode(support.read(dir .. "/campaigns.json"))
+    assert.are.same({ twitter = { winter_campaign = 1 } }, attribution.counts)
+    assert.truthy(cjson.decode(support.read(dir .. "/crm.json")).ACDADADASS)
+    -- enrich ran once: its two calls, not four
+    assert.are.equal(2, #standin:recorded("requests"))
+    assert.are.equal(0, router:run_due())
+  end)
+
+  test("run again for deliveries already handled (the journal lost them), the files do not change", function()
+    -- notify is left out: a post is the one effect that cannot be taken back or recognised
+    -- (Slack has no idempotency key), which the journal alone guards.
+    local folders = { "ledger", "cancellations", "campaigns", "enrich" }
+    local function files()
+      local text = {}
+      for _, name in ipairs({ "ledger.jsonl", "cancellations.jsonl", "campaigns.json", "slots.json" }) do
+        text[name] = exists(dir .. "/" .. name) and support.read(dir .. "/" .. name) or nil
+      end
+      local crm = cjson.decode(support.read(dir .. "/crm.json"))
+      return text, crm
+    end
+    for _, path in ipairs({ BOOKED, GUEST_CANCELLED }) do
+      assert.are.equal(200, automations_router(dir, folders):handle(support.read(path), {}).status)
+    end
+    local first, first_crm = files()
+    for _, path in ipairs({ BOOKED, GUEST_CANCELLED }) do
+      assert.are.equal(200, automations_router(dir, folders):handle(support.read(path), {}).status)
+    end
+    local again, again_crm = files()
+    assert.are.same(first, again)
+    assert.are.same(first_crm, again_crm)
+    assert.are.equal(2, line_count(dir .. "/ledger.jsonl"))
+    assert.are.equal(1, line_count(dir .. "/cancellations.jsonl"))
+    assert.is_true(cjson.decode(support.read(dir .. "/cancellations.jsonl")).slot_was_held)
   end)
 end)
 

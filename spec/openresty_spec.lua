@@ -289,9 +289,110 @@ describe("openresty: examples/openresty/nginx.conf as shipped", function()
     assert.is_true(answer.handlers >= 4)
     local ledger = support.read(server.output .. "/ledger.jsonl")
     assert.truthy(ledger:find('"uid":"ACDADADASS"', 1, true))
-    assert.truthy(support.read(server.output .. "/outbox.jsonl"):find("New booking: John Doe", 1, true))
     local stats = support.run("curl -s --max-time 5 " .. support.quote(server:url("/jicoo/stats")))
     assert.are.same({ all = 1, guest_booked = 1 }, cjson.decode(stats))
+    assert.truthy(server:log():find("would post to #bookings: New booking: John Doe", 1, true))
+    assert.are.same({}, server:error_lines())
+  end)
+end)
+
+-- The automations that act (examples/notify, enrich, rules) inside nginx: ctx.http and jicoo.api
+-- over cosockets, to the stand-ins of spec/standin.lua (Jicoo's API over TLS, verified against
+-- lua_ssl_trusted_certificate; a Slack webhook), in the request, in answer-first's timer and in
+-- the scheduler's retry; and a slow call does not hold the worker.
+describe("openresty: automations that call out, over cosockets", function()
+  local state = with_servers()
+  local standin
+  local ACTING = servers.root .. "/examples/notify:" .. servers.root .. "/examples/enrich:"
+    .. servers.root .. "/examples/rules"
+
+  setup(function()
+    standin = servers.standin(servers.temp_dir())
+  end)
+  teardown(function()
+    standin:stop()
+    servers.remove_dir(standin.dir)
+  end)
+  before_each(function()
+    standin:reset()
+  end)
+
+  local function start(name, env, opts)
+    local full = { JICOO_SLACK_WEBHOOK_URL = standin.slack_url, JICOO_API_URL = standin.api_url,
+      JICOO_API_KEY = standin.key, JICOO_BLOCKED_DOMAINS = "example.com", JICOO_RULES_DRY_RUN = "0" }
+    for k, v in pairs(env or {}) do
+      full[k] = v
+    end
+    opts = opts or {}
+    opts.handlers = ACTING
+    opts.http = { "  lua_ssl_trusted_certificate " .. standin.ca_file .. "; lua_ssl_verify_depth 3;" }
+    return state.start(name, opts, full)
+  end
+
+  local function booking_file(uid)
+    local path = state.dir .. "/" .. uid .. ".json"
+    support.write(path, (support.read(fixture("lenient", "portal_guest_booked.json"))
+      :gsub('"uid": "ACDADADASS"', '"uid": "' .. uid .. '"')))
+    return path
+  end
+
+  it("in the request: posts to Slack, enriches from the API, cancels by the rule", function()
+    local server = start("acting")
+    local status, body = signed_post(server, fixture("lenient", "portal_guest_booked.json"))
+    assert.are.equal("200", status, body)
+    assert.are.same({ event = "guest_booked", handlers = 3, ok = true, result = "handled" },
+      cjson.decode(body))
+    local posted = standin:recorded("slack")
+    assert.are.equal(1, #posted)
+    assert.truthy(cjson.decode(posted[1]).text:find("^New booking: John Doe"))
+    local crm = cjson.decode(support.read(server.output .. "/crm.json"))
+    assert.are.equal("Example K.K.", crm.ACDADADASS.company)
+    assert.are.equal(1, #standin:recorded("cancelled"))
+    assert.are.same({}, server:error_lines())
+  end)
+
+  it("in answer-first's timer, and again from the scheduler after Slack failed once", function()
+    local server = start("acting-first", { JICOO_ANSWER_FIRST = "1", JICOO_RETRY_DELAYS = "1" })
+    standin:slack_fail(1)
+    local status, body = signed_post(server, fixture("lenient", "portal_guest_booked.json"))
+    assert.are.equal("200", status, body)
+    assert.are.equal("accepted", cjson.decode(body).result)
+    assert.is_true(wait_for(function() return #standin:recorded("slack") == 1 end, 10),
+      "the retry never posted")
+    assert.is_true(wait_for(function()
+      return io.open(server.output .. "/crm.json") ~= nil
+    end, 5))
+    -- enrich and rules ran once (booking, contacts; booking, cancel), notify twice
+    local requests = standin:recorded("requests")
+    assert.are.equal(4, #requests, table.concat(requests, "\n"))
+    assert.are.equal(1, #standin:recorded("cancelled"))
+    assert.truthy(server:log():find("posting to Slack: answered 500", 1, true))
+  end)
+
+  it("a slow API call yields: the worker answers other requests meanwhile", function()
+    local server = start("acting-slow", { JICOO_BLOCKED_DOMAINS = "" }, { workers = 1 })
+    local path = booking_file("bk_slow")   -- the stand-in takes 2 s to answer
+    local header = servers.sign(SECRET, os.time(), path)
+    local out_file = state.dir .. "/slow.out"
+    support.run("(curl -s -o " .. support.quote(out_file) .. " --max-time 20 -H 'Content-Type:"
+      .. " application/json' -H " .. support.quote("Jicoo-Webhook-Signature: " .. header)
+      .. " --data-binary @" .. support.quote(path) .. " " .. support.quote(server:url())
+      .. " >/dev/null 2>&1 &)")
+    assert.is_true(wait_for(function()
+      for _, line in ipairs(standin:recorded("requests")) do
+        if line == "GET /v1/bookings/bk_slow" then
+          return true
+        end
+      end
+      return false
+    end, 5), "the handler never called the API")
+    local took = tonumber((support.run("curl -s -o /dev/null -w '%{time_total}' --max-time 5 "
+      .. support.quote(server:url("/jicoo/stats")))))
+    assert.truthy(took < 1, "the worker was held for " .. tostring(took) .. " s")
+    assert.is_true(wait_for(function()
+      local text = io.open(out_file) and support.read(out_file) or ""
+      return text:find('"result":"handled"', 1, true) ~= nil
+    end, 10))
     assert.are.same({}, server:error_lines())
   end)
 end)

@@ -1,6 +1,8 @@
 -- Campaign attribution: counts bookings per utm_source and utm_campaign in
--- <output_dir>/campaigns.json, as { [source] = { [campaign] = bookings } }. A visit without UTM
--- parameters counts under "(none)".
+-- <output_dir>/campaigns.json, as { counts = { [source] = { [campaign] = bookings } },
+-- bookings = { [uid] = "source/campaign" } }. A visit without UTM parameters counts under
+-- "(none)". A booking is counted once however often its delivery runs (a retry after a crash,
+-- a second guest_booked for the same booking): counts are of the bookings listed.
 local cjson = require "cjson.safe"
 
 local NONE = "(none)"
@@ -10,19 +12,20 @@ local function campaigns_path(ctx)
   return dir .. "/campaigns.json"
 end
 
-local function read_counts(path)
+local function read_table(path)
   local file = io.open(path, "rb")
   if not file then
-    return {}
+    return { counts = {}, bookings = {} }
   end
   local text = file:read("*a")
   file:close()
   return assert(cjson.decode(text), path .. " is not valid JSON")
 end
 
-local function write_counts(path, counts)
+-- A new file renamed over the old one: a crash never leaves half a table.
+local function write_table(path, value)
   local file = assert(io.open(path .. ".tmp", "wb"))
-  assert(file:write(assert(cjson.encode(counts))))
+  assert(file:write(assert(cjson.encode(value))))
   assert(file:close())
   assert(os.rename(path .. ".tmp", path))
 end
@@ -35,9 +38,16 @@ return function(ev, ctx)
   if type(campaign) ~= "string" then campaign = NONE end
 
   local path = campaigns_path(ctx)
-  local counts = read_counts(path)
+  local attribution = read_table(path)
+  local uid = ev.object.uid
+  if attribution.bookings[uid] then
+    ctx.log("%s is already counted under %s", uid, attribution.bookings[uid])
+    return
+  end
+  attribution.bookings[uid] = source .. "/" .. campaign
+  local counts = attribution.counts
   counts[source] = counts[source] or {}
   counts[source][campaign] = (counts[source][campaign] or 0) + 1
-  write_counts(path, counts)
+  write_table(path, attribution)
   ctx.log("%s / %s: %d booking(s)", source, campaign, counts[source][campaign])
 end

@@ -1,11 +1,23 @@
 -- Booking ledger: one JSON line per booking state Jicoo tells us about, appended to
 -- <output_dir>/ledger.jsonl. Deliveries may arrive out of order: sort by event_at to rebuild a
--- booking's history.
+-- booking's history. Run again for a delivery it already wrote (a crash after the write, before
+-- the journal recorded it), it writes nothing.
 local cjson = require "cjson.safe"
 
 local function ledger_path(ctx)
   local dir = ctx:setting("output_dir", "JICOO_OUTPUT_DIR", ".")
   return dir .. "/ledger.jsonl"
+end
+
+-- Whether the ledger already has a line for this delivery key.
+local function recorded(path, key)
+  local file = io.open(path, "rb")
+  if not file then
+    return false
+  end
+  local text = file:read("*a")
+  file:close()
+  return text:find('"key":' .. assert(cjson.encode(key)), 1, true) ~= nil
 end
 
 return function(ev, ctx)
@@ -29,6 +41,10 @@ return function(ev, ctx)
     cancel_reason = booking.cancelReason,
   }))
   local path = ledger_path(ctx)
+  if recorded(path, ctx.key) then
+    ctx.log("ledger: %s already recorded", ctx.key)
+    return
+  end
   local file = assert(io.open(path, "a"))
   -- One write per line: concurrent writers append whole lines.
   assert(file:write(line .. "\n"))

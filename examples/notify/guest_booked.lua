@@ -1,7 +1,7 @@
 -- A guest booked: tell the team who, when, and what they answered on the booking form.
 -- luacheck: read globals SCRIPT_DIR
-local outbox = dofile(SCRIPT_DIR .. "_outbox.lua")
-local post, utc = outbox.post, outbox.utc
+local slack = dofile(SCRIPT_DIR .. "_slack.lua")
+local post, utc = slack.post, slack.utc
 
 return function(ev, ctx)
   local booking = ev.object

@@ -1,7 +1,7 @@
 -- The host cancelled: tell the team, and ask someone to follow up with the guest.
 -- luacheck: read globals SCRIPT_DIR
-local outbox = dofile(SCRIPT_DIR .. "_outbox.lua")
-local post, utc = outbox.post, outbox.utc
+local slack = dofile(SCRIPT_DIR .. "_slack.lua")
+local post, utc = slack.post, slack.utc
 
 return function(ev, ctx)
   local booking = ev.object

@@ -1,7 +1,7 @@
 -- The host moved the meeting: tell the team, and remind them the guest was told by Jicoo.
 -- luacheck: read globals SCRIPT_DIR
-local outbox = dofile(SCRIPT_DIR .. "_outbox.lua")
-local post, utc = outbox.post, outbox.utc
+local slack = dofile(SCRIPT_DIR .. "_slack.lua")
+local post, utc = slack.post, slack.utc
 
 return function(ev, ctx)
   local booking = ev.object

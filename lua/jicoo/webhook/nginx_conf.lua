@@ -13,12 +13,16 @@ _M.WEBHOOK_PATH = "/jicoo/webhook"
 
 -- opts: lua_dir (holds jicoo/webhook/*.lua), core_dir (holds jicoo/webhook/core.so built for
 -- LuaJIT), handlers (a list of folders), listen ("127.0.0.1:8080"), workers (1), user (nil: the
--- user nginx runs as; "nobody nogroup" when started by root).
+-- user nginx runs as; "nobody nogroup" when started by root), resolvers (DNS servers' addresses;
+-- nil: a commented line to fill in).
 function _M.render(opts)
   local handlers = {}
   for i, folder in ipairs(opts.handlers) do
     handlers[i] = string_format("%q", folder)
   end
+  local resolver = opts.resolvers and #opts.resolvers > 0
+    and ("resolver " .. table_concat(opts.resolvers, " ") .. " valid=300s ipv6=off;")
+    or "# resolver 127.0.0.53 valid=300s ipv6=off;   # this machine's, from /etc/resolv.conf"
   local user = opts.user and ("user " .. opts.user .. ";")
     or "# user www-data;   # as root, nginx runs its workers as this user"
   return table_concat({
@@ -58,6 +62,13 @@ env JICOO_REDIS;
 env JICOO_REDIS_PASSWORD;
 env JICOO_LEASE;
 env JICOO_RETRY_DELAYS;
+# The example automations' settings (each script names what it reads).
+env JICOO_API_KEY;
+env JICOO_API_URL;
+env JICOO_SLACK_WEBHOOK_URL;
+env JICOO_NOTIFY_CHANNEL;
+env JICOO_BLOCKED_DOMAINS;
+env JICOO_RULES_DRY_RUN;
 env JICOO_ANSWER_FIRST;
 
 events {
@@ -81,6 +92,10 @@ http {
     # Trusted CAs for the handlers' HTTPS requests (ctx.http): Debian's bundle.
     lua_ssl_trusted_certificate /etc/ssl/certs/ca-certificates.crt;
     lua_ssl_verify_depth 5;
+    # The DNS servers ctx.http asks for host names (cosockets do not read /etc/hosts;
+    # "localhost" needs none).
+    ]] .. resolver .. [[
+
 
     # Claims shared by every worker when JICOO_JOURNAL=memory (about 200 bytes a claim: 10m holds
     # ~50000). The default journal, files in PREFIX/journal, and Redis's need no dict.

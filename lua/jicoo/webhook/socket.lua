@@ -99,6 +99,15 @@ function Cosocket:close()
   self.sock:close()
 end
 
+-- Where to connect for a host name: "localhost" and names under it are the loopback address
+-- (RFC 6761, 6.3), without asking a resolver, which nginx has only when configured with one.
+local function connect_host(host)
+  if host == "localhost" or (type(host) == "string" and host:sub(-10) == ".localhost") then
+    return "127.0.0.1"
+  end
+  return host
+end
+
 local function cosocket_connect(opts, address)
   local sock, err = rawget(_G, "ngx").socket.tcp()
   if not sock then
@@ -110,7 +119,7 @@ local function cosocket_connect(opts, address)
   if opts.path then
     ok, err = sock:connect("unix:" .. opts.path, pool)
   else
-    ok, err = sock:connect(opts.host, opts.port, pool)
+    ok, err = sock:connect(connect_host(opts.host), opts.port, pool)
   end
   if not ok then
     return nil, address .. ": cannot connect: " .. tostring(err)
@@ -242,7 +251,7 @@ local function luasocket_connect(opts, address)
   if opts.path then
     ok, err = sock:connect(opts.path)
   else
-    ok, err = sock:connect(opts.host, opts.port)
+    ok, err = sock:connect(connect_host(opts.host), opts.port)
   end
   if not ok then
     sock:close()

@@ -6,6 +6,7 @@ local ipairs = ipairs
 local tostring = tostring
 local string_match = string.match
 local string_gsub = string.gsub
+local string_find = string.find
 local package_searchpath = package.searchpath
 local os_execute = os.execute
 
@@ -86,6 +87,22 @@ local function unreadable_by_workers(paths)
   return nil
 end
 
+-- The name servers /etc/resolv.conf lists (IPv6 ones in brackets, as nginx wants them).
+local function system_resolvers()
+  local list = {}
+  local file = io.open("/etc/resolv.conf", "rb")
+  if file then
+    for line in file:lines() do
+      local address = string_match(line, "^%s*nameserver%s+([%x:.]+)")
+      if address then
+        list[#list + 1] = string_find(address, ":", 1, true) and "[" .. address .. "]" or address
+      end
+    end
+    file:close()
+  end
+  return list
+end
+
 function _M.run(args)
   local core = require "jicoo.webhook.core"
   local prefix = string_gsub(args.prefix, "/+$", "")
@@ -130,7 +147,8 @@ function _M.run(args)
     end
   end
   local conf = nginx_conf.render({ lua_dir = lib, core_dir = core_dir, handlers = handlers,
-    listen = args.listen, workers = args.workers, user = is_root and WORKER_USER or nil })
+    listen = args.listen, workers = args.workers, user = is_root and WORKER_USER or nil,
+    resolvers = system_resolvers() })
   local ok, err = core.file_replace(prefix .. "/conf/nginx.conf", conf)
   if not ok then
     err_out("jicoo-webhook nginx: ", err)
