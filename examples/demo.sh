@@ -91,7 +91,7 @@ send "forged (signed with a wrong secret)" "$forged" "not-the-endpoint-secret"
 
 # 6. What the automations wrote.
 say "What the automations wrote in $run/out"
-for name in ledger.jsonl outbox.jsonl cancellations.jsonl slots.json campaigns.json; do
+for name in ledger.jsonl cancellations.jsonl slots.json campaigns.json; do
   if [ -f "$run/out/$name" ]; then
     echo "--- $name"
     cat "$run/out/$name"

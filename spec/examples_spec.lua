@@ -205,12 +205,12 @@ local cases = {
   },
   {
     example = "enrich",
-    name = "an API that keeps failing fails the handler, naming the call, never the key",
+    name = "an API failure fails the handler, naming the call, never the key",
     standin = true,
-    files = { "@booking:bk_broken" },
+    files = { "@booking:bk_missing" },
     code = 1,
     check = function(dir, out)
-      assert.truthy(out:find("jicoo api: GET /bookings/bk_broken: 500", 1, true), out)
+      assert.truthy(out:find("jicoo api: GET /bookings/bk_missing: 404 Not Found", 1, true), out)
       assert.falsy(out:find(standin.key, 1, true), out)
       assert.is_false(exists(dir .. "/crm.json"))
     end,
@@ -310,20 +310,20 @@ local cases = {
   },
 }
 
-describe("examples", function()
-  setup(function()
-    if can_serve then
-      standin = servers.standin(servers.temp_dir())
-    end
-  end)
-  teardown(function()
-    if standin then
-      standin:stop()
-      servers.remove_dir(standin.dir)
-      standin = nil
-    end
-  end)
+-- One stand-in nginx for the whole file.
+setup(function()
+  if can_serve then
+    standin = servers.standin(servers.temp_dir())
+  end
+end)
+teardown(function()
+  if standin then
+    standin:stop()
+    servers.remove_dir(standin.dir)
+  end
+end)
 
+describe("examples", function()
   for _, case in ipairs(cases) do
     local test = (case.standin and not can_serve) and function(name)
       pending(name .. ": needs nginx with its Lua module, lua-socket and lua-sec")
@@ -392,11 +392,6 @@ describe("examples, together: safe to run again", function()
   local test = can_serve and it or function(name) pending(name .. ": needs the stand-ins") end
   local dir
 
-  setup(function()
-    if can_serve then
-      standin = servers.standin(servers.temp_dir())
-    end
-  end)
   before_each(function()
     dir = runner.temp_dir()
     if standin then
@@ -405,13 +400,6 @@ describe("examples, together: safe to run again", function()
   end)
   after_each(function()
     runner.remove_dir(dir)
-  end)
-  teardown(function()
-    if standin then
-      standin:stop()
-      servers.remove_dir(standin.dir)
-      standin = nil
-    end
   end)
 
   test("a handler that fails once is retried alone: one post, one line, one count, one record", function()

@@ -210,3 +210,27 @@ describe("links in README.md and docs/", function()
     end)
   end
 end)
+
+describe("docs/jicoo-api.md", function()
+  local text = support.read(ROOT .. "/docs/jicoo-api.md")
+  local methods = {}
+  for name, value in pairs(require("jicoo.api").Client) do
+    if type(value) == "function" and not name:match("^_") then
+      methods[#methods + 1] = name
+    end
+  end
+  table.sort(methods)
+  it("finds the client's calls", function()
+    assert.is_true(#methods >= 11)
+  end)
+  for _, name in ipairs(methods) do
+    it("documents jicoo:" .. name, function()
+      assert.truthy(text:find("jicoo:" .. name .. "(", 1, true), "jicoo:" .. name .. " is not in docs/jicoo-api.md")
+    end)
+  end
+  for name in pairs(require("jicoo.api").GUESSES) do
+    it("names the guess " .. name, function()
+      assert.truthy(text:find("GUESSES." .. name, 1, true))
+    end)
+  end
+end)

@@ -267,6 +267,8 @@ SCRIPT_DIR = nil
 ---@field config table the router's config
 ---@field handler? string the running handler's label
 ---@field log jicoo.webhook.Logger
+---HTTP out, in nginx and plain Lua (docs/handlers.md, "ctx.http")
+---@field http fun(request: jicoo.webhook.HttpRequest): jicoo.webhook.HttpResponse?, string?
 local Context = {}
 
 ---ctx.config[name], else the environment variable env_name, else default.
@@ -283,6 +285,67 @@ function Context:setting(name, env_name, default) end
 ---@field warn fun(fmt: any, ...: any)
 ---@field error fun(fmt: any, ...: any)
 ---@overload fun(fmt: any, ...: any)
+
+---@class jicoo.webhook.HttpRequest
+---@field method? string default "GET"
+---@field url string http:// or https://
+---@field headers? table<string, string>
+---@field body? string
+---@field timeout? number ms for the connect, the send and each read (default 10000)
+---@field max_body? integer the longest answer accepted, bytes (default 1 MiB)
+---@field verify? boolean false: no TLS certificate check
+---@field ca_file? string trusted CAs outside nginx
+
+---@class jicoo.webhook.HttpResponse
+---@field status integer
+---@field reason string
+---@field headers table<string, string> lower-case names
+---@field body string
+
+---The client of Jicoo's REST API (require "jicoo.api").client(opts); docs/jicoo-api.md.
+---@class jicoo.api.Client
+local Client = {}
+---@return table? booking
+---@return string? msg
+---@return table? info { status, errors, body, attempts }
+function Client:booking(uid) end
+---@return table[]? contacts
+---@return string? msg
+---@return table? info
+function Client:booking_contacts(uid) end
+---@return table? booking
+---@return string? msg
+---@return table? info
+function Client:cancel(uid, reason) end
+---@param to { startedAt: string, timeZone: string }
+---@return table? booking
+---@return string? msg
+---@return table? info
+function Client:reschedule(uid, to) end
+---@return table? booking
+---@return string? msg
+---@return table? info
+function Client:update(uid, fields) end
+---Pages of bookings: for items, page in jicoo:bookings(query) do ... end
+---@return fun(): table[]|false|nil, table|string|nil, table?
+function Client:bookings(query) end
+---@return fun(): table[]|false|nil, table|string|nil, table?
+function Client:event_types(query) end
+---@return table? event_type
+---@return string? msg
+---@return table? info
+function Client:event_type(uid) end
+---@return fun(): table[]|false|nil, table|string|nil, table?
+function Client:event_type_hosts(event_type_uid, query) end
+---@param period { periodStart: string, periodEnd: string }
+---@return table[]? slots
+---@return string? msg
+---@return table? info
+function Client:available_schedules(uid, period) end
+---@return any data
+---@return string|nil msg
+---@return table? answer_or_info
+function Client:request(method, path, query, body) end
 
 ---A journal of deliveries (require "jicoo.webhook.journal": memory, files, redis).
 ---@class jicoo.webhook.Journal
