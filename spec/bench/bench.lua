@@ -18,17 +18,19 @@ local string_format = string.format
 local table_concat = table.concat
 local table_sort = table.sort
 local load_source = rawget(_G, "loadstring") or load
+local unpack_list = rawget(table, "unpack") or rawget(_G, "unpack")
 
 local ROWS = {
   { id = "cjson", label = "cjson.decode" },
   { id = "parse", label = "webhook.parse" },
+  { id = "floor", label = "floor: parse's tables from constants" },
   { id = "lua", label = "cjson + Lua validator" },
   { id = "verify", label = "webhook.verify" },
   { id = "hmac", label = "core.hmac_sha256 (floor)" },
   { id = "construct", label = "webhook.construct" },
   { id = "router", label = "router:handle" },
 }
-local MEMORY_ROWS = { "cjson", "parse", "lua" }
+local MEMORY_ROWS = { "cjson", "parse", "floor", "lua" }
 
 ---------------------------------------------------------------------------------------------
 -- Small helpers
@@ -46,6 +48,27 @@ local function read_file(path)
   local s = f:read("*a")
   f:close()
   return s
+end
+
+-- Whether a and b hold the same values, with the same metatables, in tables that are not the same.
+local function same_tree(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then
+    return a == b
+  end
+  if a == b or getmetatable(a) ~= getmetatable(b) then
+    return false
+  end
+  for k, v in pairs(a) do
+    if not same_tree(v, b[k]) then
+      return false
+    end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then
+      return false
+    end
+  end
+  return true
 end
 
 local function median(list)
@@ -118,14 +141,16 @@ local function runtime_name()
   return "lua" .. _VERSION:match("%d+%.%d+")
 end
 
--- results: list of { runtime, payload, row, median_us, ratio, floor_ratio, bytes, bytes_ratio,
--- allocated, allocated_ratio }
+-- results: list of { runtime, payload, row, us (median per call), ratio (to cjson), floor_ratio
+-- (verify: to the HMAC; parse: to the floor), bytes, bytes_ratio, skipped, allocated,
+-- allocated_ratio, blocks (allocations per call), kb (the payload's size, scaling rows) }
 local function to_tsv(r)
   local function s(v)
     return v == nil and "" or tostring(v)
   end
   return table_concat({ r.runtime, r.payload, r.row, s(r.us), s(r.ratio), s(r.floor_ratio),
-    s(r.bytes), s(r.bytes_ratio), s(r.skipped), s(r.allocated), s(r.allocated_ratio) }, "\t")
+    s(r.bytes), s(r.bytes_ratio), s(r.skipped), s(r.allocated), s(r.allocated_ratio), s(r.blocks),
+    s(r.kb) }, "\t")
 end
 
 local function from_tsv(line)
@@ -135,7 +160,8 @@ local function from_tsv(line)
   end
   return { runtime = f[1], payload = f[2], row = f[3], us = n(f[4]), ratio = n(f[5]),
     floor_ratio = n(f[6]), bytes = n(f[7]), bytes_ratio = n(f[8]),
-    skipped = f[9] ~= "" and f[9] or nil, allocated = n(f[10]), allocated_ratio = n(f[11]) }
+    skipped = f[9] ~= "" and f[9] or nil, allocated = n(f[10]), allocated_ratio = n(f[11]),
+    blocks = n(f[12]), kb = n(f[13]) }
 end
 
 local function fmt_us(v)
@@ -188,21 +214,26 @@ local function report(results, quick)
   -- index: runtime -> payload -> row -> result, keeping first-seen order
   local runtimes, by = {}, {}
   local payload_order = {}
+  local scaling = {}
   for _, r in ipairs(results) do
-    if not by[r.runtime] then
-      by[r.runtime] = {}
-      runtimes[#runtimes + 1] = r.runtime
-    end
-    local cell = by[r.runtime][r.payload]
-    if not cell then
-      cell = {}
-      by[r.runtime][r.payload] = cell
-      if not payload_order[r.payload] then
-        payload_order[#payload_order + 1] = r.payload
-        payload_order[r.payload] = true
+    if r.kb then
+      scaling[#scaling + 1] = r
+    else
+      if not by[r.runtime] then
+        by[r.runtime] = {}
+        runtimes[#runtimes + 1] = r.runtime
       end
+      local cell = by[r.runtime][r.payload]
+      if not cell then
+        cell = {}
+        by[r.runtime][r.payload] = cell
+        if not payload_order[r.payload] then
+          payload_order[#payload_order + 1] = r.payload
+          payload_order[r.payload] = true
+        end
+      end
+      cell[r.row] = r
     end
-    cell[r.row] = r
   end
 
   local function us_ratio(r, with_ratio)
@@ -229,12 +260,15 @@ local function report(results, quick)
         if c.parse and c.parse.allocated and c.cjson and c.cjson.allocated then
           allocated = string_format("%d / %d", c.parse.allocated, c.cjson.allocated)
         end
-        local vfloor = "-"
+        local vfloor, pfloor = "-", "-"
         if c.verify and c.verify.floor_ratio then
           vfloor = fmt_us(c.verify.us) .. " (" .. fmt_ratio(c.verify.floor_ratio) .. ")"
         end
+        if c.floor and c.floor.us and c.parse and c.parse.floor_ratio then
+          pfloor = fmt_us(c.floor.us) .. " (" .. fmt_ratio(c.parse.floor_ratio) .. ")"
+        end
         rows[#rows + 1] = {
-          rt, payload, us_ratio(c.cjson), us_ratio(c.parse, true), us_ratio(c.lua, true),
+          rt, payload, us_ratio(c.cjson), us_ratio(c.parse, true), pfloor, us_ratio(c.lua, true),
           vfloor, us_ratio(c.hmac), us_ratio(c.construct, true), us_ratio(c.router, true), bytes,
           allocated,
         }
@@ -244,6 +278,8 @@ local function report(results, quick)
   print()
   print("Median µs per call; (x) = time relative to cjson.decode on the same payload, same run"
     .. " (0.50 = twice as fast);")
+  print("floor: the same tables built from constants (spec/bench/floor.c, floor_luajit.lua), (x) ="
+    .. " parse / floor;")
   print("verify's (x) is relative to core.hmac_sha256 of the same bytes. Heap growth: how much the"
     .. " Lua heap grows per call (collectgarbage), parse / cjson.decode;")
   print("allocated: bytes asked of the Lua allocator per call, every block counted (Lua 5.x only;"
@@ -253,9 +289,9 @@ local function report(results, quick)
   end
   print()
   print_table(rows,
-    { "runtime", "payload", "cjson.decode", "parse", "cjson+Lua validator", "verify (x floor)",
-      "HMAC floor", "construct", "router:handle", "heap growth", "allocated" },
-    { "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r" })
+    { "runtime", "payload", "cjson.decode", "parse", "floor (x)", "cjson+Lua validator",
+      "verify (x HMAC)", "HMAC", "construct", "router:handle", "heap growth", "allocated" },
+    { "l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r" })
 
   -- The ratios that say where the library stands, as ranges over the Jicoo fixtures, then the
   -- generated large payload apart (it is not a delivery Jicoo sends).
@@ -265,6 +301,8 @@ local function report(results, quick)
   local summaries = {
     { show = "parse/cjson", what = "parse's time against cjson.decode's",
       value = function(c) return c.parse and c.parse.ratio end },
+    { show = "parse/floor", what = "parse's time against building its tables from constants",
+      value = function(c) return c.parse and c.parse.floor_ratio end },
     { show = "construct/cjson", what = "verify and parse against cjson.decode alone",
       value = function(c) return c.construct and c.construct.ratio end },
     { show = "validator/parse", what = "how many times faster than cjson and a Lua validator",
@@ -302,6 +340,61 @@ local function report(results, quick)
     end
     if #parts > 0 then
       print(string_format("  %-24s %s: %s", t.show, table_concat(parts, "; "), t.what))
+    end
+  end
+
+  -- parse per KB as deliveries grow (generated like the large payload, more answers each).
+  local per_kb = {}
+  if #scaling > 0 then
+    local cells = {}
+    for _, r in ipairs(scaling) do
+      if r.row == "parse" then
+        per_kb[r.runtime] = per_kb[r.runtime] or {}
+        local list = per_kb[r.runtime]
+        list[#list + 1] = r.us / r.kb
+        cells[#cells + 1] = { r.runtime, string_format("%.0f KB", r.kb), fmt_us(r.us),
+          string_format("%.3f", r.us / r.kb), fmt_ratio(r.ratio) }
+      end
+    end
+    print()
+    print("parse as deliveries grow: µs per call, µs per KB, (x) against cjson.decode:")
+    print()
+    print_table(cells, { "runtime", "size", "parse µs", "µs per KB", "x cjson" },
+      { "l", "r", "r", "r", "r" })
+  end
+
+  -- The targets (docs/performance.md "Targets"): each figure, and whether it is met.
+  print()
+  print("Targets" .. (quick and " (quick run: not meaningful)" or "") .. ":")
+  local function verdict(what, figure, limit, shown)
+    print(string_format("  %-8s %-58s %s (at most %s)", figure <= limit and "met" or "NOT MET",
+      what, shown(figure), shown(limit)))
+  end
+  for _, rt in ipairs(runtimes) do
+    local worst, worst_payload
+    for _, payload in ipairs(payload_order) do
+      local c = by[rt][payload]
+      local v = c and is_fixture(payload) and c.parse and c.parse.floor_ratio
+      if v and (not worst or v > worst) then
+        worst, worst_payload = v, payload
+      end
+    end
+    if worst then
+      verdict(string_format("%s parse/floor, worst fixture (%s)", rt, worst_payload), worst,
+        rt == "luajit" and 1.6 or 1.3, fmt_ratio)
+    end
+    local list = per_kb[rt]
+    if rt == "luajit" and list and #list > 1 then
+      local lo, hi = math.min(unpack_list(list)), math.max(unpack_list(list))
+      verdict(rt .. " µs per KB, 4 KB to 1 MB: spread (max / min - 1)", hi / lo - 1, 0.10,
+        function(v) return string_format("%.0f%%", v * 100) end)
+    end
+    local c = by[rt]["valid/guest_cancelled"]
+    if rt == "lua5.4" and c and c.parse and c.parse.blocks then
+      verdict(rt .. " allocations per parse of guest_cancelled", c.parse.blocks, 14,
+        function(v) return string_format("%d", v) end)
+      verdict(rt .. " bytes allocated per parse of guest_cancelled", c.parse.allocated, 1208,
+        function(v) return string_format("%d", v) end)
     end
   end
 end
@@ -370,11 +463,12 @@ end
 -- Per call: how much the Lua heap grows (GC stopped, so nothing is freed in between) and, where
 -- the counter exists, how many bytes were asked of the allocator.
 local function bytes_per_call(loop, calls)
-  local grown, asked = {}, {}
+  local grown, asked, blocks = {}, {}, {}
   for i = 1, 3 do
     collectgarbage("collect")
     collectgarbage("stop")
-    local before, asked_before = collectgarbage("count"), counter and counter.bytes()
+    local before = collectgarbage("count")
+    local asked_before, blocks_before = counter and counter.bytes(), counter and counter.blocks()
     if counter then
       counter.count(true)
     end
@@ -382,12 +476,13 @@ local function bytes_per_call(loop, calls)
     if counter then
       counter.count(false)
       asked[i] = (counter.bytes() - asked_before) / calls
+      blocks[i] = (counter.blocks() - blocks_before) / calls
     end
     grown[i] = (collectgarbage("count") - before) * 1024 / calls
     collectgarbage("restart")
   end
   collectgarbage("collect")
-  return median(grown), counter and median(asked)
+  return median(grown), counter and median(asked), counter and median(blocks)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -411,7 +506,8 @@ end
 -- A realistic big delivery: a booking form with 40 questions, long free-text answers in
 -- English, Japanese and French (multi-byte UTF-8), escapes (\n, \", \u00e9), multiple-choice
 -- lists; about 16 KB. Deterministic, so every runtime parses the same bytes.
-local function large_payload()
+local function large_payload(count)
+  count = count or 40
   local texts = {
     "We would like to review the renewal of our annual contract, including the seat count for"
       .. " the Osaka office and the data-retention clause in section 4.2.",
@@ -423,7 +519,7 @@ local function large_payload()
       .. " 📅 and a yen sign ¥12,000.",
   }
   local answers = {}
-  for i = 1, 40 do
+  for i = 1, count do
     local content
     if i % 4 == 0 then
       content = { "Option A", "Option C", "その他" }
@@ -486,6 +582,7 @@ local function run(opts)
   local webhook = require "jicoo.webhook"
   local core = require "jicoo.webhook.core"
   local validator = dofile(bench_dir() .. "/validator.lua")
+  local floor = rawget(_G, "jit") and dofile(bench_dir() .. "/floor_luajit.lua") or require "floor"
   local fixtures = bench_dir() .. "/../fixtures"
   local errors = {}
   local function problem(msg)
@@ -645,6 +742,9 @@ local function run(opts)
     check(webhook.verify(body, header, SECRET) == true, p.name .. ": verify")
     check(webhook.construct(body, header, SECRET), p.name .. ": construct")
     check(core.hmac_sha256(SECRET, signed_bytes):len() == 32, p.name .. ": hmac_sha256")
+    local parsed = webhook.parse(body)
+    local build_floor = parsed and floor.compile(parsed)
+    check(build_floor and same_tree(build_floor(), parsed), p.name .. ": the floor builds parse's tables")
     if router then
       local before = handled
       local res = router:handle(body, headers)
@@ -656,6 +756,7 @@ local function run(opts)
     local loops = {
       cjson = make_loop("f(a)", tag .. "cjson", cjson.decode, body),
       parse = make_loop("f(a)", tag .. "parse", webhook.parse, body),
+      floor = make_loop("f()", tag .. "floor", build_floor),
       lua = make_loop("f(a)", tag .. "lua", validator.validate, body),
       verify = make_loop("f(a, b, c)", tag .. "verify", webhook.verify, body, header, SECRET),
       hmac = make_loop("f(a, b)", tag .. "hmac", core.hmac_sha256, SECRET, signed_bytes),
@@ -679,7 +780,7 @@ local function run(opts)
     for _, id in ipairs(active) do
       per_call[id], ratios[id] = {}, {}
     end
-    local floor_ratios = {}
+    local floor_ratios, parse_floor = {}, {}
     for round = 1, opts.rounds do
       local this = {}
       for k = 0, #active - 1 do
@@ -700,11 +801,12 @@ local function run(opts)
         ratios[id][round] = this[id] / this.cjson
       end
       floor_ratios[round] = this.verify / this.hmac
+      parse_floor[round] = this.parse / this.floor
     end
 
-    local bytes, allocated = {}, {}
+    local bytes, allocated, blocks = {}, {}, {}
     for _, id in ipairs(MEMORY_ROWS) do
-      bytes[id], allocated[id] = bytes_per_call(loops[id], opts.memory_calls)
+      bytes[id], allocated[id], blocks[id] = bytes_per_call(loops[id], opts.memory_calls)
     end
 
     for _, row in ipairs(ROWS) do
@@ -718,6 +820,8 @@ local function run(opts)
       end
       if id == "verify" then
         r.floor_ratio = median(floor_ratios)
+      elseif id == "parse" then
+        r.floor_ratio = median(parse_floor)
       end
       if bytes[id] then
         r.bytes = math.floor(bytes[id] + 0.5)
@@ -726,8 +830,44 @@ local function run(opts)
       if allocated[id] then
         r.allocated = math.floor(allocated[id] + 0.5)
         r.allocated_ratio = allocated[id] / allocated.cjson
+        r.blocks = blocks[id]
       end
       results[#results + 1] = r
+    end
+  end
+
+  -- parse as deliveries grow, from 4 KB to 1 MB (just under max_size): parse and cjson.decode
+  -- in interleaved rounds, as above.
+  local per_answer = (#large_payload(80) - #large) / 40
+  local fixed = #large - 40 * per_answer
+  for _, kb in ipairs({ 4, 16, 64, 256, 1000 }) do
+    local count = math.floor((kb * 1024 - fixed) / per_answer + 0.5)
+    local big = large_payload(count)
+    io.stderr:write(string_format("bench: %s: scaling, %.0f KB\n", runtime, #big / 1024))
+    local tag = runtime .. ":scale" .. kb .. ":"
+    local rows = {
+      parse = make_loop("f(a)", tag .. "parse", webhook.parse, big),
+      cjson = make_loop("f(a)", tag .. "cjson", cjson.decode, big),
+    }
+    check(webhook.parse(big), string_format("%.0f KB payload: webhook.parse", #big / 1024))
+    local n = {}
+    for id, loop in pairs(rows) do
+      n[id] = opts.quick and 1 or calibrate(loop, opts.batch_ms / 1000)
+    end
+    local times, ratios = { parse = {}, cjson = {} }, {}
+    for round = 1, opts.rounds do
+      local first, second = "parse", "cjson"
+      if round % 2 == 0 then
+        first, second = second, first
+      end
+      local a = time_batch(rows[first], n[first]) / n[first]
+      local b = time_batch(rows[second], n[second]) / n[second]
+      times[first][round], times[second][round] = a * 1e6, b * 1e6
+      ratios[round] = times.parse[round] / times.cjson[round]
+    end
+    for _, id in ipairs({ "parse", "cjson" }) do
+      results[#results + 1] = { runtime = runtime, payload = "scale", row = id,
+        us = median(times[id]), ratio = id == "parse" and median(ratios) or 1, kb = #big / 1024 }
     end
   end
 
