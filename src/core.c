@@ -440,7 +440,9 @@ static int core_tape_parse(const char *body, size_t len, int level, double *slot
     core_init_parser(&w.p, &s, body, len, CORE_PARSE);
     w.slots = slots;
     w.capacity = capacity;
-    return walk_tape_document(&w, &schema_event) ? -1 : w.other_keys;
+    if (walk_tape_document(&w, &schema_event))
+        return w.full ? JICOO_TAPE_FULL : -1;
+    return w.other_keys;
 }
 
 static const jicoo_tape core_tape = {core_tape_parse};

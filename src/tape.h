@@ -28,8 +28,9 @@
 #define TAPE_DECLARATIONS                                                                        \
     enum {                                                                                       \
         /* slots for one delivery: about 60, plus 12 for each answer and 3 for each line of an   \
-           answer's content; a delivery that needs more goes to core.parse */                    \
+           answer's content; a delivery that needs more gets a bigger tape */                    \
         JICOO_TAPE_CAPACITY = 8192,                                                              \
+        JICOO_TAPE_FULL = -2,       /* parse's answer when the slots ran out */                  \
         JICOO_TAPE_VALUE = 2,       /* slots a value takes */                                    \
         JICOO_TAPE_LENGTH = 1,      /* where a value's second slot is: length, count or NONE */  \
         JICOO_TAPE_NONE = -1,       /* an absent value's second slot; the last link's next */    \
@@ -43,9 +44,10 @@
         /* parse without Lua: the delivery body[len] (body[len] is NUL, as in every Lua string)  \
            walked with the default limits at `level` (the index of one of                        \
            core.options.level.choices, from 0) into slots[capacity]. Returns how many keys       \
-           outside the schema it kept (0 or more), or -1 when the delivery is invalid or outside \
-           the tape (an unknown key holding a number, list or object; an escaped key; a full     \
-           tape): core.parse then reports or builds it. */                                       \
+           outside the schema it kept (0 or more); JICOO_TAPE_FULL when the slots ran out       \
+           first (the same walk into more of them may succeed); or -1 when the delivery is       \
+           invalid or outside the tape (an unknown key holding a number, list or object; an      \
+           escaped key): core.parse then reports or builds it. */                                \
         int (*parse)(const char *body, size_t len, int level, double *slots, int32_t capacity); \
     } jicoo_tape;
 

@@ -5,8 +5,9 @@
  *   - Lua values (walk_lua): tables created at their final size, keys interned at load;
  *   - the tape (walk_tape, tape.h), for LuaJIT's FFI: numbered slots, no Lua state in reach.
  *     It covers the common delivery and declines the rest (an unknown key holding a number, a
- *     list or an object, an escaped key, a full tape, any error); its caller then walks the
- *     input again with Lua, which reports or builds it. */
+ *     list or an object, an escaped key, any error); its caller then walks the input again
+ *     with Lua, which reports or builds it. A tape too small is told apart: its caller walks
+ *     again into a bigger one. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -406,8 +407,10 @@ static int walk_tape_decline(walk_tape *w)
 static int32_t walk_tape_slots(walk_tape *w, int32_t n)
 {
     int32_t at = w->used;
-    if (n > w->capacity - at)
+    if (n > w->capacity - at) {
+        w->full = 1;
         return -1;
+    }
     w->used += n;
     return at;
 }
@@ -428,8 +431,11 @@ static int walk_tape_enter(walk_tape *w)
 static int walk_tape_decoded(walk_tape *w, const json_string *s)
 {
     int32_t at;
-    if (s->len > (size_t)w->capacity * sizeof *w->slots ||
-        (at = walk_tape_slots(w, (int32_t)((s->len + sizeof *w->slots - 1) / sizeof *w->slots))) < 0)
+    if (s->len > (size_t)w->capacity * sizeof *w->slots) {
+        w->full = 1;
+        return walk_tape_decline(w);
+    }
+    if ((at = walk_tape_slots(w, (int32_t)((s->len + sizeof *w->slots - 1) / sizeof *w->slots))) < 0)
         return walk_tape_decline(w);
     w->decoded = (const char *)(w->slots + at);
     json_decode_into((char *)(w->slots + at), s);
@@ -581,6 +587,7 @@ int walk_tape_document(walk_tape *w, const schema_type *root)
 {
     w->p.record_path = NULL;
     w->used = 0;
+    w->full = 0;
     w->other_keys = 0;
     return walk_tape_root(w, root);
 }

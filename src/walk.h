@@ -26,6 +26,7 @@ typedef struct walk_tape {
     json_parser p;
     double *slots;
     int32_t used, capacity;
+    int full;            /* whether the walk stopped because the slots ran out */
     double value[2];     /* the value just read, as its parent stores it */
     const char *decoded; /* the bytes of the last string decoded into the slots */
     int32_t other_keys;  /* how many keys outside the schema were kept */

@@ -13,6 +13,7 @@ local core = require "jicoo.webhook.core"
 
 local format = string.format
 local concat = table.concat
+local ceil, max = math.ceil, math.max
 local ipairs = ipairs
 local pairs = pairs
 local type = type
@@ -42,7 +43,7 @@ if not pcall(ffi.typeof, "jicoo_tape") then
 end
 local C = ffi.C
 local tape_parse = ffi.cast("const jicoo_tape *", core.tape.api).parse
-local CAPACITY = C.JICOO_TAPE_CAPACITY
+local CAPACITY, FULL = C.JICOO_TAPE_CAPACITY, C.JICOO_TAPE_FULL
 -- The slot layout (src/tape.h), written into the builders as numbers.
 local VALUE, LENGTH, NONE = C.JICOO_TAPE_VALUE, C.JICOO_TAPE_LENGTH, C.JICOO_TAPE_NONE
 local ITEM_NEXT, OTHER_VALUE, OTHER_NEXT = C.JICOO_TAPE_ITEM_NEXT, C.JICOO_TAPE_OTHER_VALUE,
@@ -182,8 +183,8 @@ local SOURCE = builder_source(core.schema)
 local build_schema_keys, build_other_keys = assert(loadstring(SOURCE, "=jicoo.webhook.luajit builders"))(
   ffi.string, setmetatable, new_table, core.metatables)
 
-local function new_slots()
-  return ffi.new("double[?]", CAPACITY)
+local function new_slots(capacity)
+  return ffi.new("double[?]", capacity)
 end
 
 -- The slots: one array, taken by the parse that walks into it and given back once its tables
@@ -191,31 +192,49 @@ end
 -- during an allocation, or from a hook) finds none and walks into an array of its own; so does
 -- the first parse after a build that raised (no memory, or an error from a finalizer), whose
 -- array is then the one kept. Nothing stays taken.
-local spare = new_slots()
+--
+-- A big delivery gets a bigger array: one slot for every 8 bytes of it from the start (a
+-- delivery needs about one for every 14), and twice as many each time the walk finds them too
+-- few, up to 4 a byte (more than any delivery can fill: the densest, an array of empty answers,
+-- needs under 4) and at most 2^24. The array kept for the next parse is the biggest one up to
+-- KEEP slots (1 MiB), so deliveries up to max_size walk once.
+local KEEP, MOST = 2 ^ 17, 2 ^ 24
+local spare, spare_capacity = new_slots(CAPACITY), CAPACITY
 
 local _M = {}
 
 -- The tables of a valid delivery on the tape at `level` (an index), or nil (then core.parse
 -- knows more).
 local function parse_tape(body, level)
-  local slots = spare
-  if slots == nil then
-    slots = new_slots()
-  end
+  local len = #body
+  local slots, capacity = spare, spare_capacity
   spare = nil
-  local other_keys = tape_parse(body, #body, level, slots, CAPACITY)
-  if other_keys < 0 then
-    spare = slots
-    return nil
+  if slots == nil or capacity * 8 < len then
+    capacity = max(CAPACITY, ceil(len / 8))
+    slots = new_slots(capacity)
   end
-  local base = ffi.cast("const char *", body)
+  local other_keys = tape_parse(body, len, level, slots, capacity)
+  while other_keys == FULL and capacity < 4 * len + 64 and capacity < MOST do
+    capacity = capacity * 2
+    slots = new_slots(capacity)
+    other_keys = tape_parse(body, len, level, slots, capacity)
+  end
   local event
-  if other_keys == 0 then
-    event = build_schema_keys(slots, base, 0)
-  else
-    event = build_other_keys(slots, base, 0)
+  if other_keys >= 0 then
+    local base = ffi.cast("const char *", body)
+    if other_keys == 0 then
+      event = build_schema_keys(slots, base, 0)
+    else
+      event = build_other_keys(slots, base, 0)
+    end
   end
-  spare = slots
+  -- an array and its capacity are given back together, so that they always match
+  if capacity <= KEEP then
+    spare, spare_capacity = slots, capacity
+  else
+    local small = new_slots(CAPACITY)
+    spare, spare_capacity = small, CAPACITY
+  end
   return event
 end
 
