@@ -44,6 +44,12 @@ for rt in $runtimes; do
 done
 "$reporter" spec/bench/bench.lua --report "$@" || status=1
 
+# Instructions per call on Lua 5.4, counted by callgrind, when valgrind is here.
+if command -v valgrind >/dev/null 2>&1 && [ -f "$out/lua5.4.tsv" ]; then
+  LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="$build/lua5.4/?.so;;" \
+    lua5.4 spec/bench/instructions.lua $quick || status=1
+fi
+
 # Strings built to collide in each runtime's string hash, against random ones (docs/hardening.md).
 for rt in $runtimes; do
   [ -f "$out/$rt.tsv" ] || continue
