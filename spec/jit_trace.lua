@@ -1,6 +1,9 @@
 -- What LuaJIT's trace compiler gives up on, for the specs that guard the request path's shape:
 -- trace aborts whose reason is NYI (not yet implemented: a bytecode, a built-in or a return it
--- cannot compile), located by file and line. The unrolled route calls, counted options and
+-- cannot compile), located by file and line, and traces of ours given up because they ran into
+-- code LuaJIT has blacklisted (after it gave up on it too often): one blacklisted function, such
+-- as resty.core's ngx.var getter, takes every trace through it down, and the request path with
+-- them. The unrolled route calls, counted options and
 -- callable-table loggers of the request path exist because such aborts cost it its speed.
 local jit_trace = {}
 
@@ -11,9 +14,16 @@ function jit_trace.collect(sources)
   local jit = require "jit"
   local jutil = require "jit.util"
   local vmdef = require "jit.vmdef"
-  local aborts = {}
-  local function on_trace(what, _, func, pc, otr, oex)
-    if what ~= "abort" then
+  local aborts, starts = {}, {}
+  local function location(func, pc)
+    local info = jutil.funcinfo(func, pc)
+    return info.loc or tostring(info.source)
+  end
+  local function on_trace(what, tr, func, pc, otr, oex)
+    if what == "start" then
+      starts[tr] = location(func, pc)
+      return
+    elseif what ~= "abort" then
       return
     end
     local reason = vmdef.traceerr[otr] or tostring(otr)
@@ -25,11 +35,15 @@ function jit_trace.collect(sources)
       end
       reason = reason:format(tostring(oex))
     end
-    if not reason:find("^NYI") then
+    local where
+    if reason:find("^NYI") then
+      where = location(func, pc)
+    elseif reason == "blacklisted" and starts[tr] then
+      where = starts[tr]
+      reason = reason .. " at " .. location(func, pc)
+    else
       return
     end
-    local info = jutil.funcinfo(func, pc)
-    local where = info.loc or tostring(info.source)
     for _, pattern in ipairs(sources) do
       if where:find(pattern) then
         aborts[#aborts + 1] = { reason = reason, where = where }

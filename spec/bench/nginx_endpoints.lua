@@ -60,14 +60,15 @@ function _M.reset()
   ngx.say("reset")
 end
 
--- The adapter's reading (Content-Length check, body, headers) and a JSON answer like its own.
+-- The adapter's reading (headers, Content-Length check, body) and a JSON answer like its own.
 local function read()
-  local length = tonumber(ngx.var.http_content_length)
+  local headers = ngx_req.get_headers(100)
+  local length = tonumber(headers["content-length"])
   if length and length > 1048576 then
     return ngx.exit(413)
   end
   ngx_req.read_body()
-  return ngx_req.get_body_data(), ngx_req.get_headers(100)
+  return ngx_req.get_body_data(), headers
 end
 
 local function answer(ok)

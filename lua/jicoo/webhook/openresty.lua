@@ -116,9 +116,12 @@ local function log_rejection(res)
 end
 
 -- The raw body: nil when it is over max_size (judged from Content-Length before reading),
--- else the bytes, from memory or from the file nginx spooled them to.
-local function read_body(max_size)
-  local length = tonumber(ngx.var.http_content_length)
+-- else the bytes, from memory or from the file nginx spooled them to. Content-Length is read
+-- from the headers already fetched, not from ngx.var: resty.core's variable getter is a trace
+-- LuaJIT gives up on (it returns below the frame it began in), and every trace through it after
+-- that is given up too, which left the whole request path to the interpreter.
+local function read_body(headers, max_size)
+  local length = tonumber(headers["content-length"])
   if length and length > max_size then
     return nil, length
   end
@@ -246,13 +249,13 @@ function _M.serve(router, opts)
     res = answer.method_not_allowed(ngx.req.get_method())
   else
     local max_size = opts.max_size or router.max_size
-    local body, problem = read_body(max_size)
+    local headers = ngx_req.get_headers(MAX_HEADERS)
+    local body, problem = read_body(headers, max_size)
     if body == nil then
       res = answer.too_large(problem, max_size)
     elseif body == false then
       res = answer.server_error("server_error", problem)
     else
-      local headers = ngx_req.get_headers(MAX_HEADERS)
       local serve_one = opts.answer_first and answer_first or router.handle
       local ok, handled = pcall(serve_one, router, body, headers)
       if ok then
