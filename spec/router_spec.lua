@@ -489,6 +489,25 @@ describe("router: handlers and ctx", function()
     assert.truthy(lines[3]:match(": 100%% literal$"), lines[3])
   end)
 
+  it("gives ctx.log a function for each level, the same one each time, and nothing else", function()
+    local r, lines = new_router()
+    local same, other
+    r:on("guest_booked", function(_, ctx)
+      for _, level in ipairs({ "debug", "info", "warn", "error" }) do
+        ctx.log[level]("at %s", level)
+      end
+      same = ctx.log.warn == ctx.log.warn
+      other = ctx.log.notice
+    end)
+    r:handle(BOOKED, signed(BOOKED))
+    assert.are.equal(4, #lines)
+    for i, level in ipairs({ "debug", "info", "warn", "error" }) do
+      assert.truthy(lines[i]:match("^" .. level .. ": .*: at " .. level .. "$"), lines[i])
+    end
+    assert.is_true(same)
+    assert.is_nil(other)
+  end)
+
   it("takes now from a function", function()
     local t = NOW + 5
     local r = new_router({ now = function() return t end })

@@ -34,19 +34,25 @@ local level_meta = {
   end,
 }
 
+local LEVELS = { debug = true, info = true, warn = true, error = true }
+
+-- ctx.log.<level> is made the first time a handler names it: most handlers only call ctx.log.
 local logger_meta = {
   __call = function(self, fmt, ...)
     log_emit(self, "info", fmt, ...)
   end,
+  __index = function(self, name)
+    if not LEVELS[name] then
+      return nil
+    end
+    local level = setmetatable({ logger = self, level = name }, level_meta)
+    rawset(self, name, level)
+    return level
+  end,
 }
 
 local function new_logger(sink, ctx)
-  local logger = setmetatable({ sink = sink, ctx = ctx }, logger_meta)
-  logger.debug = setmetatable({ logger = logger, level = "debug" }, level_meta)
-  logger.info = setmetatable({ logger = logger, level = "info" }, level_meta)
-  logger.warn = setmetatable({ logger = logger, level = "warn" }, level_meta)
-  logger.error = setmetatable({ logger = logger, level = "error" }, level_meta)
-  return logger
+  return setmetatable({ sink = sink, ctx = ctx }, logger_meta)
 end
 
 -- ctx:setting(name, env_name, default): a handler's setting from ctx.config (the router's

@@ -55,10 +55,20 @@ local function printable(s)
   return (string_gsub(s, "%c", escape_control))
 end
 
+-- The level below which nginx writes nothing here (error_log's), from resty.core.
+local ok_errlog, errlog = pcall(require, "ngx.errlog")
+local log_filter = ok_errlog and errlog.get_sys_filter_level or function() return ngx.DEBUG end
+
 -- The router's log sink: function(level, message) onto nginx's error log, one line an entry (a
--- handler's traceback too, its line breaks written as \n).
+-- handler's traceback too, its line breaks written as \n). A message below error_log's level is
+-- not escaped for nothing: a handler that logs each delivery at info level costs little when
+-- nginx logs from notice up.
 function _M.log(level, message)
-  ngx_log(LEVELS[level] or ngx.NOTICE, "jicoo-webhook: ", printable(message))
+  local nginx_level = LEVELS[level] or ngx.NOTICE
+  if nginx_level > log_filter() then
+    return
+  end
+  ngx_log(nginx_level, "jicoo-webhook: ", printable(message))
 end
 
 -- webhook.router(opts) with opts.log defaulting to ngx.log; opts as webhook.router takes them.
