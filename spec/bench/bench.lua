@@ -143,14 +143,15 @@ end
 
 -- results: list of { runtime, payload, row, us (median per call), ratio (to cjson), floor_ratio
 -- (verify: to the HMAC; parse: to the floor), bytes, bytes_ratio, skipped, allocated,
--- allocated_ratio, blocks (allocations per call), kb (the payload's size, scaling rows) }
+-- allocated_ratio, blocks (allocations per call), kb (the payload's size, scaling rows),
+-- per_kb_ratio (scaling: parse's cost per KB against the 16 KB payload's, same rounds) }
 local function to_tsv(r)
   local function s(v)
     return v == nil and "" or tostring(v)
   end
   return table_concat({ r.runtime, r.payload, r.row, s(r.us), s(r.ratio), s(r.floor_ratio),
     s(r.bytes), s(r.bytes_ratio), s(r.skipped), s(r.allocated), s(r.allocated_ratio), s(r.blocks),
-    s(r.kb) }, "\t")
+    s(r.kb), s(r.per_kb_ratio) }, "\t")
 end
 
 local function from_tsv(line)
@@ -161,7 +162,7 @@ local function from_tsv(line)
   return { runtime = f[1], payload = f[2], row = f[3], us = n(f[4]), ratio = n(f[5]),
     floor_ratio = n(f[6]), bytes = n(f[7]), bytes_ratio = n(f[8]),
     skipped = f[9] ~= "" and f[9] or nil, allocated = n(f[10]), allocated_ratio = n(f[11]),
-    blocks = n(f[12]), kb = n(f[13]) }
+    blocks = n(f[12]), kb = n(f[13]), per_kb_ratio = n(f[14]) }
 end
 
 local function fmt_us(v)
@@ -351,16 +352,17 @@ local function report(results, quick)
       if r.row == "parse" then
         per_kb[r.runtime] = per_kb[r.runtime] or {}
         local list = per_kb[r.runtime]
-        list[#list + 1] = r.us / r.kb
+        list[#list + 1] = r.per_kb_ratio
         cells[#cells + 1] = { r.runtime, string_format("%.0f KB", r.kb), fmt_us(r.us),
-          string_format("%.3f", r.us / r.kb), fmt_ratio(r.ratio) }
+          string_format("%.3f", r.us / r.kb), fmt_ratio(r.per_kb_ratio), fmt_ratio(r.ratio) }
       end
     end
     print()
-    print("parse as deliveries grow: µs per call, µs per KB, (x) against cjson.decode:")
+    print("parse as deliveries grow: µs per call, µs per KB, the cost per KB against 16 KB's and"
+      .. " the time against cjson.decode's, each in the same rounds:")
     print()
-    print_table(cells, { "runtime", "size", "parse µs", "µs per KB", "x cjson" },
-      { "l", "r", "r", "r", "r" })
+    print_table(cells, { "runtime", "size", "parse µs", "µs per KB", "per KB x 16 KB", "x cjson" },
+      { "l", "r", "r", "r", "r", "r" })
   end
 
   -- The targets (docs/performance.md "Targets"): each figure, and whether it is met.
@@ -386,7 +388,7 @@ local function report(results, quick)
     local list = per_kb[rt]
     if rt == "luajit" and list and #list > 1 then
       local lo, hi = math.min(unpack_list(list)), math.max(unpack_list(list))
-      verdict(rt .. " µs per KB, 4 KB to 1 MB: spread (max / min - 1)", hi / lo - 1, 0.10,
+      verdict(rt .. " cost per KB, 4 KB to 1 MB: spread (max / min - 1)", hi / lo - 1, 0.10,
         function(v) return string_format("%.0f%%", v * 100) end)
     end
     local c = by[rt]["valid/guest_cancelled"]
@@ -836,38 +838,50 @@ local function run(opts)
     end
   end
 
-  -- parse as deliveries grow, from 4 KB to 1 MB (just under max_size): parse and cjson.decode
-  -- in interleaved rounds, as above.
+  -- parse as deliveries grow, from 4 KB to 1 MB (just under max_size). Every round times a
+  -- batch of parse and one of cjson.decode at every size, so that the sizes are compared moments
+  -- apart: each size's cost per KB is also taken relative to the 16 KB one's in the same round.
   local per_answer = (#large_payload(80) - #large) / 40
   local fixed = #large - 40 * per_answer
+  local sizes = {}
   for _, kb in ipairs({ 4, 16, 64, 256, 1000 }) do
-    local count = math.floor((kb * 1024 - fixed) / per_answer + 0.5)
-    local big = large_payload(count)
-    io.stderr:write(string_format("bench: %s: scaling, %.0f KB\n", runtime, #big / 1024))
+    local big = large_payload(math.floor((kb * 1024 - fixed) / per_answer + 0.5))
+    check(webhook.parse(big), string_format("%.0f KB payload: webhook.parse", #big / 1024))
     local tag = runtime .. ":scale" .. kb .. ":"
-    local rows = {
+    local size = { kb = #big / 1024, reference = kb == 16, loops = {
       parse = make_loop("f(a)", tag .. "parse", webhook.parse, big),
       cjson = make_loop("f(a)", tag .. "cjson", cjson.decode, big),
-    }
-    check(webhook.parse(big), string_format("%.0f KB payload: webhook.parse", #big / 1024))
-    local n = {}
-    for id, loop in pairs(rows) do
-      n[id] = opts.quick and 1 or calibrate(loop, opts.batch_ms / 1000)
+    }, n = {}, times = { parse = {}, cjson = {} }, ratios = {}, relative = {} }
+    for id, loop in pairs(size.loops) do
+      size.n[id] = opts.quick and 1 or calibrate(loop, opts.batch_ms / 1000)
     end
-    local times, ratios = { parse = {}, cjson = {} }, {}
-    for round = 1, opts.rounds do
+    sizes[#sizes + 1] = size
+  end
+  io.stderr:write(string_format("bench: %s: parse from 4 KB to 1 MB\n", runtime))
+  for round = 1, opts.rounds do
+    local reference
+    for k = 0, #sizes - 1 do
+      local size = sizes[(round + k - 1) % #sizes + 1]
       local first, second = "parse", "cjson"
       if round % 2 == 0 then
         first, second = second, first
       end
-      local a = time_batch(rows[first], n[first]) / n[first]
-      local b = time_batch(rows[second], n[second]) / n[second]
-      times[first][round], times[second][round] = a * 1e6, b * 1e6
-      ratios[round] = times.parse[round] / times.cjson[round]
+      size.times[first][round] = time_batch(size.loops[first], size.n[first]) / size.n[first] * 1e6
+      size.times[second][round] = time_batch(size.loops[second], size.n[second]) / size.n[second] * 1e6
+      size.ratios[round] = size.times.parse[round] / size.times.cjson[round]
+      if size.reference then
+        reference = size.times.parse[round] / size.kb
+      end
     end
+    for _, size in ipairs(sizes) do
+      size.relative[round] = size.times.parse[round] / size.kb / reference
+    end
+  end
+  for _, size in ipairs(sizes) do
     for _, id in ipairs({ "parse", "cjson" }) do
       results[#results + 1] = { runtime = runtime, payload = "scale", row = id,
-        us = median(times[id]), ratio = id == "parse" and median(ratios) or 1, kb = #big / 1024 }
+        us = median(size.times[id]), ratio = id == "parse" and median(size.ratios) or 1,
+        kb = size.kb, per_kb_ratio = id == "parse" and median(size.relative) or nil }
     end
   end
 
