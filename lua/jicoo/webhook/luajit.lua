@@ -199,6 +199,7 @@ end
 -- needs under 4) and at most 2^24. The array kept for the next parse is the biggest one up to
 -- KEEP slots (1 MiB), so deliveries up to max_size walk once.
 local KEEP, MOST = 2 ^ 17, 2 ^ 24
+local MAX_SIZE = core.options.max_size.default   -- the tape walks with the default limits
 local spare, spare_capacity = new_slots(CAPACITY), CAPACITY
 
 local _M = {}
@@ -207,6 +208,9 @@ local _M = {}
 -- knows more).
 local function parse_tape(body, level)
   local len = #body
+  if len > MAX_SIZE then
+    return nil   -- refused by the walk's first check: no array for it
+  end
   local slots, capacity = spare, spare_capacity
   spare = nil
   if slots == nil or capacity * 8 < len then
