@@ -57,4 +57,23 @@ describe("LuaJIT traces of the request path", function()
     assert.is_true(kinds.cancelled)
     assert.are.same({}, aborts, jit_trace.describe(aborts))
   end)
+
+  -- What the check above and the one inside nginx would see if the request path ran into code
+  -- LuaJIT has given up on (as it did through resty.core's ngx.var getter): a helper it cannot
+  -- compile (a closure made inside), hot enough to be blacklisted, then called from a loop.
+  it("would report a trace of ours that runs into blacklisted code", function()
+    local stop = jit_trace.collect({ "^ours:" })
+    local helper = assert(loadstring("local n = 0 return function(x) local f = function() return x end"
+      .. " n = n + f() return n end", "=helper"))()
+    local warm = assert(loadstring("local h = ... return function() return h(1) end", "=warm"))(helper)
+    for _ = 1, 200000 do
+      warm()
+    end
+    local ours = assert(loadstring("local h = ... return function() local s = 0 for i = 1, 100000 do"
+      .. " s = s + h(i) end return s end", "=ours"))(helper)
+    ours()
+    local aborts = stop()
+    assert.is_true(#aborts > 0, "no abort reported")
+    assert.matches("^ours:1: blacklisted at helper:1$", jit_trace.describe({ aborts[1] }))
+  end)
 end)
