@@ -4,20 +4,7 @@
 -- a slow and a truncated answer, retries and their bounds, a wrong CA, and that the key is never
 -- in a message, an info table or a log line.
 local support = require "support"
-local ok_servers, servers = pcall(require, "servers")
-local has_socket = pcall(require, "socket")
-local has_ssl = pcall(require, "ssl")
-
-local missing = {}
-if not ok_servers then
-  missing[#missing + 1] = "spec/servers.lua"
-else
-  for _, what in ipairs(servers.missing(false)) do
-    missing[#missing + 1] = what
-  end
-end
-if not has_socket then missing[#missing + 1] = "LuaSocket (lua-socket)" end
-if not has_ssl then missing[#missing + 1] = "LuaSec (lua-sec)" end
+local missing = support.missing_http_client()
 if not pcall(require, "cjson") then missing[#missing + 1] = "lua-cjson" end
 if #missing > 0 then
   describe("jicoo.api", function()
@@ -27,6 +14,7 @@ if #missing > 0 then
 end
 
 local api = require "jicoo.api"
+local servers = require "servers"
 local webhook = require "jicoo.webhook"
 
 local standin, dir

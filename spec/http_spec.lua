@@ -2,20 +2,7 @@
 -- answers with every kind of body and serves TLS with a certificate of a CA made here by the
 -- openssl command line; and `jicoo-webhook send` against the same nginx.
 local support = require "support"
-local ok_servers, servers = pcall(require, "servers")
-local has_socket = pcall(require, "socket")
-local has_ssl = pcall(require, "ssl")
-
-local missing = {}
-if not ok_servers then
-  missing[#missing + 1] = "spec/servers.lua"
-else
-  for _, what in ipairs(servers.missing(false)) do
-    missing[#missing + 1] = what
-  end
-end
-if not has_socket then missing[#missing + 1] = "LuaSocket (lua-socket)" end
-if not has_ssl then missing[#missing + 1] = "LuaSec (lua-sec)" end
+local missing = support.missing_http_client()
 if #missing > 0 then
   describe("http", function()
     pending("needs " .. table.concat(missing, ", "))
@@ -25,6 +12,7 @@ end
 
 local http = require "jicoo.webhook.http"
 local runner = require "cli_runner"
+local servers = require "servers"
 local q = support.quote
 
 describe("http.request outside nginx", function()
@@ -32,44 +20,25 @@ describe("http.request outside nginx", function()
 
   setup(function()
     dir = servers.temp_dir()
-    servers.certificates(dir)
     local log
-    server, log = servers.nginx_server(dir, "http", function(port)
-      tls_port = servers.free_port()
-      return table.concat({
-        "load_module " .. servers.NDK_MODULE .. ";",
-        "load_module " .. servers.LUA_MODULE .. ";",
-        "daemon on; worker_processes 1; pid logs/nginx.pid; error_log logs/error.log notice;",
-        "events { worker_connections 64; }",
-        "http {",
-        "  access_log off;",
-        "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
-        "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
-        "  server {",
-        "    listen 127.0.0.1:" .. port .. ";",
-        "    listen 127.0.0.1:" .. tls_port .. " ssl;",
-        "    ssl_certificate " .. dir .. "/server.crt; ssl_certificate_key " .. dir .. "/server.key;",
-        "    location = /jicoo/stats { return 200 'up'; }",
-        "    location = /length { return 200 'hello'; }",
-        "    location = /chunked { content_by_lua_block {",
-        "      ngx.print('one,') ngx.flush(true) ngx.print('two,') ngx.flush(true) ngx.print('three') } }",
-        "    location = /close { chunked_transfer_encoding off; content_by_lua_block {",
-        "      ngx.print(string.rep('x', 40000)) ngx.flush(true) ngx.print('end') } }",
-        "    location = /echo { content_by_lua_block {",
-        "      ngx.req.read_body()",
-        "      local h = ngx.req.get_headers()",
-        "      ngx.header['X-Repeated'] = { 'a', 'b' }",
-        "      ngx.say(ngx.req.get_method(), ' ', ngx.var.request_uri, ' host=', h.host,",
-        "        ' len=', tostring(h['content-length']), ' x=', tostring(h['x-test']),",
-        "        ' body=', tostring(ngx.req.get_body_data())) } }",
-        "    location = /big { content_by_lua_block { ngx.print(string.rep('b', 2 * 1024 * 1024)) } }",
-        "    location = /slow { content_by_lua_block { ngx.sleep(2) ngx.say('late') } }",
-        "    location = /nothing { return 204; }",
-        "    location = /moved { return 302 /length; }",
-        "  }",
-        "}",
-      }, "\n") .. "\n"
-    end, {})
+    server, tls_port, log = servers.tls_nginx(dir, "http", { locations = {
+      "    location = /length { return 200 'hello'; }",
+      "    location = /chunked { content_by_lua_block {",
+      "      ngx.print('one,') ngx.flush(true) ngx.print('two,') ngx.flush(true) ngx.print('three') } }",
+      "    location = /close { chunked_transfer_encoding off; content_by_lua_block {",
+      "      ngx.print(string.rep('x', 40000)) ngx.flush(true) ngx.print('end') } }",
+      "    location = /echo { content_by_lua_block {",
+      "      ngx.req.read_body()",
+      "      local h = ngx.req.get_headers()",
+      "      ngx.header['X-Repeated'] = { 'a', 'b' }",
+      "      ngx.say(ngx.req.get_method(), ' ', ngx.var.request_uri, ' host=', h.host,",
+      "        ' len=', tostring(h['content-length']), ' x=', tostring(h['x-test']),",
+      "        ' body=', tostring(ngx.req.get_body_data())) } }",
+      "    location = /big { content_by_lua_block { ngx.print(string.rep('b', 2 * 1024 * 1024)) } }",
+      "    location = /slow { content_by_lua_block { ngx.sleep(2) ngx.say('late') } }",
+      "    location = /nothing { return 204; }",
+      "    location = /moved { return 302 /length; }",
+    } })
     assert(server, "nginx did not start:\n" .. tostring(log))
   end)
 

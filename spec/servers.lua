@@ -479,12 +479,17 @@ function Standin:stop()
   self.server:stop()
 end
 
-function servers.standin(dir)
+-- A plain nginx (one worker, no receiver) listening on a free port and, over TLS, on another
+-- with a certificate for localhost from servers.certificates(dir): opts.http holds lines for
+-- its http block, opts.locations its server's locations (beside /jicoo/stats, which
+-- nginx_server waits for). Returns the server, the TLS port and, when it did not start, nil and
+-- its log.
+function servers.tls_nginx(dir, name, opts)
   servers.certificates(dir)
   local tls_port
-  local server, log = servers.nginx_server(dir, "standin", function(port)
+  local server, log = servers.nginx_server(dir, name, function(port)
     tls_port = servers.free_port()
-    return table.concat({
+    local lines = {
       "load_module " .. servers.NDK_MODULE .. ";",
       "load_module " .. servers.LUA_MODULE .. ";",
       "daemon on; worker_processes 1; pid logs/nginx.pid; error_log logs/error.log notice;",
@@ -493,21 +498,42 @@ function servers.standin(dir)
       "  access_log off;",
       "  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;",
       "  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;",
+    }
+    for _, line in ipairs(opts.http or {}) do
+      lines[#lines + 1] = line
+    end
+    lines[#lines + 1] = "  server {"
+    lines[#lines + 1] = "    listen 127.0.0.1:" .. port .. ";"
+    lines[#lines + 1] = "    listen 127.0.0.1:" .. tls_port .. " ssl;"
+    lines[#lines + 1] = "    ssl_certificate " .. dir .. "/server.crt; ssl_certificate_key " .. dir
+      .. "/server.key;"
+    lines[#lines + 1] = "    location = /jicoo/stats { return 200 'up'; }"
+    for _, line in ipairs(opts.locations or {}) do
+      lines[#lines + 1] = line
+    end
+    lines[#lines + 1] = "  }"
+    lines[#lines + 1] = "}"
+    return table.concat(lines, "\n") .. "\n"
+  end, {})
+  if not server then
+    return nil, nil, log
+  end
+  return server, tls_port
+end
+
+function servers.standin(dir)
+  local server, tls_port, log = servers.tls_nginx(dir, "standin", {
+    http = {
       "  lua_package_path " .. quote(spec_dir .. "/?.lua;;") .. ";",
       "  lua_shared_dict standin 1m;",
-      "  server {",
-      "    listen 127.0.0.1:" .. port .. ";",
-      "    listen 127.0.0.1:" .. tls_port .. " ssl;",
-      "    ssl_certificate " .. dir .. "/server.crt; ssl_certificate_key " .. dir .. "/server.key;",
-      "    location = /jicoo/stats { return 200 'up'; }",
+    },
+    locations = {
       "    location /v1/ { content_by_lua_block { require('standin').api() } }",
       "    location = /slack/hook { content_by_lua_block { require('standin').slack() } }",
       "    location /control/ { allow 127.0.0.1; deny all;",
       "      content_by_lua_block { require('standin').control() } }",
-      "  }",
-      "}",
-    }, "\n") .. "\n"
-  end, {})
+    },
+  })
   assert(server, "the stand-in nginx did not start:\n" .. tostring(log))
   return setmetatable({
     server = server,

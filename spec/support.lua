@@ -84,4 +84,21 @@ function support.tmpname()
   return os.tmpname()
 end
 
+-- What the HTTP client's specs need and this machine lacks (nginx and openssl through
+-- spec/servers.lua, LuaSocket, LuaSec), as names to print; empty when nothing is missing.
+function support.missing_http_client()
+  local missing = {}
+  local ok_servers, servers = pcall(require, "servers")
+  if not ok_servers then
+    missing[#missing + 1] = "spec/servers.lua"
+  else
+    for _, what in ipairs(servers.missing(false)) do
+      missing[#missing + 1] = what
+    end
+  end
+  if not pcall(require, "socket") then missing[#missing + 1] = "LuaSocket (lua-socket)" end
+  if not pcall(require, "ssl") then missing[#missing + 1] = "LuaSec (lua-sec)" end
+  return missing
+end
+
 return support
