@@ -146,3 +146,187 @@ describe("http.request outside nginx", function()
     assert.truthy(out:find("failed: ", 1, true), out)
   end)
 end)
+
+-- The answers of a peer that misbehaves (spec/hostile.lua): each is refused, within the
+-- request's time limit, and without holding more than the limits in memory.
+local HOSTILE = {
+  -- path, what err says; slow: the peer stalls (the case takes the timeout); flood: it sends
+  -- 160 MiB without a line end
+  { "/drip-headers", "reading the headers: timeout (the request's 1000 ms ran out)", slow = true },
+  { "/drip-body", "reading the body: timeout (the request's 1000 ms ran out)", slow = true },
+  { "/continue-forever", "more than 10 1xx answers" },
+  { "/trailers-forever", "more than 100 trailers" },
+  { "/many-headers", "more than 100 headers" },
+  { "/long-status", "reading the status line: a line over 8192 bytes", flood = true },
+  { "/long-header", "reading the headers: a line over 8192 bytes", flood = true },
+  { "/long-chunk-ext", "reading a chunk's size: a line over 8192 bytes", flood = true },
+  { "/long-trailer", "reading the trailers: a line over 8192 bytes", flood = true },
+  { "/status-2000", 'not an HTTP/1.x status line: "HTTP/1.1 2000 OK"' },
+  { "/status-099", "a status out of 100-599: 099" },
+  { "/te-notchunked", 'a Transfer-Encoding other than chunked: "notchunked"' },
+  { "/te-and-length", "both Transfer-Encoding and Content-Length" },
+  { "/cr-in-header", "a control byte in the value of X-Odd" },
+  { "/space-before-colon", 'a header line that is not one: "Content-Length : 0"' },
+}
+local MiB = 1024
+
+-- Checks one hostile case's outcome: { err =, took = (s), grew = (KiB of peak memory) }.
+local function check_hostile(case, outcome, hostile)
+  local path, message = case[1], case[2]
+  assert.is_nil(outcome.status, path)
+  assert.truthy(outcome.err and outcome.err:find(message, 1, true),
+    path .. ": " .. tostring(outcome.err))
+  if case.slow then
+    assert.truthy(outcome.took >= 0.9 and outcome.took < 2.5, path .. " took " .. outcome.took)
+  else
+    assert.truthy(outcome.took < 2, path .. " took " .. outcome.took)
+  end
+  if case.flood then
+    -- The peer could send only what the client read and the sockets' buffers held.
+    assert.truthy(servers.wait_for(function() return hostile:sent(path) end, 5), path)
+    assert.truthy(hostile:sent(path) < 32 * MiB * 1024, path .. ": " .. tostring(hostile:sent(path)))
+    assert.truthy(outcome.grew < 32 * MiB, path .. ": peak memory grew " .. outcome.grew .. " KiB")
+  end
+end
+
+describe("http.request against a hostile peer", function()
+  local dir, hostile
+
+  setup(function()
+    dir = servers.temp_dir()
+    hostile = servers.hostile(dir)
+  end)
+
+  teardown(function()
+    if hostile then
+      hostile:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  local function url(path)
+    return "http://127.0.0.1:" .. hostile.port .. path
+  end
+
+  for _, case in ipairs(HOSTILE) do
+    it("refuses " .. case[1], function()
+      local socket = require "socket"
+      local before, started = servers.peak_memory(), socket.gettime()
+      local res, err = http.request({ url = url(case[1]), timeout = 1000 })
+      check_hostile(case, { status = res and res.status, err = err,
+        took = socket.gettime() - started, grew = servers.peak_memory() - before }, hostile)
+    end)
+  end
+
+  it("sends a control byte, a space or a byte over 0x7E of the URL percent-encoded", function()
+    local res = assert(http.request({
+      url = url("/echo-raw?email=a@example.com\r\nX-Injected: yes\0\127\128 \195\169#frag"),
+      query = { ["e mail"] = "a@b.c&d=e", list = { 1, "two" } } }))
+    local head = assert(load("return " .. res.body))()
+    assert.are.equal("GET /echo-raw?email=a@example.com%0D%0AX-Injected:%20yes%00%7F%80%20%C3%A9"
+      .. "&e%20mail=a%40b.c%26d%3De&list=1&list=two HTTP/1.1", head:match("^[^\n]*"))
+    assert.is_nil(head:find("\nX-Injected", 1, true))
+  end)
+
+  it("does not keep a connection on which the peer said more than its answer", function()
+    local res = assert(http.request({ url = url("/extra-bytes") }))
+    assert.are.equal("ok", res.body)
+  end)
+end)
+
+describe("http.request against a hostile peer, in nginx (cosockets)", function()
+  local runtime = os.getenv("JICOO_RUNTIME")
+  if runtime and runtime ~= "luajit" then
+    pending("runs once, in the luajit run: nginx's side does not depend on the runtime")
+    return
+  end
+  local dir, hostile, server
+
+  setup(function()
+    dir = servers.temp_dir()
+    hostile = servers.hostile(dir)
+    local _, log
+    server, _, log = servers.tls_nginx(dir, "hostile", {
+      http = { "  lua_package_path " .. q(servers.root .. "/lua/?.lua;" .. servers.root
+        .. "/lua/?/init.lua;;") .. ";" },
+      locations = { [[
+    location = /try { content_by_lua_block {
+      local http = require "jicoo.webhook.http"
+      local args = ngx.req.get_uri_args()
+      local function peak()
+        local file = io.open("/proc/self/status")
+        local text = file:read("*a")
+        file:close()
+        return tonumber(text:match("VmHWM:%s*(%d+)"))
+      end
+      local outcome = { results = {} }
+      local before = peak()
+      ngx.update_time()
+      local started = ngx.now()
+      local methods = {}
+      for method in (args.methods or "GET"):gmatch("%u+") do
+        methods[#methods + 1] = method
+      end
+      for i, method in ipairs(methods) do
+        local res, err = http.request({ url = "http://127.0.0.1:]] .. hostile.port
+          .. [[" .. args.path, method = method, timeout = tonumber(args.timeout) })
+        outcome.results[i] = { status = res and res.status, body = res and res.body, err = err }
+      end
+      ngx.update_time()
+      outcome.took, outcome.grew = ngx.now() - started, peak() - before
+      ngx.say(require("cjson").encode(outcome))
+    } }]] },
+    })
+    assert(server, "nginx did not start:\n" .. tostring(log))
+  end)
+
+  teardown(function()
+    if server then
+      server:stop()
+    end
+    if hostile then
+      hostile:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  local function try(query)
+    local body_file = dir .. "/answer.json"
+    support.run("curl -s --max-time 20 -o " .. q(body_file) .. " "
+      .. q("http://127.0.0.1:" .. server.port .. "/try?" .. query))
+    local outcome = require("cjson").decode(support.read(body_file))
+    for i, result in ipairs(outcome.results) do
+      outcome[i] = result
+    end
+    return outcome
+  end
+
+  for _, case in ipairs(HOSTILE) do
+    it("refuses " .. case[1], function()
+      local outcome = try("timeout=1000&path=" .. case[1])
+      check_hostile(case, { status = outcome[1].status, err = outcome[1].err, took = outcome.took,
+        grew = outcome.grew }, hostile)
+    end)
+  end
+
+  it("sends a GET again on a new connection when a pooled one was closed, never a POST", function()
+    local function count(line)
+      local n = 0
+      for _, event in ipairs(hostile:events()) do
+        n = n + (event == "request " .. line and 1 or 0)
+      end
+      return n
+    end
+    -- Each connection is answered once; the next request on it is read, then it is closed.
+    local outcome = try("path=/then-close&methods=GET,GET")
+    assert.are.equal(200, outcome[1].status)
+    assert.are.equal(200, outcome[2].status, tostring(outcome[2].err))
+    assert.are.equal(3, count("GET /then-close HTTP/1.1"))   -- the second one twice
+    outcome = try("path=/then-close&methods=GET,POST")
+    assert.are.equal(200, outcome[1].status, tostring(outcome[1].err))
+    assert.are.equal(5, count("GET /then-close HTTP/1.1"))
+    assert.is_nil(outcome[2].status)
+    assert.truthy(outcome[2].err:find("a POST is not sent twice", 1, true), outcome[2].err)
+    assert.are.equal(1, count("POST /then-close HTTP/1.1"))
+  end)
+end)

@@ -175,13 +175,9 @@ describe("redis client", function()
     assert.truthy(took >= 0.15 and took < 2, tostring(took))
   end)
 
-  it("connects again after its connection was closed under it", function()
+  it("sees that its connection was closed under it and connects again", function()
     local id = client:call("CLIENT", "ID")
     assert.are.equal("1", server:cli("client kill id " .. id))
-    local reply, err, code = client:call("PING")
-    assert.is_nil(reply)
-    assert.truthy(err:find("^redis 127%.0%.0%.1:%d+: "), err)
-    assert.are.equal("connection", code)
     assert.are.equal("PONG", client:call("PING"))
     assert.are_not.equal(id, client:call("CLIENT", "ID"))
   end)
@@ -267,4 +263,119 @@ describe("redis client with AUTH", function()
     assert.is_nil(reply)
     assert.truthy(err:find("redis unix:" .. dir .. "/none.sock: cannot connect", 1, true), err)
   end)
+end)
+
+-- Replies a well-behaved server never sends (spec/hostile.lua answers `GET name` with them):
+-- each fails with "connection", never raises, never lets the next call see what was left over.
+local HOSTILE = {
+  { "deep", "a reply nested deeper than 16 arrays" },
+  { "huge-bulk", "a reply over max_reply (67108864 bytes)" },
+  { "big-bulk", "a reply over max_reply (67108864 bytes)" },
+  { "big-array", "a reply over max_reply (67108864 bytes)" },
+  { "long-line", "a reply line over 65536 bytes" },
+  { "fraction-bulk", 'not a RESP reply: "$1.5"' },
+  { "hex-bulk", 'not a RESP reply: "$0x3"' },
+  { "nan-bulk", 'not a RESP reply: "$nan"' },
+  { "exponent-count", 'not a RESP reply: "*1e1"' },
+  { "fraction-count", 'not a RESP reply: "*1.5"' },
+  { "extra", "bytes more than the replies asked for" },
+  { "no-crlf", "a bulk string not followed by CR LF" },
+  { "bare-lf", 'a reply line not ended by CR LF: "+OK"' },
+}
+
+describe("redis client against a hostile server", function()
+  local dir, hostile, client
+
+  setup(function()
+    dir = servers.temp_dir()
+    hostile = servers.hostile(dir)
+    client = redis.new({ port = hostile.port, read_timeout = 3000 })
+  end)
+
+  teardown(function()
+    if hostile then
+      hostile:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  for _, case in ipairs(HOSTILE) do
+    it("fails on " .. case[1] .. ", and the next call gets its own reply", function()
+      local before = servers.peak_memory()
+      local ok, reply, err, code = pcall(client.call, client, "GET", case[1])
+      assert.is_true(ok, tostring(reply))
+      assert.is_nil(reply)
+      assert.truthy(err:find(case[2], 1, true), err)
+      assert.are.equal("connection", code)
+      assert.truthy(servers.peak_memory() - before < 32 * 1024, "peak memory grew")
+      assert.are.equal("next", client:call("GET", "next"))   -- the server echoes the key
+      assert.are.equal("PONG", client:call("PING"))
+    end)
+  end
+
+  it("stops reading at max_reply", function()
+    local small = redis.new({ port = hostile.port, max_reply = 100 })
+    local reply, err = small:call("GET", string.rep("k", 200))
+    assert.is_nil(reply)
+    assert.truthy(err:find("a reply over max_reply (100 bytes)", 1, true), err)
+  end)
+end)
+
+describe("redis client against a hostile server, in nginx (cosockets)", function()
+  local runtime = os.getenv("JICOO_RUNTIME")
+  if runtime and runtime ~= "luajit" then
+    pending("runs once, in the luajit run: nginx's side does not depend on the runtime")
+    return
+  end
+  if #servers.missing(false) > 0 then
+    pending("needs " .. table.concat(servers.missing(false), ", "))
+    return
+  end
+  local support = require "support"
+  local q = support.quote
+  local dir, hostile, server
+
+  setup(function()
+    dir = servers.temp_dir()
+    hostile = servers.hostile(dir)
+    local _, log
+    server, _, log = servers.tls_nginx(dir, "hostile", {
+      http = { "  lua_package_path " .. q(servers.root .. "/lua/?.lua;" .. servers.root
+        .. "/lua/?/init.lua;;") .. ";", "  lua_package_cpath " .. q(servers.core_dir .. "/?.so;;")
+        .. ";" },
+      locations = { [[
+    location = /try { content_by_lua_block {
+      local redis = require "jicoo.webhook.redis"
+      local client = redis.new({ port = ]] .. hostile.port .. [[, read_timeout = 3000 })
+      local ok, reply, err, code = pcall(client.call, client, "GET", ngx.var.arg_key)
+      local after = client:call("GET", "next")
+      ngx.say(require("cjson").encode({ ok = ok, reply = reply, err = err, code = code,
+        after = after }))
+    } }]] },
+    })
+    assert(server, "nginx did not start:\n" .. tostring(log))
+  end)
+
+  teardown(function()
+    if server then
+      server:stop()
+    end
+    if hostile then
+      hostile:stop()
+    end
+    servers.remove_dir(dir)
+  end)
+
+  for _, case in ipairs(HOSTILE) do
+    it("fails on " .. case[1] .. ", and the next call gets its own reply", function()
+      local body_file = dir .. "/answer.json"
+      support.run("curl -s --max-time 20 -o " .. q(body_file) .. " "
+        .. q("http://127.0.0.1:" .. server.port .. "/try?key=" .. case[1]))
+      local outcome = require("cjson").decode(support.read(body_file))
+      assert.is_true(outcome.ok, tostring(outcome.reply))
+      assert.truthy(outcome.err and outcome.err:find(case[2], 1, true), tostring(outcome.err))
+      assert.are.equal("connection", outcome.code)
+      assert.are.equal("next", outcome.after)
+    end)
+  end
 end)

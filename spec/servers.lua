@@ -548,4 +548,63 @@ function servers.standin(dir)
   }, Standin)
 end
 
+---------------------------------------------------------------------------------------------
+-- spec/hostile.lua: a peer that misbehaves on request
+
+local Hostile = {}
+Hostile.__index = Hostile
+
+-- The events the hostile peer logged, one string each.
+function Hostile:events()
+  local events = {}
+  local file = io.open(self.log_file, "rb")
+  if file then
+    for line in file:lines() do
+      events[#events + 1] = line
+    end
+    file:close()
+  end
+  return events
+end
+
+-- The bytes it logged having sent for a behaviour, the last time it ran.
+function Hostile:sent(name)
+  local sent
+  for _, line in ipairs(self:events()) do
+    local n = line:match("^sent " .. name:gsub("%p", "%%%0") .. " (%d+)$")
+    sent = n and tonumber(n) or sent
+  end
+  return sent
+end
+
+function Hostile:stop()
+  stop_pid(self.pid)
+  self.pid = nil
+end
+
+-- spec/hostile.lua run by this interpreter, in dir, for at most `seconds` (300).
+function servers.hostile(dir, seconds)
+  local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+  local port_file, log_file = dir .. "/hostile.port", dir .. "/hostile.log"
+  local out = sh(interpreter .. " " .. quote(spec_dir .. "/hostile.lua") .. " " .. quote(port_file)
+    .. " " .. quote(log_file) .. " " .. (seconds or 300) .. " >" .. quote(dir .. "/hostile.out")
+    .. " 2>&1 & echo $!")
+  local hostile = setmetatable({ pid = tonumber(trim(out)), log_file = log_file }, Hostile)
+  assert(servers.wait_for(function() return io.open(port_file) ~= nil end, 5),
+    "spec/hostile.lua did not start: " .. tostring(support.read(dir .. "/hostile.out")))
+  hostile.port = tonumber(support.read(port_file))
+  return hostile
+end
+
+-- The peak resident memory of this process so far, in KiB (Linux), or nil.
+function servers.peak_memory()
+  local file = io.open("/proc/self/status")
+  if not file then
+    return nil
+  end
+  local text = file:read("*a")
+  file:close()
+  return tonumber(text:match("VmHWM:%s*(%d+)"))
+end
+
 return servers

@@ -13,17 +13,20 @@
 --
 -- Options: host ("127.0.0.1"), port (6379), path (a unix socket, instead of host and port),
 -- password, username (with password: AUTH username password), db (SELECT on a new connection),
--- connect_timeout, send_timeout, read_timeout (ms, 1000 each), pool_size (32) and
--- keepalive_timeout (ms, 60000) for the nginx connection pool.
+-- connect_timeout, send_timeout, read_timeout (ms, 1000 each: the connect, the send of a
+-- request and the reading of all its replies, each as a whole), max_reply (bytes one reply may
+-- take, 64 MiB), pool_size (32) and keepalive_timeout (ms, 60000) for the nginx connection pool.
 --
 -- Replies: a status or a bulk string is a Lua string, an integer a number, an array a list. A nil
 -- bulk string or array is redis.null (core.null, the light userdata NULL that ngx.null and
 -- cjson.null equal): a nil would leave holes in lists and read as a failure. An error reply is
 -- nil, "ERR ...", "reply" from call and eval_script, and { err = "ERR ..." } inside an array or a
 -- pipeline's list; the connection stays open, its replies still in step. Any other failure
--- (refused, timed out, closed, bytes that are not RESP) is nil, "redis ADDRESS: ...",
--- "connection", and the connection is closed, never reused: a timed-out one may still carry a
--- late reply.
+-- (refused, timed out, closed, bytes that are not RESP, a reply over max_reply or nested more
+-- than 16 arrays deep, more replies than asked for) is nil, "redis ADDRESS: ...", "connection",
+-- and the connection is closed, never reused: a timed-out one may still carry a late reply.
+-- A reply never raises: sizes and counts are strict decimals, every bulk string's CR LF is
+-- checked, every line bounded (64 KiB).
 --
 -- Under nginx, in a phase with cosockets, every call takes a connection from the pool (one per
 -- address, db and user, since AUTH and SELECT stay on it) and puts it back after a whole reply.
@@ -41,6 +44,7 @@ local tostring = tostring
 local tonumber = tonumber
 local rawget = rawget
 local require = require
+local string_find = string.find
 local string_format = string.format
 local string_sub = string.sub
 local table_concat = table.concat
@@ -60,12 +64,20 @@ local OPTIONS = {
   host = "string", port = "number", path = "string", username = "string",
   password = "string", db = "number", connect_timeout = "number", send_timeout = "number",
   read_timeout = "number", pool_size = "number", keepalive_timeout = "number",
+  max_reply = "number",
 }
 
 local POSITIVE = { "port", "connect_timeout", "send_timeout", "read_timeout", "pool_size",
-  "keepalive_timeout" }
+  "keepalive_timeout", "max_reply" }
 
 local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an error reply
+
+-- What a reply may hold: a line (a status, an error, a size), arrays within arrays; and what
+-- each line costs against max_reply beyond its bytes (about a Lua value's size).
+local MAX_LINE = 65536
+local MAX_DEPTH = 16
+local ELEMENT_COST = 16
+_M.DEFAULT_MAX_REPLY = 64 * 1024 * 1024
 
 local Client = {}
 Client.__index = Client
@@ -147,12 +159,11 @@ function _M.new(opts)
     send_timeout = opts.send_timeout or 1000,
     read_timeout = opts.read_timeout or 1000,
     keepalive_timeout = opts.keepalive_timeout or 60000,
+    max_reply = opts.max_reply or _M.DEFAULT_MAX_REPLY,
     pool_size = pool_size,
     connect_opts = {
       host = host, port = port, path = opts.path,
-      connect_timeout = opts.connect_timeout or 1000,
-      send_timeout = opts.send_timeout or 1000,
-      read_timeout = opts.read_timeout or 1000,
+      timeout = opts.connect_timeout or 1000,
       -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
       pool = string_format("jicoo-webhook:redis:%s:%d:%s", address, db, opts.username or ""),
       pool_size = pool_size,
@@ -210,43 +221,74 @@ local function encode(args, n)
   return "*" .. n .. "\r\n" .. bulk
 end
 
--- One reply: the value; ERROR_REPLY, message for an error reply; or nil, err when the
--- connection failed or spoke something else than RESP.
-local function read_reply(sock)
-  local line, err = sock:receive("*l")
-  if not line then
-    return nil, err
+-- A size, a count or an integer as RESP writes it: decimal digits, a minus sign at most, nothing
+-- else (no hex, exponent, fraction, nan or inf), 19 digits at most.
+local function decimal(text)
+  if #text <= 20 and string_find(text, "^%-?%d+$") then
+    return tonumber(text)
   end
+  return nil
+end
+
+-- One reply: the value; ERROR_REPLY, message for an error reply; or nil, err when the
+-- connection failed or spoke something else than RESP. budget.left: the bytes the reply may
+-- still take (each line and each array element costs a little more than its bytes, for the
+-- memory it takes); depth: arrays around this one.
+local function read_reply(conn, budget, depth)
+  local line, crlf = conn:read_line(MAX_LINE)
+  if not line then
+    if crlf == "line too long" then
+      return nil, "a reply line over " .. MAX_LINE .. " bytes"
+    end
+    return nil, crlf
+  elseif not crlf then
+    return nil, "a reply line not ended by CR LF: " .. string_format("%q", string_sub(line, 1, 40))
+  end
+  local left = budget.left - #line - ELEMENT_COST
+  if left < 0 then
+    return nil, "a reply over max_reply (" .. budget.max .. " bytes)"
+  end
+  budget.left = left
   local kind, rest = string_sub(line, 1, 1), string_sub(line, 2)
   if kind == "+" then
     return rest
   elseif kind == "-" then
     return ERROR_REPLY, rest
   elseif kind == ":" then
-    local n = tonumber(rest)
+    local n = decimal(rest)
     if n then
       return n
     end
   elseif kind == "$" then
-    local size = tonumber(rest)
-    if size and size < 0 then
+    local size = decimal(rest)
+    if size == -1 then
       return _M.null
-    elseif size then
-      local data
-      data, err = sock:receive(size + 2)
+    elseif size and size >= 0 then
+      if size > left then
+        return nil, "a reply over max_reply (" .. budget.max .. " bytes)"
+      end
+      budget.left = left - size
+      local data, err = conn:read(size + 2)
       if not data then
         return nil, err
+      elseif string_sub(data, -2) ~= "\r\n" then
+        return nil, "a bulk string not followed by CR LF"
       end
       return string_sub(data, 1, size)
     end
   elseif kind == "*" then
-    local count = tonumber(rest)
-    if count and count < 0 then
+    local count = decimal(rest)
+    if count == -1 then
       return _M.null
-    elseif count then
+    elseif count and count >= 0 then
+      if count * (ELEMENT_COST + 3) > left then
+        return nil, "a reply over max_reply (" .. budget.max .. " bytes)"
+      elseif depth >= MAX_DEPTH then
+        return nil, "a reply nested deeper than " .. MAX_DEPTH .. " arrays"
+      end
       local list = {}
       for i = 1, count do
-        local value, msg = read_reply(sock)
+        local value, msg = read_reply(conn, budget, depth + 1)
         if value == nil then
           return nil, msg
         elseif value == ERROR_REPLY then
@@ -264,20 +306,28 @@ end
 -- Connections (socket.lua: a cosocket under nginx, LuaSocket elsewhere)
 
 -- Sends a request of `count` commands on conn and reads their replies: the list, or nil, err.
+-- The send has send_timeout, the replies read_timeout, each as a whole; a server that says more
+-- than it was asked is out of step, and the exchange fails.
 local function round_trip(self, conn, request, count)
+  conn:set_deadline(socket.now() + self.send_timeout / 1000)
   local ok, err = conn:send(request)
   if not ok then
     return nil, "redis " .. self.address .. ": send: " .. tostring(err)
   end
+  conn:set_deadline(socket.now() + self.read_timeout / 1000)
   local replies = {}
   for i = 1, count do
-    local value, msg = read_reply(conn)
+    local value, msg = read_reply(conn, { left = self.max_reply, max = self.max_reply }, 0)
     if value == nil then
       return nil, "redis " .. self.address .. ": read: " .. tostring(msg)
     elseif value == ERROR_REPLY then
       value = { err = msg }
     end
     replies[i] = value
+  end
+  if conn:unread() > 0 then
+    return nil, "redis " .. self.address .. ": read: " .. conn:unread()
+      .. " bytes more than the replies asked for"
   end
   return replies
 end
@@ -313,7 +363,11 @@ end
 local function connection(self)
   local conn = self.conn
   if conn then
-    return conn
+    if not conn:stale() then
+      return conn
+    end
+    conn:close()   -- closed by the server, or it spoke unasked: out of step
+    self.conn = nil
   end
   local err
   conn, err = socket.connect(self.connect_opts)

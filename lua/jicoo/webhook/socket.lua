@@ -3,14 +3,21 @@
 -- nginx's init phases), with LuaSec for TLS. The Redis client and the HTTP client speak their
 -- protocols over it, so that each protocol is written once for both.
 --
---   local conn, err = socket.connect({ host =, port = | path =, connect_timeout =,
---     send_timeout =, read_timeout = (ms), pool = name, tls = { server_name =, verify =,
+--   local conn, err = socket.connect({ host =, port = | path =, deadline = (socket.now()'s
+--     seconds) | timeout = (ms from now), pool = name, tls = { server_name =, verify =,
 --     ca_file = } })
---   conn:send(data) -> true | nil, err         conn:receive("*l" | n) -> data | nil, err, partial
+--   conn:set_deadline(seconds)                 every later send and read ends by then
+--   conn:send(data) -> true | nil, err
+--   conn:read_line(max) -> line, crlf | nil, err     conn:read(n) -> bytes | nil, err
+--   conn:read_to_close(max) -> bytes | nil, err      conn:unread() -> bytes buffered, not read
 --   conn:reused() -> times the connection came from nginx's pool (0: new; always 0 outside)
 --   conn:keepalive(timeout_ms, pool_size)      back to nginx's pool (outside nginx: closed)
+--   conn:stale()                               outside nginx: the peer spoke or closed unasked
 --   conn:close()                               conn.cosocket: whether it is nginx's
 --   socket.sleep(seconds), socket.now()        without blocking a worker where cosockets work
+--
+-- err is "timeout" when the deadline passed, "closed" when the peer closed, "line too long" or
+-- "too long" past a limit, else what the socket said.
 --
 -- TLS checks the peer's certificate chain and that it names server_name, unless verify is
 -- false. Inside nginx the cosocket does both, against lua_ssl_trusted_certificate; outside,
@@ -29,6 +36,11 @@ local os_getenv = os.getenv
 local os_time = os.time
 local os_execute = os.execute
 local string_format = string.format
+local string_find = string.find
+local string_sub = string.sub
+local table_concat = table.concat
+local math_min = math.min
+local math_max = math.max
 
 local _M = {}
 
@@ -71,17 +83,164 @@ local function address_of(opts)
 end
 
 ---------------------------------------------------------------------------------------------
--- nginx's cosockets
+-- What both kinds of connection share: a deadline and a buffer the protocols read from.
+--
+-- Every wait is bounded by the connection's deadline (conn:set_deadline): each send and each
+-- read gets the time that remains, so a peer that sends one byte at a time cannot stretch an
+-- exchange past it. Lines are read from the buffer with a limit on their length, so a peer
+-- that never ends a line costs at most that limit in memory.
 
-local Cosocket = {}
-Cosocket.__index = Cosocket
+local CHUNK = 16384
 
-function Cosocket:send(data)
-  return self.sock:send(data)
+local Connection = {}
+
+-- The exchange ends at `deadline` (seconds, socket.now()'s clock), whatever happens.
+function Connection:set_deadline(deadline)
+  self.deadline = deadline
 end
 
-function Cosocket:receive(pattern)
-  return self.sock:receive(pattern)
+-- Milliseconds left before the deadline; nil once it has passed.
+function Connection:remaining()
+  local left = (self.deadline - _M.now()) * 1000
+  if left < 1 then
+    return nil
+  end
+  return left
+end
+
+function Connection:send(data)
+  local ms = self:remaining()
+  if not ms then
+    return nil, "timeout"
+  end
+  return self:send_within(data, ms)
+end
+
+-- Appends what the peer sends next (at most max bytes) to the buffer: true, or nil, err.
+local function fill(self, max)
+  local ms = self:remaining()
+  if not ms then
+    return nil, "timeout"
+  end
+  local data, err = self:receive_some(max, ms)
+  if not data then
+    return nil, err
+  end
+  local pos = self.pos
+  if pos > #self.buffer then
+    self.buffer = data
+  else
+    self.buffer = string_sub(self.buffer, pos) .. data
+  end
+  self.pos = 1
+  return true
+end
+
+-- The next line, without its line end (LF, or CR LF: the second value says whether a CR came
+-- before the LF); nil, err when the peer closes or stalls first, or when the line runs over
+-- `max` bytes (err "line too long").
+function Connection:read_line(max)
+  while true do
+    local pos = self.pos
+    local lf = string_find(self.buffer, "\n", pos, true)
+    if lf then
+      if lf - pos > max then
+        return nil, "line too long"
+      end
+      self.pos = lf + 1
+      if lf > pos and string_sub(self.buffer, lf - 1, lf - 1) == "\r" then
+        return string_sub(self.buffer, pos, lf - 2), true
+      end
+      return string_sub(self.buffer, pos, lf - 1), false
+    end
+    if #self.buffer - pos + 1 > max then
+      return nil, "line too long"
+    end
+    local ok, err = fill(self, CHUNK)
+    if not ok then
+      return nil, err
+    end
+  end
+end
+
+-- Exactly n bytes; nil, err when the peer closes or stalls first.
+function Connection:read(n)
+  local buffer, pos = self.buffer, self.pos
+  local have = #buffer - pos + 1
+  if have >= n then
+    self.pos = pos + n
+    return string_sub(buffer, pos, pos + n - 1)
+  end
+  local parts, got = { string_sub(buffer, pos) }, have
+  self.buffer, self.pos = "", 1
+  while got < n do
+    local ms = self:remaining()
+    if not ms then
+      return nil, "timeout"
+    end
+    local data, err = self:receive_some(math_min(n - got, CHUNK), ms)
+    if not data then
+      return nil, err
+    end
+    parts[#parts + 1] = data
+    got = got + #data
+  end
+  return table_concat(parts)
+end
+
+-- Whatever the peer sends until it closes, at most max bytes: the bytes, or nil, err (err
+-- "too long" past max).
+function Connection:read_to_close(max)
+  local parts = { string_sub(self.buffer, self.pos) }
+  local got = #parts[1]
+  self.buffer, self.pos = "", 1
+  while true do
+    if got > max then
+      return nil, "too long"
+    end
+    local ms = self:remaining()
+    if not ms then
+      return nil, "timeout"
+    end
+    local data, err = self:receive_some(CHUNK, ms)
+    if not data then
+      if err == "closed" then
+        return table_concat(parts)
+      end
+      return nil, err
+    end
+    parts[#parts + 1] = data
+    got = got + #data
+  end
+end
+
+-- Bytes received and not yet read: after a whole answer, a sign the peer said more than asked.
+function Connection:unread()
+  return #self.buffer - self.pos + 1
+end
+
+local function new_connection(kind, fields)
+  fields.buffer, fields.pos = "", 1
+  fields.deadline = fields.deadline or _M.now() + (fields.timeout or 60000) / 1000
+  return setmetatable(fields, kind)
+end
+
+---------------------------------------------------------------------------------------------
+-- nginx's cosockets
+
+local Cosocket = setmetatable({}, { __index = Connection })
+Cosocket.__index = Cosocket
+
+function Cosocket:send_within(data, ms)
+  local sock = self.sock
+  sock:settimeout(ms)
+  return sock:send(data)
+end
+
+function Cosocket:receive_some(max, ms)
+  local sock = self.sock
+  sock:settimeout(ms)
+  return sock:receiveany(max)
 end
 
 function Cosocket:reused()
@@ -108,12 +267,16 @@ local function connect_host(host)
   return host
 end
 
-local function cosocket_connect(opts, address)
+local function cosocket_connect(opts, address, deadline)
   local sock, err = rawget(_G, "ngx").socket.tcp()
   if not sock then
     return nil, address .. ": " .. tostring(err)
   end
-  sock:settimeouts(opts.connect_timeout, opts.send_timeout, opts.read_timeout)
+  local ms = (deadline - _M.now()) * 1000
+  if ms < 1 then
+    return nil, address .. ": cannot connect: timeout"
+  end
+  sock:settimeout(ms)   -- the connect and, with TLS, the handshake
   local ok
   local pool = opts.pool and { pool = opts.pool, pool_size = opts.pool_size } or nil
   if opts.path then
@@ -132,13 +295,13 @@ local function cosocket_connect(opts, address)
       return nil, address .. ": TLS: " .. tostring(err)
     end
   end
-  return setmetatable({ sock = sock, cosocket = true }, Cosocket)
+  return new_connection(Cosocket, { sock = sock, cosocket = true, deadline = deadline })
 end
 
 ---------------------------------------------------------------------------------------------
 -- LuaSocket and LuaSec
 
-local Plain = {}
+local Plain = setmetatable({}, { __index = Connection })
 Plain.__index = Plain
 
 -- LuaSec says a TLS read or write that ran out of time "wantread" / "wantwrite": a timeout.
@@ -149,16 +312,48 @@ local function plain_error(err)
   return err
 end
 
-function Plain:send(data)
-  self.sock:settimeout(self.send_timeout / 1000)
+-- LuaSocket keeps two timeouts, one for each wait ("b") and one for the whole call ("t"): a
+-- call that may wait gets both, so that neither a left-over 0 nor a slow peer outlasts `ms`.
+local function wait_at_most(sock, ms)
+  sock:settimeout(ms / 1000)
+  sock:settimeout(ms / 1000, "t")
+end
+
+function Plain:send_within(data, ms)
+  wait_at_most(self.sock, ms)
   local sent, err, last = self.sock:send(data)
   return sent, plain_error(err), last
 end
 
-function Plain:receive(pattern)
-  self.sock:settimeout(self.read_timeout / 1000)
-  local data, err, partial = self.sock:receive(pattern)
-  return data, plain_error(err), partial
+-- LuaSocket has no "whatever has come" read: wait for one byte, then take what else is there
+-- without waiting.
+function Plain:receive_some(max, ms)
+  local sock = self.sock
+  wait_at_most(sock, ms)
+  local data, err = sock:receive(1)
+  if not data then
+    return nil, plain_error(err)
+  end
+  if max > 1 then
+    sock:settimeout(0)
+    local more, _, partial = sock:receive(max - 1)
+    more = more or partial
+    if more and more ~= "" then
+      data = data .. more
+    end
+  end
+  return data
+end
+
+-- Whether the peer has said something (or closed) while nobody asked: on a connection kept
+-- between calls, a sign it is out of step or gone.
+function Plain:stale()
+  if self:unread() > 0 then
+    return true
+  end
+  self.sock:settimeout(0)
+  local data, err = self.sock:receive(1)
+  return data ~= nil or plain_error(err) ~= "timeout"
 end
 
 function Plain.reused()
@@ -228,7 +423,7 @@ local function luasocket_tls(sock, tls, ssl, address, timeout)
   return wrapped
 end
 
-local function luasocket_connect(opts, address)
+local function luasocket_connect(opts, address, deadline)
   local socket, ssl = _M.luasocket(opts.tls)
   if not socket then
     return nil, address .. ": " .. ssl
@@ -246,7 +441,12 @@ local function luasocket_connect(opts, address)
   if not sock then
     return nil, address .. ": " .. tostring(err)
   end
-  sock:settimeout(opts.connect_timeout / 1000)
+  local seconds = deadline - _M.now()
+  if seconds <= 0.001 then
+    sock:close()
+    return nil, address .. ": cannot connect: timeout"
+  end
+  wait_at_most(sock, seconds * 1000)
   local ok
   if opts.path then
     ok, err = sock:connect(opts.path)
@@ -258,22 +458,23 @@ local function luasocket_connect(opts, address)
     return nil, address .. ": cannot connect: " .. tostring(err)
   end
   if opts.tls then
-    sock, err = luasocket_tls(sock, opts.tls, ssl, address, opts.connect_timeout / 1000)
+    sock, err = luasocket_tls(sock, opts.tls, ssl, address, math_max(deadline - _M.now(), 0.001))
     if not sock then
       return nil, err
     end
   end
-  return setmetatable({ sock = sock, cosocket = false, send_timeout = opts.send_timeout,
-    read_timeout = opts.read_timeout }, Plain)
+  return new_connection(Plain, { sock = sock, cosocket = false, deadline = deadline })
 end
 
--- A connection as the header says; nil, err naming the address when it cannot be made.
+-- A connection as the header says, its deadline opts.deadline (or opts.timeout ms from now);
+-- nil, err naming the address when it cannot be made in time.
 function _M.connect(opts)
   local address = address_of(opts)
+  local deadline = opts.deadline or _M.now() + (opts.timeout or 60000) / 1000
   if _M.has_cosockets() then
-    return cosocket_connect(opts, address)
+    return cosocket_connect(opts, address, deadline)
   end
-  return luasocket_connect(opts, address)
+  return luasocket_connect(opts, address, deadline)
 end
 
 -- Waits, yielding to nginx where it can (ngx.sleep), else in LuaSocket's sleep.
@@ -306,7 +507,5 @@ function _M.now()
   end
   return os_time()
 end
-
-_M.address_of = address_of
 
 return _M
