@@ -484,6 +484,33 @@ describe("jicoo-webhook deliveries", function()
     assert.are.equal(1, code)
   end)
 
+  it("prints a uid's and an error's control bytes escaped, never raw", function()
+    -- "\u001b]0;pwned\u0007" retitles a terminal, "\u001b[2J" clears it, U+009B is C1's CSI
+    local body = support.read(booked):gsub('"uid": "ACDADADASS"',
+      '"uid": "X\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m"')
+    local r = webhook.router({ verify = false, journal = journal.files({ dir = journal_dir }),
+      retry_delays = {}, log = function() end })
+    r:on("guest_booked", function() error("down\27[31m\r") end)
+    assert.are.equal(500, r:handle(body).status)
+    local key = r.journal:list("dead")
+    for _, record in ipairs(key) do
+      if record.uid ~= "ACDADADASS" then
+        key = record.key
+      end
+    end
+    assert.are.equal("string", type(key))
+    local code, out = deliveries("list")
+    assert.are.equal(0, code)
+    local show_code, show = deliveries("show " .. q(key))
+    assert.are.equal(0, show_code, show)
+    for _, text in ipairs({ out, show }) do
+      assert.is_nil(text:find("[%z\1-\8\11-\31\127]"), text)
+      assert.is_nil(text:find("\194\155", 1, true), text)
+      assert.truthy(text:find("X\\x1b]0;pwned\\x07\\x1b[2J\\xc2\\x9b31m", 1, true), text)
+      assert.truthy(text:find("down\\x1b[31m\\x0d", 1, true), text)
+    end
+  end)
+
   it("needs a journal: a usage error without --journal or --redis", function()
     local code, _, err = jicoo("deliveries list", "JICOO_JOURNAL_DIR= JICOO_REDIS=")
     assert.are.equal(2, code)

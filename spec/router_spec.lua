@@ -2,6 +2,7 @@
 -- failing handlers and stores, handler scripts.
 local webhook = require "jicoo.webhook"
 local store = require "jicoo.webhook.store"
+local journal_module = require "jicoo.webhook.journal"
 local cjson = require "cjson"   -- an independent reader of the response bodies
 local support = require "support"
 
@@ -186,9 +187,41 @@ describe("router: signatures", function()
     assert.are.equal(401, r2:handle(BOOKED, signed(BOOKED)).status)
   end)
 
-  it("tolerance 0 turns the time check off", function()
-    local r = new_router({ tolerance = 0 })
-    assert.are.equal(200, r:handle(BOOKED, signed(BOOKED, NOW - 86400)).status)
+  -- A delivery stays acceptable for up to 2 x tolerance after it was handled (its t may have been
+  -- tolerance ahead of the clock): a record that expires sooner lets a captured copy run again.
+  it("refuses a tolerance of 0, and a ttl shorter than twice the tolerance", function()
+    local cases = {
+      { { tolerance = 0 }, "opts.tolerance = 0 accepts a signature of any age" },
+      { { ttl = 60 }, "the journal's ttl (60 s) is shorter than twice the tolerance (300 s)" },
+      { { ttl = 599 }, "make ttl at least 600 s or the tolerance at most 299.5 s" },
+      { { ttl = 100, tolerance = 60 }, "the journal's ttl (100 s) is shorter than twice the"
+        .. " tolerance (60 s)" },
+      { { journal = journal_module.memory({ ttl = 60 }) }, "the journal's ttl (60 s)" },
+    }
+    for _, case in ipairs(cases) do
+      local ok, err = pcall(new_router, case[1])
+      assert.is_false(ok)
+      assert.truthy(err:find(case[2], 1, true), err)
+    end
+    assert.are.equal(200, new_router({ ttl = 600 }):handle(BOOKED, signed(BOOKED)).status)
+    assert.are.equal(200, new_router({ ttl = 100, tolerance = 50 }):handle(BOOKED,
+      signed(BOOKED)).status)
+    -- without a signature there is no replay window to cover
+    assert.are.equal(200, webhook.router({ verify = false, ttl = 1 }):handle(BOOKED).status)
+  end)
+
+  it("a captured delivery replayed while it still verifies finds its record", function()
+    local clock = NOW
+    local r = new_router({ ttl = 600, now = function() return clock end })
+    -- signed 300 s ahead of the clock: it verifies until NOW + 600
+    local header = signed(BOOKED, NOW + 300)
+    assert.are.equal(200, r:handle(BOOKED, header).status)
+    clock = NOW + 599
+    local res = r:handle(BOOKED, header)
+    assert.are.equal(200, res.status)
+    assert.truthy(res.body:find('"duplicate"', 1, true), res.body)
+    clock = NOW + 601
+    assert.are.equal(401, r:handle(BOOKED, header).status)   -- expired
   end)
 
   it("verify = false skips the signature", function()

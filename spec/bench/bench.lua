@@ -705,14 +705,15 @@ local function run(opts)
   do
     local store = require "jicoo.webhook.store"
     -- The router dedupes on ev:key(), and every call here sends the same bytes. Rather than
-    -- mutate the payload, the store's clock moves 2 s per call and claims live 1 s, so each
-    -- claim has expired by the next call: the real memory store does its real work (expire
-    -- the old claim, take the new one) and the handler runs on every call.
+    -- mutate the payload, the store's clock moves 1201 s per call and claims live 600 s (the
+    -- least the router takes with the default tolerance), so each claim has expired by the next
+    -- call: the real memory store does its real work (expire the old claim, take the new one)
+    -- and the handler runs on every call.
     local tick = 0
     local ok, r = pcall(webhook.router, {
       secrets = SECRET,
-      ttl = 1,
-      store = store.memory({ clock = function() tick = tick + 2 return tick end }),
+      ttl = 600,
+      store = store.memory({ clock = function() tick = tick + 1201 return tick end }),
     })
     if ok then
       ok, r = pcall(function()

@@ -14,6 +14,7 @@ local xpcall = xpcall
 local debug_getinfo = debug.getinfo
 local string_lower = string.lower
 local string_match = string.match
+local string_format = string.format
 local table_concat = table.concat
 local math_random = math.random
 local math_max = math.max
@@ -152,6 +153,23 @@ function _M.new(opts)
     journal = journal_module.memory({ claims = opts.store, ttl = ttl })
   elseif not store.is_ours(journal) then
     journal = store.guarded(journal, journal_module.METHODS)
+  end
+  -- A delivery is remembered for ttl after it is handled, and a captured copy of it verifies
+  -- until its t is tolerance behind the clock; t may have been up to tolerance ahead of the
+  -- clock when it was handled, so the copy verifies for up to 2 x tolerance after that.
+  local remembered = type(journal.ttl) == "number" and journal.ttl or nil
+  if verify then
+    local tolerance = opts.tolerance or core.options.tolerance.default
+    if tolerance == 0 then
+      error(string_format("webhook.router: opts.tolerance = 0 accepts a signature of any age, so"
+        .. " a captured delivery would run again once its record expires; give a window"
+        .. " (default %g s)", core.options.tolerance.default), 2)
+    elseif remembered and remembered < 2 * tolerance then
+      error(string_format("webhook.router: the journal's ttl (%g s) is shorter than twice the"
+        .. " tolerance (%g s): a captured delivery could be replayed after its record expired"
+        .. " and run again; make ttl at least %g s or the tolerance at most %g s", remembered,
+        tolerance, 2 * tolerance, remembered / 2), 2)
+    end
   end
   local lease = opts.lease or DEFAULT_LEASE
   if type(lease) ~= "number" or lease <= 0 then

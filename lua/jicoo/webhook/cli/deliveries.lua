@@ -11,11 +11,13 @@ local table_concat = table.concat
 local table_sort = table.sort
 local os_getenv = os.getenv
 local os_time = os.time
-local io_stdout = io.stdout
 
 local cli_io = require "jicoo.webhook.cli.io"
 
 local out, err_out, iso_time = cli_io.out, cli_io.err, cli_io.iso_time
+-- A field on one line: bytes from a delivery (a uid holding a line end or a terminal escape)
+-- are shown escaped, never obeyed.
+local field = cli_io.printable
 local EXIT_OK, EXIT_FAILURE, EXIT_USAGE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE, cli_io.EXIT_USAGE
 
 local _M = {}
@@ -44,14 +46,14 @@ local function first_error(record)
   if not e then
     return nil
   end
-  return (string_gsub(tostring(e.handler) .. ": " .. tostring(e.message), "%c", " "))
+  return field((string_gsub(tostring(e.handler) .. ": " .. tostring(e.message), "\n", " ")))
 end
 
 local function summary_line(record)
   if record.state == "corrupt" then
-    return "corrupt " .. record.file .. ": " .. record.error
+    return "corrupt " .. field(record.file) .. ": " .. field(record.error)
   end
-  local parts = { record.state, record.key, "attempts=" .. tostring(record.attempts) }
+  local parts = { record.state, field(record.key), "attempts=" .. tostring(record.attempts) }
   if record.state == "failed" then
     parts[#parts + 1] = "next=" .. iso_time(record.next_at)
   elseif record.state == "running" then
@@ -101,10 +103,10 @@ local function run_show(args, journal)
     done[#done + 1] = label
   end
   table_sort(done)
-  out("key:          ", record.key)
-  out("state:        ", record.state)
-  out("event:        ", tostring(record.event))
-  out("uid:          ", tostring(record.uid))
+  out("key:          ", field(record.key))
+  out("state:        ", field(record.state))
+  out("event:        ", field(record.event))
+  out("uid:          ", field(record.uid))
   out("received:     ", iso_time(record.received_at))
   out("attempts:     ", tostring(record.attempts))
   if record.state == "failed" then
@@ -114,17 +116,14 @@ local function run_show(args, journal)
   elseif record.finished_at then
     out("finished:     ", iso_time(record.finished_at))
   end
-  out("succeeded:    ", #done > 0 and table_concat(done, ", ") or "-")
+  out("succeeded:    ", #done > 0 and field(table_concat(done, ", ")) or "-")
   for i, e in ipairs(record.errors or {}) do
-    out(i == 1 and "errors:       " or "              ", tostring(e.handler), ": ",
+    out(i == 1 and "errors:       " or "              ", field(e.handler), ": ",
       (string_gsub(tostring(e.message), "\n", "\n                ")))
   end
   if record.body then
     out("body:")
-    io_stdout:write(record.body)
-    if string_sub(record.body, -1) ~= "\n" then
-      out()
-    end
+    out(string_sub(record.body, -1) == "\n" and string_sub(record.body, 1, -2) or record.body)
   end
   return EXIT_OK
 end
