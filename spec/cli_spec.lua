@@ -511,6 +511,37 @@ describe("jicoo-webhook deliveries", function()
     end
   end)
 
+  it("refuses a journal folder that is not there, and an empty key", function()
+    local code, out, err = jicoo("deliveries list --journal " .. q(dir .. "/nowhere"))
+    assert.are.equal(1, code)
+    assert.are.equal("", out)
+    assert.truthy(err:find("no journal at " .. dir .. "/nowhere", 1, true), err)
+    assert.is_nil(io.open(dir .. "/nowhere"))   -- and made none
+    for _, action in ipairs({ "show", "retry", "drop" }) do
+      code, _, err = deliveries(action .. " ''")
+      assert.are.equal(2, code)
+      assert.truthy(err:find("an empty key names no delivery", 1, true), err)
+    end
+  end)
+
+  -- Run as root on a journal nginx's workers (nobody) own, it acts as nobody: every file it
+  -- leaves is nobody's, whatever key it was given.
+  local as_root = support.run("id -u"):match("^0") and it or function(name)
+    pending(name .. " (needs root)")
+  end
+  as_root("as root, acts as the journal's owner and leaves nothing root's", function()
+    assert(support.run("chown -R nobody:nogroup " .. q(journal_dir)))
+    for _, args in ipairs({ "list", "show " .. q(KEY), "retry " .. q(KEY), "retry nosuch/key/t",
+        "drop nosuch/key/t", "retry " .. q("guest_booked/a b/c") }) do
+      deliveries(args)
+    end
+    local code, out = deliveries("list --state all")
+    assert.are.equal(0, code)
+    assert.truthy(out:find("failed " .. KEY, 1, true), out)
+    local foreign = support.run("find " .. q(journal_dir) .. " ! -user nobody")
+    assert.are.equal("", foreign)
+  end)
+
   it("needs a journal: a usage error without --journal or --redis", function()
     local code, _, err = jicoo("deliveries list", "JICOO_JOURNAL_DIR= JICOO_REDIS=")
     assert.are.equal(2, code)

@@ -9,6 +9,7 @@
 
 #include "datetime.h"
 #include "files.h"
+#include "identity.h"
 #include "x509.h"
 #include "signature.h"
 #include "tape.h"
@@ -567,6 +568,7 @@ int luaopen_jicoo_webhook_core(lua_State *L)
 
     lua_pushvalue(L, module);
     files_register(L);
+    identity_register(L);
     x509_register(L);
     signature_register(L);       /* module, metatables, cache, module, template */
     lua_pushvalue(L, -1);

@@ -204,17 +204,83 @@ static int files_read(lua_State *L)
     return 1;
 }
 
-/* mkdir(path): true once path is a folder. */
+/* mkdir(path [, mode]): true once path is a folder. A folder made here gets exactly mode (0755
+ * by default, whatever the umask); one that was there keeps its own. */
 static int files_mkdir(lua_State *L)
 {
     size_t len;
     const char *path = files_path(L, 1, &len);
+    mode_t mode = (mode_t)luaL_optinteger(L, 2, 0755) & 07777;
     struct stat st;
-    if (mkdir(path, 0755) != 0) {
+    if (mkdir(path, mode) != 0) {
         int err = errno;
-        if (err != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        if (err != EEXIST || lstat(path, &st) != 0 || !S_ISDIR(st.st_mode))
             return files_fail(L, "cannot create the folder", path, err);
+    } else if (chmod(path, mode) != 0) {
+        return files_fail(L, "cannot set the mode of", path, errno);
     }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static const char *files_kind(mode_t mode)
+{
+    if (S_ISREG(mode))
+        return "file";
+    if (S_ISDIR(mode))
+        return "folder";
+    if (S_ISLNK(mode))
+        return "link";
+    if (S_ISFIFO(mode))
+        return "fifo";
+    if (S_ISSOCK(mode))
+        return "socket";
+    if (S_ISCHR(mode) || S_ISBLK(mode))
+        return "device";
+    return "other";
+}
+
+/* info(path): what path itself is, a link not followed: { kind = "file" | "folder" | "link" |
+ * "fifo" | "socket" | "device" | "other", uid, gid, mode (the permission bits), links, size }. */
+static int files_info(lua_State *L)
+{
+    size_t len;
+    const char *path = files_path(L, 1, &len);
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return files_fail(L, "cannot look at", path, errno);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, files_kind(st.st_mode));
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, (lua_Integer)st.st_uid);
+    lua_setfield(L, -2, "uid");
+    lua_pushinteger(L, (lua_Integer)st.st_gid);
+    lua_setfield(L, -2, "gid");
+    lua_pushinteger(L, (lua_Integer)(st.st_mode & 07777));
+    lua_setfield(L, -2, "mode");
+    lua_pushinteger(L, (lua_Integer)st.st_nlink);
+    lua_setfield(L, -2, "links");
+    lua_pushnumber(L, (lua_Number)st.st_size);
+    lua_setfield(L, -2, "size");
+    return 1;
+}
+
+/* chmod(path, mode): true, or nil, msg, errno; a symbolic link is refused (ELOOP), never
+ * followed, and a FIFO is opened without waiting for a writer. */
+static int files_chmod(lua_State *L)
+{
+    size_t len;
+    const char *path = files_path(L, 1, &len);
+    mode_t mode = (mode_t)luaL_checkinteger(L, 2) & 07777;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
+        return files_fail(L, "cannot open", path, errno);
+    if (fchmod(fd, mode) != 0) {
+        int err = errno;
+        close(fd);
+        return files_fail(L, "cannot set the mode of", path, err);
+    }
+    close(fd);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -262,7 +328,7 @@ void files_register(lua_State *L)
     static const luaL_Reg functions[] = {
         {"file_replace", files_replace}, {"file_remove", files_remove}, {"file_list", files_list},
         {"file_mkdir", files_mkdir},     {"file_lock", files_lock},     {"file_read", files_read},
-        {NULL, NULL}};
+        {"file_info", files_info},       {"file_chmod", files_chmod},   {NULL, NULL}};
     const luaL_Reg *f;
     if (luaL_newmetatable(L, FILES_LOCK)) {
         lua_pushcfunction(L, files_unlock);

@@ -22,6 +22,30 @@ local EXIT_OK, EXIT_FAILURE, EXIT_USAGE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE, c
 
 local _M = {}
 
+-- A journal folder that is there, acted on as its owner: run by root on a journal that
+-- nginx's workers own, the command becomes that user for good (as root it would leave files
+-- the workers cannot use). true, or nil and why not.
+local function act_as_owner(dir)
+  local core = require "jicoo.webhook.core"
+  local info, err = core.file_info(dir)
+  if not info then
+    return nil, "no journal at " .. dir .. " (" .. err .. "): give the folder the receiver"
+      .. " journals in (JICOO_JOURNAL_DIR; PREFIX/journal for the setup `jicoo-webhook nginx`"
+      .. " writes)"
+  elseif info.kind ~= "folder" then
+    return nil, dir .. " is a " .. info.kind .. ", not a journal's folder"
+  end
+  local uid = core.process_user()
+  if uid == 0 and info.uid ~= 0 then
+    local ok, why = core.switch_user(info.uid, info.gid)
+    if not ok then
+      return nil, "cannot act as " .. dir .. "'s owner (uid " .. info.uid .. "): " .. why
+        .. "; run the command as that user"
+    end
+  end
+  return true
+end
+
 -- The journal --journal or --redis names ($JICOO_JOURNAL_DIR, $JICOO_REDIS by default); or nil
 -- and a usage message.
 local function open_journal(args)
@@ -31,6 +55,10 @@ local function open_journal(args)
   if dir and dir ~= "" and address and address ~= "" then
     return nil, "--journal and --redis name two journals: give one"
   elseif dir and dir ~= "" then
+    local ok, why = act_as_owner(dir)
+    if not ok then
+      return nil, why, EXIT_FAILURE
+    end
     return journal.files({ dir = dir })
   elseif address and address ~= "" then
     local host, port = string_match(address, "^(.-):(%d+)$")
@@ -152,9 +180,16 @@ local DELIVERY_ACTIONS = { list = run_list, show = run_show, retry = run_retry, 
 
 -- Runs `deliveries <action>`: the exit status (and a usage message with EXIT_USAGE).
 function _M.run(args)
-  local journal, usage = open_journal(args)
+  if args.key == "" then
+    return EXIT_USAGE, "an empty key names no delivery: give one as `deliveries list` prints it"
+  end
+  local journal, why, status = open_journal(args)
   if not journal then
-    return EXIT_USAGE, usage
+    if status then
+      err_out("jicoo-webhook deliveries ", args.action, ": ", why)
+      return status
+    end
+    return EXIT_USAGE, why
   end
   return DELIVERY_ACTIONS[args.action](args, journal)
 end
