@@ -455,6 +455,55 @@ describe("openresty: the setup `jicoo-webhook nginx` writes, used as the docs sa
   end)
 end)
 
+-- What the written setup does against clients that hold connections: nginx's timeouts of
+-- seconds (its defaults are a minute) and 16 requests in progress from one address.
+describe("openresty: the setup `jicoo-webhook nginx` writes, against clients that hold on", function()
+  local state = with_servers()
+  local runner = require "cli_runner"
+
+  it("cuts off a stalled head or body in seconds, and refuses a 17th request from one address", function()
+    assert(support.run("chmod 755 " .. support.quote(state.dir)))   -- as a PREFIX's parent is
+    local server = state.start("guard", {
+      render = function(port, prefix)
+        local code, out, err = runner.run("nginx " .. support.quote(prefix) .. " --listen 127.0.0.1:" .. port)
+        assert(code == 0, "jicoo-webhook nginx: " .. out .. err)
+        return support.read(prefix .. "/conf/nginx.conf")
+      end,
+    }, { JICOO_HANDLERS = "", JICOO_OUTPUT_DIR = "" })
+    local socket = require "socket"
+    local function open(text)
+      local conn = socket.tcp()
+      conn:settimeout(10)
+      assert(conn:connect("127.0.0.1", server.port))
+      assert(conn:send(text))
+      return conn
+    end
+    local started = socket.gettime()
+    -- 16 deliveries whose bodies stop after one byte, and a head that never ends
+    local held = {}
+    for i = 1, 16 do
+      held[i] = open("POST /jicoo/webhook HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        .. "\r\nContent-Length: 1000\r\n\r\n{")
+    end
+    local stalled_head = open("POST /jicoo/webhook HTTP/1.1\r\nHost: x\r\n")
+    servers.sleep(0.5)
+    local path = fixture("lenient", "portal_guest_booked.json")
+    local status = signed_post(server, path)
+    assert.are.equal("503", status)   -- the 17th from 127.0.0.1
+    -- nginx ends each within its 5 s timeouts (its default is 60 s): the read sees the close
+    for _, conn in ipairs(held) do
+      conn:receive("*a")
+      conn:close()
+    end
+    stalled_head:receive("*a")
+    stalled_head:close()
+    local took = socket.gettime() - started
+    assert.truthy(took >= 4.5 and took < 8, "the stalled requests ended after " .. took .. " s")
+    status = signed_post(server, path)
+    assert.are.equal("200", status)
+  end)
+end)
+
 -- The adapter's request path stays compiled: NYI trace aborts inside nginx, in the adapter and
 -- everything it calls, collected by spec/jit_trace.lua in the worker and read at /jit.
 describe("openresty: LuaJIT traces", function()

@@ -71,12 +71,25 @@ env JICOO_BLOCKED_DOMAINS;
 env JICOO_RULES_DRY_RUN;
 env JICOO_ANSWER_FIRST;
 
+# Room for many connections, so that a client holding some open cannot use them all (each takes
+# a file descriptor; nginx raises its own limit to this when started by root).
+worker_rlimit_nofile 8192;
 events {
-    worker_connections 1024;
+    worker_connections 4096;
 }
 
 http {
     access_log logs/access.log;
+    # A sender sends a delivery at once: a client that trickles its request is cut off in
+    # seconds, not after nginx's default minute, and cannot hold connections for long.
+    client_header_timeout 5s;
+    client_body_timeout 5s;
+    send_timeout 10s;
+    keepalive_timeout 15s;
+    reset_timedout_connection on;
+    # Requests in progress from one address, at most (see the webhook's location).
+    limit_conn_zone $binary_remote_addr zone=jicoo_per_address:1m;
+    limit_conn_log_level warn;
     # Debian's nginx keeps its temp folders under /var/lib/nginx; an nginx of its own prefix
     # keeps its own.
     client_body_temp_path tmp/body;
@@ -118,6 +131,14 @@ http {
         listen ]] .. (opts.listen or "127.0.0.1:8080") .. [[;
 
         location = ]] .. _M.WEBHOOK_PATH .. [[ {
+            # One address may have 16 deliveries in progress; more get 503, which a sender
+            # retries. Behind a proxy every delivery comes from the proxy's address: raise it,
+            # or name the proxy with set_real_ip_from and real_ip_header.
+            limit_conn jicoo_per_address 16;
+            # Only Jicoo's senders need to reach this location: once you know their addresses
+            # (from Jicoo, or from access.log), allow them alone.
+            #   allow 203.0.113.0/24;
+            #   deny all;
             # The router refuses bodies over its max_size (1 MiB) with a JSON 413 and a log
             # line. nginx refuses bodies over client_max_body_size before any Lua runs, so keep
             # it above max_size: only absurd sizes meet nginx's own 413 (answered below).
