@@ -246,7 +246,7 @@ describe("http.request against a hostile peer, in nginx (cosockets)", function()
     dir = servers.temp_dir()
     hostile = servers.hostile(dir)
     local _, log
-    server, _, log = servers.tls_nginx(dir, "hostile", {
+    server, _, log = servers.tls_nginx(dir, "hostile", { plain = true,
       http = { "  lua_package_path " .. q(servers.root .. "/lua/?.lua;" .. servers.root
         .. "/lua/?/init.lua;;") .. ";" },
       locations = { [[

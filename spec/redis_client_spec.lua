@@ -339,7 +339,7 @@ describe("redis client against a hostile server, in nginx (cosockets)", function
     dir = servers.temp_dir()
     hostile = servers.hostile(dir)
     local _, log
-    server, _, log = servers.tls_nginx(dir, "hostile", {
+    server, _, log = servers.tls_nginx(dir, "hostile", { plain = true,
       http = { "  lua_package_path " .. q(servers.root .. "/lua/?.lua;" .. servers.root
         .. "/lua/?/init.lua;;") .. ";", "  lua_package_cpath " .. q(servers.core_dir .. "/?.so;;")
         .. ";" },

@@ -137,9 +137,16 @@ function servers.free_port()
   error("no free port found")
 end
 
+-- Whether pid runs: its /proc entry is there and not a zombie's (a process that ended but that
+-- no parent has waited for yet; `kill -0` would call it alive).
 local function is_alive(pid)
-  local _, ok = sh("kill -0 " .. pid .. " 2>/dev/null")
-  return ok
+  local file = io.open("/proc/" .. pid .. "/stat")
+  if not file then
+    return false
+  end
+  local stat = file:read("*l") or ""
+  file:close()
+  return stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 servers.is_alive = is_alive
 
@@ -149,11 +156,11 @@ local function stop_pid(pid)
     return
   end
   sh("kill -TERM " .. pid .. " 2>/dev/null")
-  for _ = 1, 50 do
+  for i = 1, 100 do
     if not is_alive(pid) then
       return
     end
-    servers.sleep(0.1)
+    servers.sleep(i < 10 and 0.01 or 0.05)
   end
   sh("kill -KILL " .. pid .. " 2>/dev/null")
 end
@@ -480,12 +487,14 @@ function Standin:stop()
 end
 
 -- A plain nginx (one worker, no receiver) listening on a free port and, over TLS, on another
--- with a certificate for localhost from servers.certificates(dir): opts.http holds lines for
--- its http block, opts.locations its server's locations (beside /jicoo/stats, which
--- nginx_server waits for). Returns the server, the TLS port and, when it did not start, nil and
+-- with a certificate for localhost from servers.certificates(dir) (unless opts.plain): opts.http
+-- holds lines for its http block, opts.locations its server's locations (beside /jicoo/stats,
+-- which nginx_server waits for). Returns the server, the TLS port and, when it did not start, nil and
 -- its log.
 function servers.tls_nginx(dir, name, opts)
-  servers.certificates(dir)
+  if not opts.plain then
+    servers.certificates(dir)
+  end
   local tls_port
   local server, log = servers.nginx_server(dir, name, function(port)
     tls_port = servers.free_port()
@@ -504,9 +513,11 @@ function servers.tls_nginx(dir, name, opts)
     end
     lines[#lines + 1] = "  server {"
     lines[#lines + 1] = "    listen 127.0.0.1:" .. port .. ";"
-    lines[#lines + 1] = "    listen 127.0.0.1:" .. tls_port .. " ssl;"
-    lines[#lines + 1] = "    ssl_certificate " .. dir .. "/server.crt; ssl_certificate_key " .. dir
-      .. "/server.key;"
+    if not opts.plain then
+      lines[#lines + 1] = "    listen 127.0.0.1:" .. tls_port .. " ssl;"
+      lines[#lines + 1] = "    ssl_certificate " .. dir .. "/server.crt; ssl_certificate_key "
+        .. dir .. "/server.key;"
+    end
     lines[#lines + 1] = "    location = /jicoo/stats { return 200 'up'; }"
     for _, line in ipairs(opts.locations or {}) do
       lines[#lines + 1] = line
