@@ -613,7 +613,7 @@ describe("jicoo.webhook.sqlite3", function()
       if IS_ROOT then
         -- Root searches every folder: the open runs as nobody, in a child process that loads a
         -- copy of the module from a folder anyone reads, against the spec's folder (0700, root's).
-        local public = (sh("mktemp -d /tmp/jicoo-sqlite3-module.XXXXXX"):gsub("%s+$", ""))
+        local public = runner.temp_dir()
         sh("mkdir -p " .. q(public .. "/jicoo/webhook") .. " && cp " .. q(loaded_module()) .. " "
           .. q(public .. "/jicoo/webhook/") .. " && chmod -R a+rX " .. q(public))
         path = dir .. "/x.db"
@@ -621,7 +621,7 @@ describe("jicoo.webhook.sqlite3", function()
           .. "{ create = true }) io.write(tostring(err), '|', tostring(code))", path)
         out = support.run("cd / && runuser -u nobody -- env LUA_CPATH=" .. q(public .. "/?.so") .. " "
           .. q(runner.interpreter()) .. " -e " .. q(code) .. " 2>&1")
-        sh("rm -rf " .. q(public))
+        runner.remove_dir(public)
       else
         local locked = new_path("locked")
         sh("mkdir " .. q(locked) .. " && chmod 000 " .. q(locked))
