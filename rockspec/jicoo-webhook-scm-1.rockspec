@@ -29,6 +29,7 @@ dependencies = {
 }
 external_dependencies = {
   OPENSSL = { header = "openssl/core_names.h", library = "crypto" },  -- OpenSSL 3 (EVP_MAC)
+  SQLITE = { header = "sqlite3.h", library = "sqlite3" },              -- SQLite 3.37+ (the journal's database)
 }
 build = {
   type = "cmake",
@@ -39,6 +40,7 @@ build = {
     INSTALL_CMOD = "$(LIBDIR)",
     INSTALL_LMOD = "$(LUADIR)",
     OPENSSL_ROOT_DIR = "$(OPENSSL_DIR)",
+    SQLite3_ROOT = "$(SQLITE_DIR)",  -- where CMake's FindSQLite3 looks first
   },
   install = {
     bin = { ["jicoo-webhook"] = "lua/bin/jicoo-webhook" },

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Installs the rock from this checkout into a fresh tree with `luarocks make` (no network),
-# then runs the parse and signature specs against the installed modules alone, and the
+# then runs the parse, signature and sqlite3 specs against the installed modules alone, and the
 # installed jicoo-webhook command on the fixtures in spec/fixtures/.
 # Usage: spec/installed.sh INTERPRETER LUA_VERSION LUA_INCDIR
 set -eu
@@ -21,9 +21,15 @@ if [ -n "$config" ] && ! grep -q "exec '[^']*luajit'" "$tree/bin/jicoo-webhook";
   echo "the installed jicoo-webhook does not run luajit:"; cat "$tree/bin/jicoo-webhook"; exit 1
 fi
 
+# Both C modules, side by side as CMake installs them.
+for module in core sqlite3; do
+  test -f "$tree/lib/lua/$version/jicoo/webhook/$module.so" || { echo "no $module.so installed"; exit 1; }
+done
+
 LUA_PATH="$tree/share/lua/$version/?.lua;$tree/share/lua/$version/?/init.lua;spec/?.lua;;" \
 LUA_CPATH="$tree/lib/lua/$version/?.so;;" \
-  "$interpreter" "$(command -v busted)" --output=TAP spec/parse_spec.lua spec/signature_spec.lua
+  "$interpreter" "$(command -v busted)" --output=TAP spec/parse_spec.lua spec/signature_spec.lua \
+  spec/sqlite3_spec.lua
 
 # The command, as a user runs it: valid fixtures pass, an invalid one fails with its path.
 "$tree/bin/jicoo-webhook" check "$fixtures"/valid/*.json

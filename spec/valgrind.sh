@@ -2,8 +2,8 @@
 # The Busted suite on Lua 5.4 under valgrind memcheck, against the normal build of the module:
 # any memory error or definite leak fails it. Valgrind does not follow the child processes some
 # specs start; they run natively.
-# Usage: spec/valgrind.sh BUILD_DIR [SPEC...]   (BUILD_DIR holds lua5.4/jicoo/webhook/core.so;
-#                                                default SPEC: the whole spec folder)
+# Usage: spec/valgrind.sh BUILD_DIR [SPEC...]   (BUILD_DIR holds lua5.4/jicoo/webhook/core.so
+#                                                and sqlite3.so; default SPEC: the whole spec folder)
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -11,7 +11,10 @@ build=$1
 shift
 [ $# -gt 0 ] || set -- spec
 case $build in /*) ;; *) build=$repo/$build ;; esac
-test -f "$build/lua5.4/jicoo/webhook/core.so" || { echo "valgrind.sh: no lua5.4 module in $build" >&2; exit 1; }
+for module in core sqlite3; do
+  test -f "$build/lua5.4/jicoo/webhook/$module.so" \
+    || { echo "valgrind.sh: no lua5.4 $module.so in $build" >&2; exit 1; }
+done
 
 export LUA_PATH="$repo/lua/?.lua;$repo/lua/?/init.lua;$repo/spec/?.lua;;"
 export LUA_CPATH="$build/lua5.4/?.so;;"
