@@ -30,6 +30,8 @@ end
 local backends = {
   { name = "memory", make = function() return journal.memory() end, durable = false },
   { name = "files", make = function(dir) return journal.files({ dir = dir .. "/journal" }) end,
+    durable = true, keeps_done = true, no_queries = true },
+  { name = "sqlite", make = function(dir) return journal.sqlite({ dir = dir .. "/journal" }) end,
     durable = true, keeps_done = true },
 }
 
@@ -191,6 +193,110 @@ for _, backend in ipairs(backends) do
         assert.are.equal(state, listed[1].state)
       end
       assert.are.equal(3, #j:list("all"))
+    end)
+
+    -- find and counts (skipped by a backend that has no queries)
+    local function with_queries(name, fn)
+      if backend.no_queries then
+        pending(name .. " (no queries)")
+      else
+        it(name, fn)
+      end
+    end
+
+    -- Five deliveries of two bookings and two events, received a second apart, in these states.
+    local function five()
+      local rows = {
+        { "guest_booked/bk_1/t1", "guest_booked", "bk_1", "done" },
+        { "guest_cancelled/bk_1/t2", "guest_cancelled", "bk_1", "failed", "crm: down" },
+        { "guest_booked/bk_2/t3", "guest_booked", "bk_2", "dead", "slack: 500 from hooks" },
+        { "guest_booked/bk_3/t4", "guest_booked", "bk_3", "running" },
+        { "guest_cancelled/bk_2/t5", "guest_cancelled", "bk_2", "dead", "crm: timeout" },
+      }
+      for i, row in ipairs(rows) do
+        local key, event, uid, state, message = row[1], row[2], row[3], row[4], row[5]
+        local delivery = { key = key, event = event, uid = uid, body = "{}", received_at = NOW + i }
+        local _, record = j:acquire(key, NOW + i, LEASE, delivery, false)
+        if state ~= "running" then
+          assert.is_true(j:update(key, record.token, { state = state, next_at = NOW + 1000,
+            finished_at = NOW + i, errors = message and { { handler = "h.lua", message = message } }
+              or {} }, NOW + i))
+        end
+      end
+      return rows
+    end
+
+    local function keys_of(records)
+      local keys = {}
+      for i, record in ipairs(records) do
+        keys[i] = record.key
+      end
+      return keys
+    end
+
+    with_queries("finds by state, event, uid, time and error text, oldest first", function()
+      five()
+      local cases = {
+        { {}, backend.keeps_done and { 1, 2, 3, 4, 5 } or { 2, 3, 4, 5 } },
+        { { state = "dead" }, { 3, 5 } },
+        { { event = "guest_cancelled" }, { 2, 5 } },
+        { { uid = "bk_2" }, { 3, 5 } },
+        { { since = NOW + 2, ["until"] = NOW + 4 }, { 2, 3 } },
+        { { error = "crm" }, { 2, 5 } },
+        { { error = "hooks", state = "dead" }, { 3 } },
+        { { state = "dead", event = "guest_cancelled", uid = "bk_2" }, { 5 } },
+        { { state = "failed", uid = "bk_9" }, {} },
+      }
+      local all = {
+        "guest_booked/bk_1/t1", "guest_cancelled/bk_1/t2", "guest_booked/bk_2/t3",
+        "guest_booked/bk_3/t4", "guest_cancelled/bk_2/t5",
+      }
+      for _, case in ipairs(cases) do
+        local expected = {}
+        for i, n in ipairs(case[2]) do
+          expected[i] = all[n]
+        end
+        local records, after = j:find(case[1])
+        assert.are.same(expected, keys_of(records))
+        assert.is_nil(after)
+      end
+      local dead = j:find({ state = "dead" })
+      assert.is_nil(dead[1].body)
+      assert.are.equal("slack: 500 from hooks", dead[1].errors[1].message)
+      assert.are.equal("bk_2", dead[1].uid)
+    end)
+
+    with_queries("finds a page at a time, with the cursor it gave", function()
+      five()
+      local seen, after, pages = {}, nil, 0
+      repeat
+        local records
+        records, after = j:find({ event = "guest_booked", limit = 1, after = after })
+        pages = pages + 1
+        for _, record in ipairs(records) do
+          seen[#seen + 1] = record.key
+        end
+      until after == nil or pages > 5
+      local expected = backend.keeps_done and
+        { "guest_booked/bk_1/t1", "guest_booked/bk_2/t3", "guest_booked/bk_3/t4" }
+        or { "guest_booked/bk_2/t3", "guest_booked/bk_3/t4" }
+      assert.are.same(expected, seen)
+    end)
+
+    with_queries("counts by state and by event", function()
+      five()
+      local counts = j:counts()
+      assert.are.same({ running = 1, failed = 1, dead = 2, done = backend.keeps_done and 1 or nil },
+        counts.states)
+      assert.are.same({ running = 1, dead = 1, done = backend.keeps_done and 1 or nil },
+        counts.events.guest_booked)
+      assert.are.same({ failed = 1, dead = 1 }, counts.events.guest_cancelled)
+      j:remove("guest_booked/bk_2/t3")
+      j:rearm("guest_cancelled/bk_2/t5", NOW + 10)
+      counts = j:counts()
+      assert.are.same({ failed = 2, running = 1 }, { failed = counts.states.failed,
+        running = counts.states.running })
+      assert.is_nil(counts.states.dead)
     end)
 
     it("takes keys holding any byte, and long ones", function()

@@ -1,11 +1,14 @@
 /* The module jicoo.webhook.core: the options, the entry points, and their results.
  * Bad input returns nil, msg, info; misuse raises; out-of-memory raises through Lua. */
+#define _POSIX_C_SOURCE 200809L
+
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "datetime.h"
 #include "files.h"
@@ -480,6 +483,17 @@ static int core_utf8_repair(lua_State *L)
     return 1;
 }
 
+/* now(): Unix time in seconds, to the microsecond: a clock for leases and retries where nginx's
+ * is not there (os.time has whole seconds). */
+static int core_now(lua_State *L)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+        return luaL_error(L, "core.now: the clock cannot be read");
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)(ts.tv_nsec / 1000) / 1e6);
+    return 1;
+}
+
 static int core_time(lua_State *L)
 {
     size_t len;
@@ -548,6 +562,8 @@ int luaopen_jicoo_webhook_core(lua_State *L)
 
     lua_pushcfunction(L, core_time);
     lua_setfield(L, module, "time");
+    lua_pushcfunction(L, core_now);
+    lua_setfield(L, module, "now");
     lua_pushcfunction(L, core_check_options);
     lua_setfield(L, module, "check_options");
     lua_pushcfunction(L, core_utf8_repair);

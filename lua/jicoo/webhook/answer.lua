@@ -60,6 +60,14 @@ function _M.in_progress(ev, retry_after)
   return res
 end
 
+-- 503: the journal holds as many open deliveries as it may (its cap); the sender retries later.
+function _M.journal_full(ev, message, retry_after)
+  local res = result(503, { ok = false, error = "journal_full", event = ev.event }, ev,
+    { { stage = "store", message = message } })
+  res.retry_after = retry_after
+  return res
+end
+
 -- 413: a body over the size limit (length: its size, as read or as Content-Length said).
 function _M.too_large(length, max_size)
   return result(413, { ok = false, error = "too_large", max_size = max_size }, nil, {

@@ -51,6 +51,10 @@ error_log logs/error.log info;
 ]] .. user .. [[
 
 
+# The journal's disk work (SQLite, in PREFIX/journal) runs in these threads, never on a worker's
+# event loop: a request waits for its write without holding the requests beside it.
+thread_pool jicoo_journal threads=4;
+
 # nginx hands its workers only the variables named here (receiver.lua says what each does).
 env JICOO_WEBHOOK_SECRET;
 env JICOO_WEBHOOK_SECRET_OLD;
@@ -58,6 +62,8 @@ env JICOO_HANDLERS;
 env JICOO_OUTPUT_DIR;
 env JICOO_JOURNAL_DIR;
 env JICOO_JOURNAL;
+env JICOO_JOURNAL_DURABILITY;
+env JICOO_JOURNAL_MAX_OPEN;
 env JICOO_REDIS;
 env JICOO_REDIS_PASSWORD;
 env JICOO_LEASE;
@@ -111,7 +117,7 @@ http {
 
 
     # Claims shared by every worker when JICOO_JOURNAL=memory (about 200 bytes a claim: 10m holds
-    # ~50000). The default journal, files in PREFIX/journal, and Redis's need no dict.
+    # ~50000). The default journal, SQLite in PREFIX/journal, and Redis's need no dict.
     lua_shared_dict jicoo_claims 10m;
     # Counts kept by examples/openresty/handlers/any.lua, shown at /jicoo/stats.
     lua_shared_dict jicoo_stats 1m;

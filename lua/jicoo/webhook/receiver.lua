@@ -14,7 +14,12 @@
 --   JICOO_HANDLERS            handler-script folders, separated by ":" (default: configure's)
 --   JICOO_OUTPUT_DIR          where the example automations write (ctx.config.output_dir;
 --                             default: out/ in nginx's prefix)
---   JICOO_JOURNAL_DIR         the file journal's folder (default: journal/ in nginx's prefix)
+--   JICOO_JOURNAL_DIR         the journal's folder, holding its SQLite database (default:
+--                             journal/ in nginx's prefix)
+--   JICOO_JOURNAL_DURABILITY  "full" (default: a 2xx means on disk) or "normal" (survives any
+--                             process's crash; a power cut may lose the last moments)
+--   JICOO_JOURNAL_MAX_OPEN    deliveries not done the journal holds at most (1000000); past it
+--                             new ones are answered 503
 --   JICOO_REDIS               host:port of a redis-server shared by several nginx machines:
 --                             the journal (and so the claims) live there instead
 --   JICOO_REDIS_PASSWORD      its password (optional)
@@ -68,6 +73,20 @@ local function handler_folders()
   return folders
 end
 
+-- A number from the environment, or nil when unset; a bad value stops the worker with a
+-- message, rather than run with a setting nobody asked for.
+local function number_setting(name)
+  local value = setting(name)
+  if value == nil then
+    return nil
+  end
+  local number = tonumber(value)
+  if not number or number < 0 then
+    error(name .. " must be a number, got '" .. value .. "'")
+  end
+  return number
+end
+
 local function deliveries_journal()
   local redis = setting("JICOO_REDIS")
   if redis then
@@ -80,22 +99,13 @@ local function deliveries_journal()
   elseif setting("JICOO_JOURNAL") == "memory" then
     return journal.memory({ claims = store.shdict("jicoo_claims") })
   end
-  return journal.files({ dir = setting("JICOO_JOURNAL_DIR") or (ngx.config.prefix() .. "journal") })
+  return journal.sqlite({
+    dir = setting("JICOO_JOURNAL_DIR") or (ngx.config.prefix() .. "journal"),
+    durability = setting("JICOO_JOURNAL_DURABILITY"),
+    max_open = number_setting("JICOO_JOURNAL_MAX_OPEN"),
+  })
 end
 
--- A number of seconds from the environment, or nil when unset; a bad value stops the worker
--- with a message, rather than run with a schedule nobody asked for.
-local function seconds(name)
-  local value = setting(name)
-  if value == nil then
-    return nil
-  end
-  local number = tonumber(value)
-  if not number or number < 0 then
-    error(name .. " must be a number of seconds, got '" .. value .. "'")
-  end
-  return number
-end
 
 local function retry_delays()
   local value = setting("JICOO_RETRY_DELAYS")
@@ -136,7 +146,7 @@ function _M.init_worker()
   router = openresty.router({
     secrets = secrets(),
     journal = deliveries_journal(),
-    lease = seconds("JICOO_LEASE"),
+    lease = number_setting("JICOO_LEASE"),
     retry_delays = retry_delays(),
     config = { output_dir = setting("JICOO_OUTPUT_DIR") or (ngx.config.prefix() .. "out") },
   })

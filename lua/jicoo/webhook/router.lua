@@ -20,10 +20,11 @@ local math_random = math.random
 local math_max = math.max
 local math_ceil = math.ceil
 local io_stderr = io.stderr
--- The clock: nginx's cached one where there is one (compiled by LuaJIT; os.time is a call the
--- JIT cannot compile, which cut the request's trace in pieces three times a delivery).
+-- The clock, in seconds to the millisecond (leases and retries are timed finer than a second):
+-- nginx's cached one where there is one (compiled by LuaJIT, which cannot compile a C call such
+-- as os.time: that cut the request's trace in pieces three times a delivery), else the core's.
 local ngx = rawget(_G, "ngx")
-local os_time = ngx and ngx.time or os.time
+local clock = ngx and ngx.now or require("jicoo.webhook.core").now
 
 local answer = require "jicoo.webhook.answer"
 local context = require "jicoo.webhook.context"
@@ -58,6 +59,7 @@ end
 local DEFAULT_RETRY_DELAYS = { 60, 300, 900, 3600, 10800, 21600, 43200 }
 local DEFAULT_LEASE = 300
 local DUE_PER_RUN = 100
+local FULL_RETRY_AFTER = 60   -- seconds a sender is asked to wait while the journal is full
 
 local is_callable = scripts.is_callable
 local message_handler = scripts.message_handler
@@ -305,7 +307,7 @@ end
 local function current_time(self)
   local now = self.now_option
   if now == nil then
-    return os_time()
+    return clock()
   elseif type(now) == "number" then
     return now
   end
@@ -395,12 +397,26 @@ function Router:accept(body, headers)
   end
 
   local key = ev:key()
-  local outcome, record = acquire(self, key, now, {
+  local outcome, record, code = acquire(self, key, now, {
     key = key, event = ev.event, uid = ev.object.uid, body = body, received_at = now,
   }, not self.journal.durable)
   if outcome == "new" or outcome == "taken" then
+    if self.full then
+      self.full = nil
+      self.log("info", "journal: taking new deliveries again")
+    end
     return { event = ev, key = key, record = record,
       ctx = new_context(self, key, body, headers, record.received_at, record.attempts) }
+  elseif outcome == nil and code == "full" then
+    -- once while it lasts, not once a delivery
+    if not self.full then
+      self.full = true
+      self.log("error", "journal: " .. tostring(record) .. "; new deliveries are answered 503"
+        .. " (the sender retries) until some are done or dropped")
+    end
+    local res = answer.journal_full(ev, tostring(record), FULL_RETRY_AFTER)
+    res.key = key
+    return nil, res
   elseif outcome == nil then
     local message = "journal: cannot record " .. key .. ": " .. tostring(record)
     report_error(self, message, ev, new_context(self, key, body, headers, now, 0))

@@ -59,14 +59,14 @@ local function open_journal(args)
     if not ok then
       return nil, why, EXIT_FAILURE
     end
-    return journal.files({ dir = dir })
+    return journal.sqlite({ dir = dir })
   elseif address and address ~= "" then
     local host, port = string_match(address, "^(.-):(%d+)$")
     local password = os_getenv("JICOO_REDIS_PASSWORD")
     return journal.redis({ host = host or address, port = tonumber(port) or 6379,
       password = password ~= "" and password or nil })
   end
-  return nil, "which journal? --journal DIR (the file journal's folder) or --redis HOST:PORT"
+  return nil, "which journal? --journal DIR (the journal's folder) or --redis HOST:PORT"
 end
 
 local function first_error(record)
@@ -176,10 +176,48 @@ local function run_drop(args, journal)
   return EXIT_OK
 end
 
+-- import: the file journal in --from-files moved into the journal's database.
+local function run_import(args)
+  local dir = args.journal or os_getenv("JICOO_JOURNAL_DIR")
+  if not dir or dir == "" then
+    return EXIT_USAGE, "which journal? --journal DIR (the journal's folder)"
+  end
+  local ok, why = act_as_owner(dir)
+  if ok then
+    ok, why = act_as_owner(args.from_files)
+  end
+  if not ok then
+    err_out("jicoo-webhook deliveries import: ", why)
+    return EXIT_FAILURE
+  end
+  local files_import = require "jicoo.webhook.journal.files_import"
+  if not files_import.present(args.from_files) then
+    err_out("jicoo-webhook deliveries import: no file journal in ", args.from_files,
+      " (no open/, done/ or dead/ folder)")
+    return EXIT_FAILURE
+  end
+  local sqlite = require "jicoo.webhook.journal.sqlite"
+  local read, written, problems = files_import.run(args.from_files, dir, { durability = "full",
+    busy_timeout = sqlite.DEFAULT_BUSY_TIMEOUT })
+  if not read then
+    err_out("jicoo-webhook deliveries import: ", written, " (nothing was removed)")
+    return EXIT_FAILURE
+  end
+  for _, problem in ipairs(problems) do
+    err_out("left ", field(problem.file), ": ", field(problem.message))
+  end
+  out(read, " records in ", args.from_files, ": ", written, " written into ", dir, "/",
+    "journal.db, ", read - written, " there already in a newer version; ", #problems, " left")
+  return #problems > 0 and EXIT_FAILURE or EXIT_OK
+end
+
 local DELIVERY_ACTIONS = { list = run_list, show = run_show, retry = run_retry, drop = run_drop }
 
 -- Runs `deliveries <action>`: the exit status (and a usage message with EXIT_USAGE).
 function _M.run(args)
+  if args.action == "import" then
+    return run_import(args)
+  end
   if args.key == "" then
     return EXIT_USAGE, "an empty key names no delivery: give one as `deliveries list` prints it"
   end

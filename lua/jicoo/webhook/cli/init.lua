@@ -367,7 +367,8 @@ local function build_parser(argparse)
     .. " list failed and dead ones, show one with its body, retry or drop it.")
   deliveries:command_target("action")
   local function journal_options(command)
-    command:option("--journal", "The file journal's folder (default: $JICOO_JOURNAL_DIR).")
+    command:option("--journal", "The journal's folder, holding its database (default:"
+      .. " $JICOO_JOURNAL_DIR).")
       :argname("DIR")
     command:option("--redis", "The Redis journal's server (default: $JICOO_REDIS; password in"
       .. " $JICOO_REDIS_PASSWORD).")
@@ -388,6 +389,15 @@ local function build_parser(argparse)
     journal_options(command)
     command:argument("key", "The delivery's key (event/uid/createdAt), as list prints it.")
   end
+
+  local import = deliveries:command("import", "Move the records of a file journal (the journal"
+    .. " before SQLite: folders open/, done/, dead/) into the journal's database, then remove"
+    .. " them.")
+  import:option("--journal", "The journal's folder, holding its database (default:"
+    .. " $JICOO_JOURNAL_DIR).")
+    :argname("DIR")
+  import:option("--from-files", "The file journal's folder (often the same folder)."):argname("DIR")
+    :count(1)
 
   local completion = parser:command("completion", "Print a shell completion script (bash, zsh"
     .. " or fish).")

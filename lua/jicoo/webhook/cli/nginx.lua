@@ -140,7 +140,8 @@ function _M.run(args)
   end
   for _, folder in ipairs({ prefix, prefix .. "/conf", prefix .. "/logs", prefix .. "/tmp",
       prefix .. "/journal", prefix .. "/out" }) do
-    local ok, err = core.file_mkdir(folder)
+    -- the journal holds guests' data: its folder is its owner's alone
+    local ok, err = core.file_mkdir(folder, folder == prefix .. "/journal" and 448 or 493)
     if not ok then
       err_out("jicoo-webhook nginx: ", err)
       return EXIT_FAILURE
@@ -172,6 +173,7 @@ function _M.run(args)
   out("start:  JICOO_WEBHOOK_SECRET=... nginx -p ", prefix, " -c conf/nginx.conf")
   out("send:   jicoo-webhook send http://", args.listen, nginx_conf.WEBHOOK_PATH, " FILE...")
   out("stop:   kill $(cat ", prefix, "/logs/nginx.pid)")
+  out("journal: jicoo-webhook deliveries list --journal ", prefix, "/journal")
   return EXIT_OK
 end
 

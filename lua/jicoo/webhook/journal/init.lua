@@ -31,9 +31,21 @@
 --       with a fresh budget of attempts (an operator's retry)
 --   remove(key) -> true | nil, "not found" | nil, err
 --   durable       whether a record survives the process (and a machine crash)
+--
+-- and answers these questions without reading every record (where it keeps an index):
+--
+--   find(filter) -> { record, ... }, after | nil, err
+--       The records (without their bodies) that match every field of filter given: state,
+--       event, uid, since and until (received_at, until excluded), error (text found in an
+--       error's handler or message); oldest first (received_at, then key); `limit` of them
+--       after `after`, the cursor a previous page gave; `after` is nil on the last page.
+--   counts() -> { states = { [state] = n }, events = { [event] = { [state] = n } } } | nil, err
 local type = type
 local ipairs = ipairs
 local require = require
+local tostring = tostring
+local string_find = string.find
+local table_sort = table.sort
 
 local core = require "jicoo.webhook.core"
 local token = require "jicoo.webhook.token"
@@ -112,6 +124,70 @@ function _M.is_due(record, now)
     or (record.state == "failed" and record.next_at <= now)
 end
 
+-- Whether record matches a find filter (journal.find's fields, not limit and after).
+local function matches(record, filter)
+  if (filter.state and record.state ~= filter.state)
+      or (filter.event and record.event ~= filter.event)
+      or (filter.uid and record.uid ~= filter.uid)
+      or (filter.since and record.received_at < filter.since)
+      or (filter["until"] and record.received_at >= filter["until"]) then
+    return false
+  end
+  if filter.error then
+    for _, e in ipairs(record.errors or {}) do
+      if string_find(tostring(e.handler), filter.error, 1, true)
+          or string_find(tostring(e.message), filter.error, 1, true) then
+        return true
+      end
+    end
+    return false
+  end
+  return true
+end
+_M.matches = matches
+
+local function earlier(a, b)
+  if a.received_at ~= b.received_at then
+    return a.received_at < b.received_at
+  end
+  return a.key < b.key
+end
+
+-- find over records a backend holds in a list: filtered, ordered, one page (see find above).
+-- Each record is copied by copy(record), which leaves the body out.
+function _M.page(records, filter, copy)
+  local after, limit = filter.after, filter.limit
+  local list = {}
+  for _, record in ipairs(records) do
+    if matches(record, filter) and (not after or earlier(after, record)) then
+      list[#list + 1] = record
+    end
+  end
+  table_sort(list, earlier)
+  local page, next_after = {}, nil
+  for i, record in ipairs(list) do
+    if limit and i > limit then
+      local last = page[#page]
+      next_after = { received_at = last.received_at, key = last.key }
+      break
+    end
+    page[i] = copy(record)
+  end
+  return page, next_after
+end
+
+-- counts over records a backend holds in a list.
+function _M.count(records)
+  local states, events = {}, {}
+  for _, record in ipairs(records) do
+    states[record.state] = (states[record.state] or 0) + 1
+    local by_state = events[record.event] or {}
+    by_state[record.state] = (by_state[record.state] or 0) + 1
+    events[record.event] = by_state
+  end
+  return { states = states, events = events }
+end
+
 _M.METHODS = { "acquire", "update", "due", "get", "list", "rearm", "remove" }
 
 function _M.is_journal(obj)
@@ -135,6 +211,11 @@ end
 
 function _M.files(opts)
   local j = require("jicoo.webhook.journal.files").new(opts)
+  return j
+end
+
+function _M.sqlite(opts)
+  local j = require("jicoo.webhook.journal.sqlite").new(opts)
   return j
 end
 

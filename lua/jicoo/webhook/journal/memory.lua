@@ -101,7 +101,7 @@ function Memory:acquire(key, now, lease, new, take_failed)
   local outcome = journal.decide(record, now, new ~= nil, take_failed)
   if outcome == "new" then
     if self.open >= self.max_open then
-      return nil, "memory journal full: " .. self.open .. " deliveries not done"
+      return nil, "memory journal full: " .. self.open .. " deliveries not done", "full"
     end
     local claimed, err = claim(self, key)
     if claimed == nil then
@@ -188,6 +188,29 @@ function Memory:list(state)
     end
   end
   return list
+end
+
+local function summary(record)
+  local c = copy(record)
+  c.body = nil
+  return c
+end
+
+local function open_records(self)
+  local list = {}
+  for _, record in pairs(self.records) do
+    list[#list + 1] = record
+  end
+  return list
+end
+
+-- Done deliveries leave only their claims here: find and counts see the others.
+function Memory:find(filter)
+  return journal.page(open_records(self), filter or {}, summary)
+end
+
+function Memory:counts()
+  return journal.count(open_records(self))
 end
 
 function Memory:rearm(key, now)

@@ -1,0 +1,243 @@
+-- The SQLite journal: every delivery a row of one database file in the journal's folder
+-- (journal/sqlite_db.lua has the schema and the SQL), durable on one machine, for every nginx
+-- worker on it and the command line alike.
+--
+-- Where the disk is touched:
+--   - in plain Lua (the command line, scripts, the specs), each call is one transaction, run
+--     where it is called;
+--   - inside nginx, in a phase that may yield, calls never touch the disk on the worker's event
+--     loop: they wait on a semaphore while a timer hands their operations to nginx's thread
+--     pool (ngx.run_worker_thread; nginx.conf needs `thread_pool NAME threads=N;`), and every
+--     call made while one transaction is on its way shares the next one, and its one sync
+--     (group commit). A call waits at most wait_timeout, then fails (the router answers 500 and
+--     the sender retries).
+--   - inside nginx without the thread pool (none in nginx.conf, or a phase that cannot yield),
+--     the call runs where it is made, blocking the worker, and says so in the log once.
+--
+-- Options: dir (the folder, required), ttl (seconds a done record is kept), durability ("full":
+-- a commit is on disk before the call returns, power cut included; "normal": it survives a crash
+-- of any process, the last moments may be lost to a power cut), max_open (deliveries not done,
+-- at most: past it, new ones are refused with the code "full"), busy_timeout (ms a transaction
+-- waits for another's lock), wait_timeout (ms a call waits in nginx), thread_pool (the name in
+-- nginx.conf, "jicoo_journal").
+local setmetatable = setmetatable
+local type = type
+local error = error
+local pairs = pairs
+local tostring = tostring
+local rawget = rawget
+local select = select
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
+
+local journal = require "jicoo.webhook.journal"
+local sqlite_db = require "jicoo.webhook.journal.sqlite_db"
+local store = require "jicoo.webhook.store"
+
+local _M = {}
+
+_M.DEFAULT_MAX_OPEN = 1000000
+_M.DEFAULT_BUSY_TIMEOUT = 2000
+_M.DEFAULT_WAIT_TIMEOUT = 5000
+_M.DEFAULT_THREAD_POOL = "jicoo_journal"
+local MODULE = "jicoo.webhook.journal.sqlite_db"
+
+local OPTIONS = {
+  dir = "string", ttl = "number", durability = "string", max_open = "number",
+  busy_timeout = "number", wait_timeout = "number", thread_pool = "string",
+}
+
+-- The nginx phases in which a call may wait on a semaphore.
+local YIELDING_PHASES = {
+  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
+  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
+}
+
+local SQLite = {}
+SQLite.__index = SQLite
+SQLite.__name = "jicoo.webhook.journal.sqlite"   -- store.is_ours: it returns, never raises, on failure
+
+function _M.new(opts)
+  if type(opts) ~= "table" or type(opts.dir) ~= "string" or opts.dir == "" then
+    error("journal.sqlite: opts.dir (the journal's folder) is required", 3)
+  end
+  for name, value in pairs(opts) do
+    local expected = OPTIONS[name]
+    if not expected then
+      error("journal.sqlite: unknown option '" .. tostring(name) .. "'", 3)
+    elseif type(value) ~= expected then
+      error("journal.sqlite: opts." .. name .. " must be a " .. expected .. ", got "
+        .. type(value), 3)
+    end
+  end
+  for _, name in pairs({ "ttl", "max_open", "wait_timeout" }) do
+    local value = opts[name]
+    if value ~= nil and (value <= 0 or value ~= value) then
+      error("journal.sqlite: opts." .. name .. " must be a positive number", 3)
+    end
+  end
+  local busy_timeout = opts.busy_timeout
+  if busy_timeout ~= nil and (busy_timeout < 0 or busy_timeout ~= busy_timeout) then
+    error("journal.sqlite: opts.busy_timeout must be 0 or more (ms)", 3)
+  end
+  local durability = opts.durability or "full"
+  if durability ~= "full" and durability ~= "normal" then
+    error("journal.sqlite: opts.durability must be \"full\" or \"normal\", got \""
+      .. durability .. "\"", 3)
+  end
+  local dir = opts.dir:sub(-1) == "/" and #opts.dir > 1 and opts.dir:sub(1, -2) or opts.dir
+  return setmetatable({
+    dir = dir,
+    ttl = opts.ttl or store.DEFAULT_TTL,
+    max_open = opts.max_open or _M.DEFAULT_MAX_OPEN,
+    settings = { durability = durability,
+      busy_timeout = opts.busy_timeout or _M.DEFAULT_BUSY_TIMEOUT },
+    wait_timeout = (opts.wait_timeout or _M.DEFAULT_WAIT_TIMEOUT) / 1000,
+    thread_pool = opts.thread_pool or _M.DEFAULT_THREAD_POOL,
+    durable = true,
+    filling = nil,     -- nginx: the batch the next call joins
+    running = false,   -- nginx: a timer is handing batches to the thread pool
+    pool_missing = nil,
+  }, SQLite)
+end
+
+---------------------------------------------------------------------------------------------
+-- Running operations
+
+-- Runs one operation where this code runs: its own transaction.
+local function run_here(self, op)
+  local result = sqlite_db.batch(self.dir, self.settings, { op })[1]
+  return unpack(result, 1, result.n)
+end
+
+-- Whether this call may wait for the thread pool: inside nginx, in a phase that yields, with
+-- the pool there.
+local function can_wait(self)
+  local ngx = rawget(_G, "ngx")
+  if not (ngx and ngx.run_worker_thread and ngx.get_phase) or self.pool_missing then
+    return false
+  end
+  return YIELDING_PHASES[ngx.get_phase()] == true
+end
+
+local function fail_batch(batch, message)
+  local failure = { n = 3, nil, message, "error" }
+  for i = 1, #batch.ops do
+    batch.results[i] = failure
+  end
+end
+
+-- The timer that hands the batches to the thread pool, one at a time, until none is waiting.
+local function hand_over(premature, self)
+  local ngx = rawget(_G, "ngx")
+  while self.filling do
+    local batch = self.filling
+    self.filling = nil
+    if premature then
+      fail_batch(batch, "journal " .. self.dir .. ": nginx is exiting")
+    else
+      local ok, results = ngx.run_worker_thread(self.thread_pool, MODULE, "batch", self.dir,
+        self.settings, batch.ops)
+      if ok then
+        batch.results = results
+      elseif type(results) == "string" and results:find("not found", 1, true) then
+        self.pool_missing = results
+        ngx.log(ngx.WARN, "jicoo-webhook: no `thread_pool ", self.thread_pool, "` in nginx.conf (",
+          results, "): the journal's disk work blocks the worker; add the line to keep it off")
+        batch.results = sqlite_db.batch(self.dir, self.settings, batch.ops)
+      else
+        fail_batch(batch, "journal " .. self.dir .. ": the thread pool failed: " .. tostring(results))
+      end
+    end
+    batch.done = true
+    batch.sema:post(batch.waiting)
+  end
+  self.running = false
+end
+
+-- Queues op for the next transaction and waits for its result (inside nginx).
+local function run_pooled(self, op)
+  local ngx = rawget(_G, "ngx")
+  local batch = self.filling
+  if not batch then
+    batch = { ops = {}, results = {}, waiting = 0,
+      sema = require("ngx.semaphore").new() }
+    self.filling = batch
+  end
+  local i = #batch.ops + 1
+  batch.ops[i] = op
+  if not self.running then
+    local ok, err = ngx.timer.at(0, hand_over, self)
+    if not ok then
+      batch.ops[i] = nil
+      return nil, "journal " .. self.dir .. ": cannot start its timer: " .. tostring(err), "error"
+    end
+    self.running = true
+  end
+  batch.waiting = batch.waiting + 1
+  local ok, err = batch.sema:wait(self.wait_timeout)
+  if not ok and not batch.done then
+    return nil, "journal " .. self.dir .. ": no answer from the database in "
+      .. self.wait_timeout .. " s (" .. tostring(err) .. ")", "timeout"
+  end
+  local result = batch.results[i]
+  return unpack(result, 1, result.n)
+end
+
+local function run(self, ...)
+  local op = { n = select("#", ...), ... }
+  if can_wait(self) then
+    return run_pooled(self, op)
+  end
+  return run_here(self, op)
+end
+
+---------------------------------------------------------------------------------------------
+-- The journal's methods (journal/init.lua), and its queries
+
+function SQLite:acquire(key, now, lease, new, take_failed)
+  return run(self, "acquire", key, now, lease, new, take_failed, journal.token(), self.max_open)
+end
+
+function SQLite:update(key, token, changes, now)
+  return run(self, "update", key, token, changes, now, self.ttl)
+end
+
+function SQLite:due(now, limit)
+  return run(self, "due", now, limit)
+end
+
+function SQLite:get(key)
+  return run(self, "get", key)
+end
+
+function SQLite:list(state)
+  local records, err, code = run(self, "find", { state = state ~= "all" and state or nil,
+    bodies = true })
+  return records, err, code
+end
+
+-- filter: state, event, uid, since, until (received_at), error (text in an error message),
+-- limit, after (the cursor a previous page gave). The records (without their bodies), oldest
+-- first, and the next page's cursor or nil.
+function SQLite:find(filter)
+  return run(self, "find", filter or {})
+end
+
+function SQLite:counts()
+  return run(self, "counts")
+end
+
+function SQLite:rearm(key, now)
+  return run(self, "rearm", key, now)
+end
+
+function SQLite:remove(key)
+  return run(self, "remove", key)
+end
+
+-- Records as another journal kept them (the file journal's), written whole; how many.
+function SQLite:import(records)
+  return run(self, "import", records)
+end
+
+return _M

@@ -1,0 +1,573 @@
+-- The SQLite journal's database: the folder and files made safe, the schema, and every journal
+-- operation as SQL. It runs where the database is opened: in the process itself (plain Lua, the
+-- command line), or in a Lua state of nginx's thread pool (ngx.run_worker_thread runs `batch`
+-- there), so it touches nothing of nginx's. journal/sqlite.lua decides which.
+--
+--   DIR/journal.db (and SQLite's journal.db-wal, journal.db-shm): mode 0600, DIR 0700, all owned
+--   by the receiver's user; a link, a FIFO or a file of another user where one of them should be
+--   is refused, never followed.
+--
+-- One table, `deliveries`, a row per delivery, with a column per record field (handlers and
+-- errors as JSON); `due_at` is the time the scheduler looks at (the lease's end while running,
+-- the next attempt while failed), indexed so that a pass costs what is due, not what is open.
+-- `tally` counts the rows by state and event, kept by triggers, so that counts and the cap on
+-- open deliveries cost a lookup.
+local pairs = pairs
+local ipairs = ipairs
+local tostring = tostring
+local require = require
+local select = select
+local string_format = string.format
+local table_concat = table.concat
+local unpack = table.unpack or unpack   -- luacheck: ignore 143
+
+local core = require "jicoo.webhook.core"
+local json = require "jicoo.webhook.json"
+local journal = require "jicoo.webhook.journal"
+
+local _M = {}
+
+_M.FILE = "journal.db"
+local SCHEMA_VERSION = 1
+local SWEEP_EVERY = 60        -- seconds between two removals of expired done records
+local SWEEP_BATCH = 1000      -- done records removed by one
+
+local SCHEMA = [[
+CREATE TABLE IF NOT EXISTS deliveries (
+  key TEXT PRIMARY KEY NOT NULL,
+  event TEXT NOT NULL,
+  uid TEXT NOT NULL,
+  state TEXT NOT NULL,
+  body TEXT,
+  received_at REAL NOT NULL,
+  attempts INTEGER NOT NULL,
+  handlers TEXT NOT NULL,
+  errors TEXT NOT NULL,
+  next_at REAL,
+  lease_until REAL,
+  token TEXT,
+  finished_at REAL,
+  expires_at REAL,
+  version INTEGER NOT NULL,
+  due_at REAL GENERATED ALWAYS AS
+    (CASE state WHEN 'running' THEN lease_until WHEN 'failed' THEN next_at END) VIRTUAL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_uid ON deliveries (uid, received_at);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, received_at, key);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event, received_at, key);
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at, key);
+CREATE INDEX IF NOT EXISTS deliveries_expiry ON deliveries (expires_at)
+  WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tally (
+  state TEXT NOT NULL,
+  event TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (state, event)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS tally_insert AFTER INSERT ON deliveries BEGIN
+  INSERT INTO tally VALUES (NEW.state, NEW.event, 1)
+    ON CONFLICT (state, event) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS tally_delete AFTER DELETE ON deliveries BEGIN
+  UPDATE tally SET n = n - 1 WHERE state = OLD.state AND event = OLD.event;
+END;
+CREATE TRIGGER IF NOT EXISTS tally_update AFTER UPDATE OF state ON deliveries
+  WHEN OLD.state <> NEW.state BEGIN
+  UPDATE tally SET n = n - 1 WHERE state = OLD.state AND event = OLD.event;
+  INSERT INTO tally VALUES (NEW.state, NEW.event, 1)
+    ON CONFLICT (state, event) DO UPDATE SET n = n + 1;
+END;
+]]
+
+local COLUMNS = "key, event, uid, state, body, received_at, attempts, handlers, errors, next_at,"
+  .. " lease_until, token, finished_at, expires_at, version"
+-- What list and find give: every field but the body, which only get hands out.
+local SUMMARY_COLUMNS = "key, event, uid, state, received_at, attempts, handlers, errors,"
+  .. " next_at, lease_until, token, finished_at, expires_at, version"
+
+-- The statements, prepared once per connection.
+local SQL = {
+  get = "SELECT " .. COLUMNS .. " FROM deliveries WHERE key = ?1",
+  insert = "INSERT INTO deliveries (" .. COLUMNS .. ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+    .. " ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+  take = "UPDATE deliveries SET state = 'running', attempts = ?2, token = ?3, lease_until = ?4,"
+    .. " next_at = NULL, version = ?5 WHERE key = ?1",
+  -- changes: NULL leaves a field as it is; a done record loses its body and gets its expiry
+  update = "UPDATE deliveries SET state = coalesce(?3, state), handlers = coalesce(?4, handlers),"
+    .. " errors = coalesce(?5, errors), next_at = coalesce(?6, next_at),"
+    .. " lease_until = coalesce(?7, lease_until), finished_at = coalesce(?8, finished_at),"
+    .. " attempts = coalesce(?9, attempts), expires_at = coalesce(?10, expires_at),"
+    .. " body = CASE ?3 WHEN 'done' THEN NULL ELSE body END, version = version + 1"
+    .. " WHERE key = ?1 AND state = 'running' AND token = ?2",
+  rearm = "UPDATE deliveries SET state = 'failed', next_at = ?2, attempts = ?3,"
+    .. " finished_at = NULL, version = ?4 WHERE key = ?1",
+  remove = "DELETE FROM deliveries WHERE key = ?1",
+  due = "SELECT key FROM deliveries WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+  sweep = "DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries"
+    .. " WHERE expires_at <= ?1 LIMIT " .. SWEEP_BATCH .. ")",
+  open_count = "SELECT total(n) AS n FROM tally WHERE state <> 'done'",
+  tally = "SELECT state, event, n FROM tally WHERE n > 0",
+}
+
+-- find's filters, each a condition on the row; their values are bound in this order.
+local FILTERS = {
+  { name = "state", sql = "state = ?" },
+  { name = "event", sql = "event = ?" },
+  { name = "uid", sql = "uid = ?" },
+  { name = "since", sql = "received_at >= ?" },
+  { name = "until", sql = "received_at < ?" },
+  { name = "error", sql = "instr(errors, ?) > 0" },
+}
+
+---------------------------------------------------------------------------------------------
+-- The folder and the files
+
+local function unsafe(path, what)
+  return nil, path .. ": " .. what .. "; the journal uses only a folder and files of its own",
+    "unsafe"
+end
+
+-- The journal's folder, made (0700) when absent, made 0700 when it is ours and open to others;
+-- refused when it is a link, not a folder, or another user's. true, or nil, err, code.
+function _M.prepare_folder(dir)
+  local info = core.file_info(dir)
+  if not info then
+    local ok, err = core.file_mkdir(dir, 448)   -- 0700
+    if not ok then
+      return nil, "cannot make the journal's folder: " .. err, "cantopen"
+    end
+    info = core.file_info(dir)
+    if not info then
+      return nil, "cannot make the journal's folder " .. dir, "cantopen"
+    end
+  end
+  if info.kind ~= "folder" then
+    return unsafe(dir, "a " .. info.kind .. ", not a folder")
+  end
+  local uid = core.process_user()
+  if info.uid ~= uid then
+    return unsafe(dir, "owned by uid " .. info.uid .. ", not by this process (uid " .. uid .. ")")
+  end
+  if info.mode % 64 ~= 0 then   -- group or others may reach it
+    local ok, err = core.file_chmod(dir, 448)
+    if not ok then
+      return nil, "cannot close the journal's folder to others: " .. err, "perm"
+    end
+  end
+  return true
+end
+
+---------------------------------------------------------------------------------------------
+-- Connections: one per database path in this Lua state, its statements prepared once.
+
+local connections = {}   -- path -> { db = , stmts = , swept_at = }
+
+local function statement(conn, name)
+  local stmt = conn.stmts[name]
+  if not stmt then
+    local err, code
+    stmt, err, code = conn.db:prepare(SQL[name])
+    if not stmt then
+      return nil, err, code
+    end
+    conn.stmts[name] = stmt
+  end
+  return stmt
+end
+
+-- The connection to DIR/journal.db, opened (and the schema made) on first use in this state.
+-- settings: durability ("full" | "normal"), busy_timeout (ms).
+function _M.connect(dir, settings)
+  local path = dir .. "/" .. _M.FILE
+  local conn = connections[path]
+  if conn then
+    return conn
+  end
+  local ok, err, code = _M.prepare_folder(dir)
+  if not ok then
+    return nil, err, code
+  end
+  local sqlite3 = require "jicoo.webhook.sqlite3"
+  local db
+  db, err, code = sqlite3.open(path, { create = true, mode = 384, busy_timeout =
+    settings.busy_timeout })
+  if not db then
+    return nil, err, code
+  end
+  local synchronous = settings.durability == "normal" and "NORMAL" or "FULL"
+  ok, err, code = db:exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = " .. synchronous
+    .. "; PRAGMA foreign_keys = OFF")
+  if ok then
+    local version = db:prepare("PRAGMA user_version")
+    local row = version and version:first()
+    if version then
+      version:finalize()
+    end
+    if row and row.user_version == 0 then
+      ok, err, code = db:exec("BEGIN IMMEDIATE; " .. SCHEMA .. " PRAGMA user_version = "
+        .. SCHEMA_VERSION .. "; COMMIT")
+      if not ok then
+        db:exec("ROLLBACK")
+      end
+    elseif row and row.user_version > SCHEMA_VERSION then
+      ok, err, code = nil, path .. ": made by a newer jicoo-webhook (schema "
+        .. row.user_version .. ")", "error"
+    end
+  end
+  if not ok then
+    db:close()
+    return nil, err, code
+  end
+  conn = { db = db, stmts = {}, swept_at = 0, path = path }
+  connections[path] = conn
+  return conn
+end
+
+-- Closes this state's connection to DIR's database (the next call opens it again).
+function _M.disconnect(dir)
+  local path = dir .. "/" .. _M.FILE
+  local conn = connections[path]
+  if conn then
+    for _, stmt in pairs(conn.stmts) do
+      stmt:finalize()
+    end
+    conn.db:close()
+    connections[path] = nil
+  end
+end
+
+---------------------------------------------------------------------------------------------
+-- Rows and records
+
+local function decode(text, default)
+  if text == nil then
+    return default
+  end
+  local value = journal.decode_json(text)
+  if value == nil then
+    return default
+  end
+  return value
+end
+
+-- A row as the journal's record (the JSON columns read back).
+local function record_of(row)
+  if not row then
+    return nil
+  end
+  row.handlers = decode(row.handlers, {})
+  row.errors = decode(row.errors, {})
+  return row
+end
+
+local function encode_handlers(handlers)
+  if handlers == nil then
+    return nil
+  end
+  local labels = {}
+  for label in pairs(handlers) do
+    labels[#labels + 1] = label
+  end
+  if #labels == 0 then
+    return "{}"
+  end
+  local set = {}
+  for _, label in ipairs(labels) do
+    set[label] = true
+  end
+  return json.encode(set)
+end
+
+local function encode_errors(errors)
+  if errors == nil then
+    return nil
+  elseif #errors == 0 then
+    return "[]"
+  end
+  local list = {}
+  for i, e in ipairs(errors) do
+    list[i] = { handler = tostring(e.handler), message = tostring(e.message) }
+  end
+  return json.encode(list)
+end
+
+---------------------------------------------------------------------------------------------
+-- The operations: each takes the connection and its arguments and returns, packed, what the
+-- journal's method returns; a database failure (failed) ends the whole transaction.
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+local function failed(err, code)
+  return { n = 3, nil, tostring(err), code or "error", failure = true }
+end
+
+local ops = {}
+
+-- acquire: as journal.decide says; `token` is the lease's, made by the caller.
+function ops.acquire(conn, key, now, lease, new, take_failed, token, max_open)
+  local get, err, code = statement(conn, "get")
+  if not get then
+    return failed(err, code)
+  end
+  local row
+  row, err, code = get:first(key)
+  if row == nil then
+    return failed(err, code)
+  end
+  local record = record_of(row or nil)
+  local outcome = journal.decide(record, now, new ~= nil, take_failed)
+  if outcome == "new" then
+    local count = statement(conn, "open_count")
+    local open = count and count:first()
+    if open and max_open and open.n >= max_open then
+      return pack(nil, "journal full: " .. string_format("%d", open.n) .. " deliveries not done"
+        .. " (the cap is " .. max_open .. ")", "full")
+    end
+    record = journal.running(new, now, lease)
+    record.token = token
+    local insert
+    insert, err, code = statement(conn, "insert")
+    local changed = insert and insert:run(key, new.event or "", new.uid or "", "running",
+      new.body, new.received_at or now, 1, "{}", "[]", nil, record.lease_until, token, nil, nil, 1)
+    if not changed then
+      return failed(err, code)
+    end
+    return pack("new", record)
+  elseif outcome == "taken" then
+    record = journal.take(record, now, lease)
+    record.token = token
+    local take
+    take, err, code = statement(conn, "take")
+    local changed = take and take:run(key, record.attempts, token, record.lease_until,
+      record.version)
+    if not changed then
+      return failed(err, code)
+    end
+    return pack("taken", record)
+  end
+  return pack(outcome, record)
+end
+
+-- update: true, or false when the lease is not the token's.
+function ops.update(conn, key, token, changes, now, ttl)
+  local update, err, code = statement(conn, "update")
+  if not update then
+    return failed(err, code)
+  end
+  local expires_at = changes.expires_at
+  if changes.state == "done" and expires_at == nil then
+    expires_at = now + ttl
+  end
+  local changed
+  changed, err, code = update:run(key, token, changes.state, encode_handlers(changes.handlers),
+    encode_errors(changes.errors), changes.next_at, changes.lease_until, changes.finished_at,
+    changes.attempts, expires_at)
+  if not changed then
+    return failed(err, code)
+  end
+  return pack(changed == 1)
+end
+
+-- due: the keys due at now, soonest first; removes expired done records now and then.
+function ops.due(conn, now, limit)
+  if now - conn.swept_at >= SWEEP_EVERY then
+    local sweep, err, code = statement(conn, "sweep")
+    if not (sweep and sweep:run(now)) then
+      return failed(err, code)
+    end
+    conn.swept_at = now
+  end
+  local due, err, code = statement(conn, "due")
+  local rows = due and due:query(now, limit)
+  if not rows then
+    return failed(err, code)
+  end
+  local keys = {}
+  for i, row in ipairs(rows) do
+    keys[i] = row.key
+  end
+  return pack(keys)
+end
+
+function ops.get(conn, key)
+  local get, err, code = statement(conn, "get")
+  local row = get and get:first(key)
+  if row == nil then
+    return failed(err, code)
+  end
+  return pack(record_of(row or nil))
+end
+
+-- find: the records that match every filter given, by received_at then key, after `after`
+-- (the cursor of a previous page), `limit` of them; and the next page's cursor, or nil. Their
+-- bodies too with `bodies` (list's).
+function ops.find(conn, filter)
+  local conditions, values = {}, {}
+  for _, f in ipairs(FILTERS) do
+    local value = filter[f.name]
+    if value ~= nil then
+      conditions[#conditions + 1] = f.sql
+      values[#values + 1] = value
+    end
+  end
+  if filter.after then
+    conditions[#conditions + 1] = "(received_at > ? OR (received_at = ? AND key > ?))"
+    values[#values + 1] = filter.after.received_at
+    values[#values + 1] = filter.after.received_at
+    values[#values + 1] = filter.after.key
+  end
+  local limit = filter.limit
+  local sql = "SELECT " .. (filter.bodies and COLUMNS or SUMMARY_COLUMNS) .. " FROM deliveries"
+    .. (#conditions > 0 and " WHERE " .. table_concat(conditions, " AND ") or "")
+    .. " ORDER BY received_at, key" .. (limit and " LIMIT " .. string_format("%d", limit + 1) or "")
+  local stmt, err, code = conn.db:prepare(sql)
+  if not stmt then
+    return failed(err, code)
+  end
+  local rows
+  rows, err, code = stmt:query(unpack(values, 1, #values))
+  stmt:finalize()
+  if not rows then
+    return failed(err, code)
+  end
+  local after
+  if limit and #rows > limit then
+    rows[#rows] = nil
+    after = { received_at = rows[#rows].received_at, key = rows[#rows].key }
+  end
+  for _, row in ipairs(rows) do
+    record_of(row)
+  end
+  return pack(rows, after)
+end
+
+-- counts: { states = { state = n }, events = { event = { state = n } } }.
+function ops.counts(conn)
+  local tally, err, code = statement(conn, "tally")
+  local rows = tally and tally:query()
+  if not rows then
+    return failed(err, code)
+  end
+  local states, events = {}, {}
+  for _, row in ipairs(rows) do
+    states[row.state] = (states[row.state] or 0) + row.n
+    local by_state = events[row.event] or {}
+    by_state[row.state] = row.n
+    events[row.event] = by_state
+  end
+  return pack({ states = states, events = events })
+end
+
+function ops.rearm(conn, key, now)
+  local get, err, code = statement(conn, "get")
+  local row = get and get:first(key)
+  if row == nil then
+    return failed(err, code)
+  elseif row == false then
+    return pack(nil, "not found")
+  end
+  local record, why = journal.rearmed(record_of(row), now)
+  if not record then
+    return pack(false, why)
+  end
+  local rearm
+  rearm, err, code = statement(conn, "rearm")
+  if not (rearm and rearm:run(key, now, record.attempts, record.version)) then
+    return failed(err, code)
+  end
+  return pack(record)
+end
+
+function ops.remove(conn, key)
+  local remove, err, code = statement(conn, "remove")
+  local changed = remove and remove:run(key)
+  if not changed then
+    return failed(err, code)
+  elseif changed == 0 then
+    return pack(nil, "not found")
+  end
+  return pack(true)
+end
+
+-- import: records written whole as they were elsewhere (the file journal's), each kept unless
+-- the database has a newer version of it; how many were written.
+function ops.import(conn, records)
+  local get, err, code = statement(conn, "get")
+  local insert = get and statement(conn, "insert")
+  local remove = insert and statement(conn, "remove")
+  if not remove then
+    return failed(err, code)
+  end
+  local written = 0
+  for _, r in ipairs(records) do
+    local row
+    row, err, code = get:first(r.key)
+    if row == nil then
+      return failed(err, code)
+    end
+    if not row or (row.version or 0) < (r.version or 0) then
+      if row and not remove:run(r.key) then
+        return failed("cannot replace " .. r.key)
+      end
+      local changed
+      changed, err, code = insert:run(r.key, r.event or "", r.uid or "", r.state,
+        r.state ~= "done" and r.body or nil, r.received_at or 0, r.attempts or 0,
+        encode_handlers(r.handlers or {}), encode_errors(r.errors or {}), r.next_at,
+        r.lease_until, r.token, r.finished_at, r.expires_at, r.version or 1)
+      if not changed then
+        return failed(err, code)
+      end
+      written = written + 1
+    end
+  end
+  return pack(written)
+end
+
+_M.ops = ops
+
+-- Runs ops (a list of { name, arg1, ..., n = count of arguments + 1 }) in one transaction on
+-- DIR's database: the list of their results (each what the journal's method returns, packed
+-- with its count n). When the database fails, every op gets that failure: the transaction is
+-- rolled back whole. This is what nginx's thread pool runs
+-- (ngx.run_worker_thread(pool, "jicoo.webhook.journal.sqlite_db", "batch", ...)).
+function _M.batch(dir, settings, list)
+  local conn, err, code = _M.connect(dir, settings)
+  local results = {}
+  if conn then
+    local db = conn.db
+    local ok
+    ok, err, code = db:exec("BEGIN IMMEDIATE")
+    if ok then
+      for i, op in ipairs(list) do
+        local result = ops[op[1]](conn, unpack(op, 2, op.n or #op))
+        if result.failure then
+          ok, err, code = nil, result[2], result[3]
+          break
+        end
+        results[i] = result
+      end
+      if ok then
+        ok, err, code = db:exec("COMMIT")
+      end
+      if not ok then
+        db:exec("ROLLBACK")
+      end
+    end
+    if ok then
+      return results
+    end
+    if code ~= "busy" and code ~= "full" then
+      _M.disconnect(dir)   -- open it again next time: the failure may have been the connection's
+    end
+  end
+  local failure = failed("journal " .. dir .. ": " .. tostring(err), code)
+  for i = 1, #list do
+    results[i] = failure
+  end
+  return results
+end
+
+return _M
