@@ -421,7 +421,7 @@ describe("jicoo-webhook deliveries", function()
     dir = runner.temp_dir()
     journal_dir = dir .. "/journal"
     -- A receiver's journal: one delivery dead (its handler always failed), one done.
-    local r = webhook.router({ verify = false, journal = journal.files({ dir = journal_dir }),
+    local r = webhook.router({ verify = false, journal = journal.sqlite({ dir = journal_dir }),
       retry_delays = {}, log = function() end })
     r:on("guest_booked", function() error("crm down\nsecond line") end)
     assert.are.equal(500, r:handle(support.read(booked)).status)
@@ -471,7 +471,7 @@ describe("jicoo-webhook deliveries", function()
   it("retries a dead delivery (due now, a new budget) and drops one", function()
     local code, out = deliveries("retry " .. q(KEY))
     assert.are.equal(0, code, out)
-    local record = journal.files({ dir = journal_dir }):get(KEY)
+    local record = journal.sqlite({ dir = journal_dir }):get(KEY)
     assert.are.equal("failed", record.state)
     assert.are.equal(0, record.attempts)
     assert.truthy(record.next_at <= os.time())
@@ -479,7 +479,7 @@ describe("jicoo-webhook deliveries", function()
     assert.are.equal(1, code)   -- done: nothing to retry
     code = deliveries("drop " .. q(KEY))
     assert.are.equal(0, code)
-    assert.is_nil(journal.files({ dir = journal_dir }):get(KEY))
+    assert.is_nil(journal.sqlite({ dir = journal_dir }):get(KEY))
     code = deliveries("drop " .. q(KEY))
     assert.are.equal(1, code)
   end)
@@ -488,7 +488,7 @@ describe("jicoo-webhook deliveries", function()
     -- "\u001b]0;pwned\u0007" retitles a terminal, "\u001b[2J" clears it, U+009B is C1's CSI
     local body = support.read(booked):gsub('"uid": "ACDADADASS"',
       '"uid": "X\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m"')
-    local r = webhook.router({ verify = false, journal = journal.files({ dir = journal_dir }),
+    local r = webhook.router({ verify = false, journal = journal.sqlite({ dir = journal_dir }),
       retry_delays = {}, log = function() end })
     r:on("guest_booked", function() error("down\27[31m\r") end)
     assert.are.equal(500, r:handle(body).status)
@@ -540,6 +540,58 @@ describe("jicoo-webhook deliveries", function()
     assert.truthy(out:find("failed " .. KEY, 1, true), out)
     local foreign = support.run("find " .. q(journal_dir) .. " ! -user nobody")
     assert.are.equal("", foreign)
+  end)
+
+  -- The embedded journal before SQLite kept a JSON file a record: open/, done/, dead/.
+  it("imports a file journal: every record once, the newer copy, what is not a record left", function()
+    local from = dir .. "/files"
+    local function record(folder, key, state, version, extra)
+      local fields = { key = key, event = "guest_booked", uid = key:match("/([^/]+)/"),
+        state = state, version = version, attempts = 2, received_at = 1700000000,
+        handlers = { ["a.lua"] = true }, errors = { { handler = "b.lua", message = "down" } },
+        body = '{"a":1}', next_at = 1700000100, finished_at = 1700000050 }
+      for name, value in pairs(extra or {}) do
+        fields[name] = value
+      end
+      assert(support.run("mkdir -p " .. q(from .. "/" .. folder)))
+      support.write(from .. "/" .. folder .. "/" .. key:gsub("[^%w._-]", function(c)
+        return string.format("%%%02X", c:byte()) end) .. ".json", require("jicoo.webhook.json").encode(fields))
+    end
+    record("open", "guest_booked/imp_failed/t", "failed", 3)
+    record("dead", "guest_booked/imp_dead/t", "dead", 5)
+    record("done", "guest_booked/imp_done/t", "done", 4, { expires_at = os.time() + 3600 })
+    -- a crash between a move's two steps: the copy with the higher version is the record
+    record("open", "guest_booked/imp_moved/t", "failed", 6)
+    record("dead", "guest_booked/imp_moved/t", "dead", 7)
+    support.write(from .. "/open/garbage.json", "{not json")
+    assert(support.run("mkfifo " .. q(from .. "/dead/fifo.json")))
+    local code, out, err = jicoo("deliveries import --from-files " .. q(from) .. " --journal " .. q(journal_dir))
+    assert.are.equal(1, code, out .. err)   -- two files left
+    assert.truthy(out:find("4 records in " .. from .. ": 4 written into " .. journal_dir, 1, true), out)
+    assert.truthy(err:find("left " .. from .. "/open/garbage.json: not a journal record", 1, true), err)
+    assert.truthy(err:find("left " .. from .. "/dead/fifo.json: a fifo, not a record", 1, true), err)
+    local j = journal.sqlite({ dir = journal_dir })
+    local states = { imp_failed = "failed", imp_dead = "dead", imp_done = "done", imp_moved = "dead" }
+    for uid, state in pairs(states) do
+      local r = j:get("guest_booked/" .. uid .. "/t")
+      assert.are.equal(state, r.state, uid)
+      assert.are.same({ ["a.lua"] = true }, r.handlers)
+      assert.are.equal("down", r.errors[1].message)
+      assert.are.equal(2, r.attempts)
+    end
+    assert.are.equal('{"a":1}', j:get("guest_booked/imp_dead/t").body)
+    assert.is_nil(j:get("guest_booked/imp_done/t").body)
+    assert.are.equal(7, j:get("guest_booked/imp_moved/t").version)
+    -- a failed one is due, as it was
+    local due = j:due(1700000100, 10)
+    assert.truthy(table.concat(due, " "):find("guest_booked/imp_failed/t", 1, true))
+    -- the imported files are gone, the folder that only held them too
+    assert.is_nil(io.open(from .. "/done"))
+    assert.are.equal("{not json", support.read(from .. "/open/garbage.json"))
+    -- run again: nothing new, the two files still left
+    code, out = jicoo("deliveries import --from-files " .. q(from) .. " --journal " .. q(journal_dir))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("0 records in " .. from, 1, true), out)
   end)
 
   it("needs a journal: a usage error without --journal or --redis", function()

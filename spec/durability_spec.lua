@@ -1,7 +1,8 @@
 -- Nothing answered 2xx is lost, tried for real: the example receiver in a real nginx (two
--- workers, the file journal) with handlers the spec steers through files (spec/durability_handlers),
--- workers killed with kill -9, scripts broken and fixed under `nginx -s reload`, and the
--- jicoo-webhook command reading and retrying the journal. Deliveries are signed by the openssl
+-- workers, the SQLite journal reached through nginx's thread pool) with handlers the spec steers
+-- through files (spec/durability_handlers), workers and nginx itself killed with kill -9, a full
+-- disk, the journal's lock held by another process, scripts broken and fixed under
+-- `nginx -s reload`, and the jicoo-webhook command reading and retrying the journal. Deliveries are signed by the openssl
 -- command line and sent by curl. Runs as the ctest integration-durability (JICOO_INTEGRATION=1).
 if os.getenv("JICOO_INTEGRATION") ~= "1" then
   describe("durability", function()
@@ -30,7 +31,7 @@ end
 
 local wait_for, counts = servers.wait_for, servers.counts
 
-describe("durability: the file journal in nginx", function()
+describe("durability: the journal in nginx", function()
   local dir
   local started = {}
 
@@ -47,7 +48,7 @@ describe("durability: the file journal in nginx", function()
 
   -- An nginx of its own for one case: its output folder (the handlers' logs and steering files),
   -- its journal folder, its handler folder.
-  local function start(name, env, handlers)
+  local function start(name, env, handlers, workers)
     local output = dir .. "/" .. name .. "-out"
     local journal = dir .. "/" .. name .. "-journal"
     assert(support.run("mkdir -p " .. support.quote(output)))
@@ -63,7 +64,8 @@ describe("durability: the file journal in nginx", function()
       full_env[k] = v
     end
     local server, log = servers.nginx_server(dir, name, function(port)
-      return servers.config(port, { workers = 2 })
+      return servers.config(port, { workers = workers or 2, server = {
+        "    location = /ping { return 200 'pong'; }" } })
     end, full_env)
     assert(server, "nginx did not start:\n" .. tostring(log))
     server.output, server.journal = output, journal
@@ -249,29 +251,174 @@ describe("durability: the file journal in nginx", function()
     assert.are.equal(2, causes)   -- one line per answer
   end)
 
-  it("lists a truncated record as corrupt and keeps serving", function()
+  it("answers 500 naming the file when the journal's database is not one, and keeps serving", function()
+    -- A journal.db that is not SQLite's, where the receiver's journal is.
+    local journal_dir = dir .. "/corrupt-journal"
+    assert(support.run("mkdir -p -m 700 " .. support.quote(journal_dir)))
+    support.write(journal_dir .. "/journal.db", string.rep("not a database\n", 1000))
+    assert(support.run("chmod 600 " .. support.quote(journal_dir .. "/journal.db")))
     local server = start("corrupt")
-    steer(server, "fail", "")
-    local path, key = delivery("corrupt1")
-    assert.are.equal("500", (post(server, path)))
-    local name = require("jicoo.webhook.journal.files").file_name(key)
-    local record_path = server.journal .. "/open/" .. name .. ".json"
-    local text = support.read(record_path)
-    support.write(record_path, text:sub(1, math.floor(#text / 2)))
-    os.remove(server.output .. "/fail")
-
-    local code, out = deliveries("list", server)
-    assert.are.equal(0, code)
-    assert.truthy(out:find("corrupt " .. record_path, 1, true), out)
-    local other = delivery("corrupt2")
-    local status, body = post(server, other)
-    assert.are.equal("200", status, body)
-    assert.are.equal("handled", cjson.decode(body).result)
-    servers.sleep(2)   -- two passes of the scheduler over the corrupt record
-    assert.are.equal("200", (post(server, delivery("corrupt3"))))
-    assert.truthy(server:log():find("skipping " .. record_path, 1, true))
+    local status, body = post(server, delivery("corrupt2"))
+    assert.are.equal("500", status, body)
+    assert.truthy(server:log():find(server.journal .. "/journal.db", 1, true), server:log())
+    assert.are.equal("200", servers.get(server:url("/ping")))
+    local code, _, err = deliveries("list", server)
+    assert.are.equal(1, code)
+    assert.truthy(err:find("journal.db", 1, true), err)
     for _, line in ipairs(server:error_lines()) do
       assert.is_nil(line:find("exited on signal", 1, true), line)
     end
+  end)
+
+  -- Answered first, its handlers asleep when nginx, master and workers, is killed with kill -9:
+  -- started again on the same journal, every delivery answered 200 is handled, once.
+  it("handles every delivery it answered 200 after nginx itself was killed with kill -9", function()
+    local env = { JICOO_ANSWER_FIRST = "1" }
+    local server = start("crash", env)
+    steer(server, "sleep", "30")
+    local keys = {}
+    for i = 1, 8 do
+      local path, key = delivery("crash" .. i)
+      local status, body = post(server, path)
+      assert.are.equal("200", status, body)
+      assert.are.equal("accepted", cjson.decode(body).result)
+      keys[i] = key
+    end
+    assert.is_true(wait_for(function()
+      local attempts = counts(server.output .. "/attempts.log")
+      for _, key in ipairs(keys) do
+        if attempts[key] ~= 1 then
+          return false
+        end
+      end
+      return true
+    end, 10), server:log())
+    support.run("pkill -KILL -P " .. server.pid .. "; kill -KILL " .. server.pid)
+    assert.is_true(wait_for(function() return not servers.is_alive(server.pid) end, 5))
+    os.remove(server.output .. "/sleep")
+    local again = start("crash", env)   -- the same journal and output folders
+    assert.is_true(wait_for(function()
+      local booked = counts(again.output .. "/booked.log")
+      for _, key in ipairs(keys) do
+        if booked[key] ~= 1 then
+          return false
+        end
+      end
+      return true
+    end, 20), again:log())
+    local any = counts(again.output .. "/any.log")
+    for _, key in ipairs(keys) do
+      assert.are.equal(1, any[key], key)   -- it had succeeded before the crash: not run again
+    end
+    local _, booked_lines = counts(again.output .. "/booked.log")
+    assert.are.equal(#keys, booked_lines)
+  end)
+
+  -- A real full disk: the journal on an 8 MiB tmpfs (root can mount one; elsewhere pending).
+  -- A delivery whose handlers ran but whose outcome could not be written (the log says so) runs
+  -- again once its lease is out: that is the one case of a handler running twice here.
+  it("never answers 200 for a delivery it could not journal on a full disk, and takes it once"
+      .. " there is room", function()
+    local mount = dir .. "/small"
+    assert(support.run("mkdir -p " .. support.quote(mount)))
+    local _, mounted = support.run("mount -t tmpfs -o size=8m tmpfs " .. support.quote(mount)
+      .. " 2>/dev/null")
+    if not mounted then
+      pending("cannot mount a tmpfs here (needs root)")
+      return
+    end
+    local ok, err = pcall(function()
+      local server = start("full", { JICOO_JOURNAL_DIR = mount .. "/journal" })
+      assert.are.equal("200", (post(server, delivery("full0"))))
+      support.run("dd if=/dev/zero of=" .. support.quote(mount .. "/filler") .. " bs=4k 2>/dev/null")
+      local answered, refused = {}, {}
+      for i = 1, 40 do
+        local path, key = delivery("full" .. i)
+        local status = post(server, path)
+        if status == "200" then
+          answered[#answered + 1] = key
+        else
+          assert.truthy(status == "500" or status == "503", status)
+          refused[#refused + 1] = path
+        end
+      end
+      assert.truthy(#refused > 0, "the full disk refused nothing")
+      os.remove(mount .. "/filler")
+      for _, path in ipairs(refused) do   -- the sender's retries
+        local status, body = post(server, path)
+        assert.are.equal("200", status, body .. server:log())
+      end
+      local unrecorded = {}
+      for key in server:log():gmatch("cannot record how (%S+) went") do
+        unrecorded[key] = true
+      end
+      local keys = {}
+      for _, key in ipairs(answered) do
+        keys[#keys + 1] = key
+      end
+      for _, path in ipairs(refused) do
+        keys[#keys + 1] = select(2, delivery(path:match("([^/]+)%.json$")))
+      end
+      assert.is_true(wait_for(function()
+        local booked = counts(server.output .. "/booked.log")
+        for _, key in ipairs(keys) do
+          if not booked[key] then
+            return false
+          end
+        end
+        return true
+      end, 15), server:log())
+      local booked = counts(server.output .. "/booked.log")
+      for _, key in ipairs(keys) do
+        assert.truthy(booked[key] == 1 or (unrecorded[key] and booked[key] == 2), key)
+      end
+    end)
+    support.run("umount " .. support.quote(mount))
+    assert(ok, err)
+  end)
+
+  -- The lock on the database held by another process for 4 s: a delivery on the worker waits
+  -- in nginx's thread pool, and the worker answers another location meanwhile.
+  it("answers other requests on the same worker while a delivery waits for the journal", function()
+    local server = start("locked", nil, nil, 1)
+    assert.are.equal("200", (post(server, delivery("locked0"))))   -- the database is there
+    local holder = dir .. "/hold.lua"
+    support.write(holder, "local db = assert(require('jicoo.webhook.sqlite3').open(arg[1]))\n"
+      .. "assert(db:exec('BEGIN IMMEDIATE'))\nio.open(arg[2], 'w'):close()\n"
+      .. "os.execute('sleep 4')\ndb:exec('ROLLBACK')\n")
+    local held = dir .. "/held"
+    support.run("(luajit " .. support.quote(holder) .. " " .. support.quote(server.journal
+      .. "/journal.db") .. " " .. support.quote(held) .. " >/dev/null 2>&1 &)")
+    assert.is_true(wait_for(function() return io.open(held) ~= nil end, 5))
+    local path = delivery("locked1")
+    local answer_file = dir .. "/locked1.answer"
+    support.run("(curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 15 -H "
+      .. "'Content-Type: application/json' -H " .. support.quote("Jicoo-Webhook-Signature: "
+      .. servers.sign(SECRET, os.time(), path)) .. " --data-binary @" .. support.quote(path)
+      .. " " .. support.quote(server:url()) .. " > " .. support.quote(answer_file) .. " &)")
+    servers.sleep(0.3)
+    local slowest = 0
+    for _ = 1, 10 do
+      local out = support.run("curl -s -o /dev/null -w '%{time_total}' --max-time 5 "
+        .. support.quote(server:url("/ping")))
+      slowest = math.max(slowest, tonumber(out) or 99)
+      servers.sleep(0.1)
+    end
+    assert.truthy(wait_for(function()
+      local file = io.open(answer_file)
+      local text = file and file:read("*a") or ""
+      if file then file:close() end
+      return text:match("^%d%d%d ")
+    end, 15))
+    local status, took = support.read(answer_file):match("^(%d+) ([%d.]+)")
+    assert.truthy(tonumber(took) >= 1.5, "the delivery did not wait for the lock: " .. took)
+    assert.truthy(slowest < 0.5, "a ping took " .. slowest .. " s while the delivery waited")
+    assert.truthy(status == "500" or status == "200", status)
+    if status == "500" then   -- the lock outlasted busy_timeout: the sender's retry is taken
+      assert.are.equal("200", (post(server, path)))
+    end
+    assert.is_true(wait_for(function()
+      return counts(server.output .. "/booked.log")[select(2, delivery("locked1"))] == 1
+    end, 10))
   end)
 end)

@@ -1,8 +1,8 @@
 -- The journal's backends held to one contract (lua/jicoo/webhook/journal/init.lua): the same
--- sequence of acquire, update, due, rearm and remove gives the same outcomes on the memory
--- journal, the file journal and, where redis-server and LuaSocket are installed, the Redis
--- journal against a real redis-server on 127.0.0.1. Then what only the file journal has: its
--- layout, corrupt records, a folder it cannot write.
+-- sequence of acquire, update, due, rearm and remove, and the same queries, give the same
+-- outcomes on the memory journal, the SQLite journal and, where redis-server and LuaSocket are
+-- installed, the Redis journal against a real redis-server on 127.0.0.1. Then what only the
+-- SQLite journal has: its files on a shared machine, its cap, its sweep, a full disk.
 local journal = require "jicoo.webhook.journal"
 local support = require "support"
 
@@ -29,8 +29,6 @@ end
 -- The backends: name, make(dir) -> journal, and what sets them apart.
 local backends = {
   { name = "memory", make = function() return journal.memory() end, durable = false },
-  { name = "files", make = function(dir) return journal.files({ dir = dir .. "/journal" }) end,
-    durable = true, keeps_done = true, no_queries = true },
   { name = "sqlite", make = function(dir) return journal.sqlite({ dir = dir .. "/journal" }) end,
     durable = true, keeps_done = true },
 }
@@ -196,13 +194,7 @@ for _, backend in ipairs(backends) do
     end)
 
     -- find and counts (skipped by a backend that has no queries)
-    local function with_queries(name, fn)
-      if backend.no_queries then
-        pending(name .. " (no queries)")
-      else
-        it(name, fn)
-      end
-    end
+    local with_queries = it
 
     -- Five deliveries of two bookings and two events, received a second apart, in these states.
     local function five()
@@ -311,78 +303,111 @@ for _, backend in ipairs(backends) do
   end)
 end
 
-describe("journal.files on disk", function()
+describe("journal.sqlite on disk", function()
   local core = require "jicoo.webhook.core"
   local dir, j
 
   before_each(function()
     dir = temp_dir()
-    j = journal.files({ dir = dir .. "/journal" })
+    j = journal.sqlite({ dir = dir .. "/journal" })
   end)
 
   after_each(function()
     remove_dir(dir)
   end)
 
-  local function path(folder)
-    return dir .. "/journal/" .. folder .. "/" .. require("jicoo.webhook.journal.files").file_name(KEY) .. ".json"
+  local function mode(path)
+    local info = core.file_info(path)
+    return info and string.format("%o", info.mode)
   end
 
-  it("keeps each record as a JSON file in the folder of its state", function()
-    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
-    local stored = assert(core.decode(support.read(path("open"))))
-    assert.are.equal(KEY, stored.key)
-    assert.are.equal('{"a":1}\n', stored.body)
-    j:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW)
-    assert.is_nil(io.open(path("open")))
-    assert.are.equal("done", core.decode(support.read(path("done"))).state)
+  it("keeps the database and SQLite's files 0600 in a 0700 folder, whatever the umask", function()
+    -- a fresh process under umask 0, as nginx runs
+    local script = dir .. "/write.lua"
+    -- (SQLite removes -wal and -shm when the last connection closes: the child looks at them
+    -- while its connection is open)
+    support.write(script, "local j = require('jicoo.webhook.journal').sqlite({ dir = arg[1] })\n"
+      .. "assert(j:acquire('k/u/t', 1, 60, { key = 'k/u/t', event = 'e', uid = 'u', body = '{}',"
+      .. " received_at = 1 }, false))\n"
+      .. "local core = require('jicoo.webhook.core')\n"
+      .. "for _, name in ipairs({ '', '/journal.db', '/journal.db-wal', '/journal.db-shm' }) do\n"
+      .. "  local info = assert(core.file_info(arg[1] .. name))\n"
+      .. "  io.write(string.format('%s %o\\n', name, info.mode))\n"
+      .. "end\n")
+    local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local out, ok = support.run("umask 0; " .. interpreter .. " " .. support.quote(script) .. " "
+      .. support.quote(dir .. "/umask0") .. " 2>&1")
+    assert(ok, out)
+    assert.are.equal(" 700\n/journal.db 600\n/journal.db-wal 600\n/journal.db-shm 600\n", out)
   end)
 
-  it("names the file after the key, escaped", function()
-    assert.are.equal("guest_booked%2Fbk_1%2F2024-03-01T10%3A00%3A05%2B09%3A00", require("jicoo.webhook.journal.files").file_name(KEY))
+  it("closes a folder of its own that others could read", function()
+    assert(support.run("mkdir -m 755 " .. support.quote(dir .. "/open")))
+    local opened = journal.sqlite({ dir = dir .. "/open" })
+    assert.are.equal("new", (opened:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    assert.are.equal("700", mode(dir .. "/open"))
   end)
 
-  it("prefers the newer copy when a crash left one in two folders", function()
-    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
-    local old = support.read(path("open"))
-    j:update(KEY, record.token, { state = "dead", finished_at = NOW }, NOW)
-    support.write(path("open"), old)   -- as if the crash came before the old copy was removed
-    assert.are.equal("dead", j:get(KEY).state)
-    assert.are.equal("dead", (j:acquire(KEY, NOW + 1000, LEASE, new_delivery(), true)))
-    assert.is_truthy(j:rearm(KEY, NOW))
-    assert.is_nil(io.open(path("dead")))
-  end)
-
-  it("reports a truncated record, and skips it when listing what is due", function()
-    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
-    j:update(KEY, record.token, { state = "failed", next_at = NOW }, NOW)
-    j:acquire("other/key/t", NOW, LEASE, new_delivery("other/key/t"), false)
-    local text = support.read(path("open"))
-    support.write(path("open"), text:sub(1, math.floor(#text / 2)))
-
-    local got, err = j:get(KEY)
-    assert.is_nil(got)
-    assert.truthy(err:find("corrupt record " .. path("open"), 1, true), err)
-    local keys, problems = j:due(NOW + LEASE, 10)
-    assert.are.same({ "other/key/t" }, keys)
-    assert.are.equal(path("open"), problems[1].file)
-    local listed = j:list("all")
-    local corrupt
-    for _, entry in ipairs(listed) do
-      if entry.state == "corrupt" then
-        corrupt = entry
-      end
+  -- Where the journal expects its own file, something planted by someone else is refused,
+  -- named, never followed, never waited on.
+  local PLANTED = {
+    { "a link to a file", function(path, victim)
+      support.write(victim, "precious")
+      assert(support.run("ln -s " .. support.quote(victim) .. " " .. support.quote(path)))
+    end, "a symbolic link" },
+    { "a FIFO", function(path)
+      assert(support.run("mkfifo " .. support.quote(path)))
+    end, "a FIFO" },
+    { "a hard link", function(path, victim)
+      support.write(victim, "")
+      assert(support.run("ln " .. support.quote(victim) .. " " .. support.quote(path)))
+    end, "has 2 hard links" },
+  }
+  for _, case in ipairs(PLANTED) do
+    for _, name in ipairs({ "journal.db", "journal.db-wal" }) do
+      it("refuses " .. case[1] .. " at " .. name, function()
+        local folder = dir .. "/planted"
+        assert(support.run("mkdir -m 700 " .. support.quote(folder)))
+        case[2](folder .. "/" .. name, dir .. "/victim")
+        local planted = journal.sqlite({ dir = folder })
+        local outcome, err, code = planted:acquire(KEY, NOW, LEASE, new_delivery(), false)
+        assert.is_nil(outcome)
+        assert.are.equal("unsafe", code)
+        assert.truthy(err:find(folder .. "/" .. name, 1, true), err)
+        assert.truthy(err:find(case[3], 1, true), err)
+        if case[1] == "a link to a file" then
+          assert.are.equal("precious", support.read(dir .. "/victim"))
+        end
+      end)
     end
-    assert.are.equal(path("open"), corrupt.file)
-    -- A copy of the delivery cannot be told from a new one: the journal fails, nothing is claimed.
-    local outcome, acquire_err = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+  end
+
+  it("refuses a folder that is a link", function()
+    assert(support.run("mkdir -m 700 " .. support.quote(dir .. "/real") .. " && ln -s "
+      .. support.quote(dir .. "/real") .. " " .. support.quote(dir .. "/link")))
+    local outcome, err, code = journal.sqlite({ dir = dir .. "/link" }):get(KEY)
     assert.is_nil(outcome)
-    assert.truthy(acquire_err:find("corrupt", 1, true))
+    assert.are.equal("unsafe", code)
+    assert.truthy(err:find("a link, not a folder", 1, true), err)
   end)
 
-  it("fails, naming the folder, where it cannot write", function()
+  local as_root = support.run("id -u"):match("^0") and it or function(name)
+    pending(name .. " (needs root)")
+  end
+  as_root("refuses a database another user owns", function()
+    local folder = dir .. "/foreign"
+    journal.sqlite({ dir = folder }):get(KEY)
+    require("jicoo.webhook.journal.sqlite_db").disconnect(folder)   -- opened again below
+    assert(support.run("chown nobody " .. support.quote(folder .. "/journal.db")))
+    local outcome, err, code = journal.sqlite({ dir = folder }):get(KEY)
+    assert.is_nil(outcome)
+    assert.are.equal("unsafe", code)
+    assert.truthy(err:find("owned by uid", 1, true), err)
+  end)
+
+  it("fails, naming the folder, where it cannot make it", function()
     support.write(dir .. "/file", "")
-    local blocked = journal.files({ dir = dir .. "/file/journal" })
+    local blocked = journal.sqlite({ dir = dir .. "/file/journal" })
     local outcome, err = blocked:acquire(KEY, NOW, LEASE, new_delivery(), false)
     assert.is_nil(outcome)
     assert.truthy(err:find(dir .. "/file/journal", 1, true), err)
@@ -390,57 +415,92 @@ describe("journal.files on disk", function()
     assert.is_nil(blocked:due(NOW, 10))
   end)
 
-  -- A real full disk: a 64 KiB tmpfs (root can mount one; elsewhere the case is pending).
+  it("refuses new deliveries past max_open with the code full, and takes them once some are done", function()
+    local capped = journal.sqlite({ dir = dir .. "/capped", max_open = 2 })
+    local _, first = capped:acquire("a/1/t", NOW, LEASE, new_delivery("a/1/t"), false)
+    capped:acquire("a/2/t", NOW, LEASE, new_delivery("a/2/t"), false)
+    local outcome, err, code = capped:acquire("a/3/t", NOW, LEASE, new_delivery("a/3/t"), false)
+    assert.is_nil(outcome)
+    assert.are.equal("full", code)
+    assert.truthy(err:find("2 deliveries not done (the cap is 2)", 1, true), err)
+    assert.is_true(capped:update("a/1/t", first.token, { state = "done", finished_at = NOW }, NOW))
+    assert.are.equal("new", (capped:acquire("a/3/t", NOW, LEASE, new_delivery("a/3/t"), false)))
+  end)
+
+  it("removes done records once their ttl has passed, and keeps the counts right", function()
+    local short = journal.sqlite({ dir = dir .. "/short", ttl = 10 })
+    local _, record = short:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    short:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW)
+    short:due(NOW + 5, 10)
+    assert.are.equal("done", short:get(KEY).state)
+    short:due(NOW + 100, 10)   -- a scheduler's pass sweeps
+    assert.is_nil(short:get(KEY))
+    assert.is_nil(short:counts().states.done)
+  end)
+
+  it("answers a scheduler's pass by what is due, not by what is open", function()
+    -- many records far from due, one due: the pass reads one
+    for i = 1, 200 do
+      local key = "many/" .. i .. "/t"
+      local _, record = j:acquire(key, NOW, LEASE, new_delivery(key), false)
+      j:update(key, record.token, { state = "failed", next_at = NOW + 86400 }, NOW)
+    end
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    j:update(KEY, record.token, { state = "failed", next_at = NOW + 5 }, NOW)
+    assert.are.same({ KEY }, (j:due(NOW + 10, 100)))
+    local db = require("jicoo.webhook.sqlite3").open(dir .. "/journal/journal.db")
+    local plan = db:prepare("EXPLAIN QUERY PLAN SELECT key FROM deliveries WHERE due_at <= ?1"
+      .. " ORDER BY due_at LIMIT ?2"):query(NOW, 100)
+    db:close()
+    local detail = {}
+    for i, row in ipairs(plan) do
+      detail[i] = row.detail
+    end
+    assert.truthy(table.concat(detail, "; "):find("USING INDEX deliveries_due", 1, true),
+      table.concat(detail, "; "))
+  end)
+
+  -- Two processes on one journal: a delivery is claimed once.
+  it("lets one of two processes claim a delivery, the other sees it busy", function()
+    local other = journal.sqlite({ dir = dir .. "/journal" })
+    assert.are.equal("new", (j:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    assert.are.equal("busy", (other:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+  end)
+
+  -- A real full disk: a 1 MiB tmpfs (root can mount one; elsewhere the case is pending).
   it("fails, naming the cause, on a full disk, and keeps the record it had whole", function()
     local mount = dir .. "/small"
     assert(support.run("mkdir -p " .. support.quote(mount)))
-    local _, mounted = support.run("mount -t tmpfs -o size=64k tmpfs " .. support.quote(mount)
+    local _, mounted = support.run("mount -t tmpfs -o size=1m tmpfs " .. support.quote(mount)
       .. " 2>/dev/null")
     if not mounted then
       pending("cannot mount a tmpfs here (needs root)")
       return
     end
     local ok, err = pcall(function()
-      local full = journal.files({ dir = mount .. "/journal" })
+      local full = journal.sqlite({ dir = mount .. "/journal" })
       local _, record = full:acquire(KEY, NOW, LEASE, new_delivery(), false)
       assert.is_truthy(record)
-      -- Fill what is left, then try to write a record that no longer fits.
       support.run("dd if=/dev/zero of=" .. support.quote(mount .. "/filler") .. " bs=4k 2>/dev/null")
       local big = new_delivery("big/one/t")
-      big.body = string.rep("x", 32 * 1024)
-      local outcome, write_err = full:acquire("big/one/t", NOW, LEASE, big, false)
+      big.body = string.rep("x", 200 * 1024)
+      local outcome, write_err, code = full:acquire("big/one/t", NOW, LEASE, big, false)
       assert.is_nil(outcome)
-      assert.truthy(write_err:find("No space left on device", 1, true), write_err)
+      assert.are.equal("full", code)
+      assert.truthy(write_err:find("full", 1, true), write_err)
       assert.is_nil(full:get("big/one/t"))
-      local changed, update_err = full:update(KEY, record.token, { state = "failed",
-        next_at = NOW, errors = { { handler = "x", message = string.rep("m", 32 * 1024) } } }, NOW)
-      assert.is_nil(changed)
-      assert.truthy(update_err:find("No space left on device", 1, true), update_err)
       local kept = full:get(KEY)
       assert.are.equal("running", kept.state)
       assert.are.equal('{"a":1}\n', kept.body)
+      os.remove(mount .. "/filler")
+      local again, again_err = full:acquire("big/one/t", NOW, LEASE, big, false)
+      assert.are.equal("new", again, again_err)
     end)
     support.run("umount " .. support.quote(mount))
     assert(ok, err)
   end)
-
-  it("drops done records once their ttl has passed", function()
-    local short = journal.files({ dir = dir .. "/journal", ttl = 10 })
-    local _, record = short:acquire(KEY, NOW, LEASE, new_delivery(), false)
-    short:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW)
-    -- The sweep goes by the file's time: make it old.
-    assert(support.run("touch -d @" .. (NOW - 3600) .. " " .. support.quote(path("done"))))
-    short:due(NOW + 5, 10)
-    assert.is_truthy(io.open(path("done")))   -- expires_at (NOW + 10) not reached
-    short:due(NOW + 100, 10)
-    assert.is_nil(io.open(path("done")))
-    assert.are.equal("new", (short:acquire(KEY, NOW + 100, LEASE, new_delivery(), false)))
-  end)
 end)
 
--- What only the Redis journal has: its layout in Redis, the ttl of a done record, one round trip
--- per acquire and update, scripts the server lost, and a server that is down or holds something
--- else than records.
 describe("journal.redis in Redis", function()
   local ok_socket, socket = pcall(require, "socket")
   local ok_servers, servers = pcall(require, "servers")

@@ -332,6 +332,8 @@ function servers.config(port, opts)
     "env JICOO_WEBHOOK_SECRET; env JICOO_HANDLERS; env JICOO_OUTPUT_DIR; env JICOO_REDIS;",
     "env JICOO_ANSWER_FIRST; env JICOO_TEST_SLEEP; env JICOO_JOURNAL_DIR; env JICOO_JOURNAL;",
     "env JICOO_LEASE; env JICOO_RETRY_DELAYS; env JICOO_REDIS_PASSWORD;",
+    "env JICOO_JOURNAL_DURABILITY; env JICOO_JOURNAL_MAX_OPEN;",
+    "thread_pool jicoo_journal threads=4;",
     "env JICOO_API_KEY; env JICOO_API_URL; env JICOO_SLACK_WEBHOOK_URL; env JICOO_NOTIFY_CHANNEL;",
     "env JICOO_BLOCKED_DOMAINS; env JICOO_RULES_DRY_RUN;",
     lines_of(opts.env),

@@ -1,9 +1,10 @@
 /* The file system calls of the Lua layer, most of which Lua's io library cannot make: a file
  * replaced so that a crash at any point leaves the old or the new one whole (temp file, fsync,
- * rename, fsync of the folder), a removal made durable, a folder listing with modification
- * times, an exclusive lock that the kernel releases when its process dies (flock), and a whole
- * file read. The parser never calls these; the file journal, the script loader, the nginx
- * adapter (a spooled body) and the command line do, on a local file system.
+ * rename, fsync of the folder), a folder listing with modification times, a whole file read,
+ * what a path is (lstat: a link is never followed), a mode set without following a link, a
+ * folder made with an exact mode. The parser never calls these; the journal's folder checks,
+ * the script loader, the nginx adapter (a spooled body) and the command line do, on a local
+ * file system.
  *
  * Failures a caller can meet (a full disk, a folder it cannot write) return nil, msg, errno with
  * the path named in msg; misuse (an argument of the wrong type) raises. */
@@ -15,14 +16,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "compat.h"
 #include "files.h"
-
-#define FILES_LOCK "jicoo.webhook.FileLock"
 
 /* A path argument: a NUL inside would name another file than the caller meant. */
 static const char *files_path(lua_State *L, int index, size_t *len)
@@ -107,31 +105,6 @@ static int files_replace(lua_State *L)
         err = errno;
         unlink(temp);
         return files_fail(L, "cannot rename to", path, err);
-    }
-    if ((err = files_sync_folder(path, path_len)) != 0)
-        return files_fail(L, "cannot sync the folder of", path, err);
-    lua_pushboolean(L, 1);
-    return 1;
-}
-
-/* remove(path [, sync]): true once path is gone (also when it was not there); the folder is
- * synced unless sync is false (a caller that can tell a stale copy from the live one after a
- * crash need not wait for it). */
-static int files_remove(lua_State *L)
-{
-    size_t path_len;
-    const char *path = files_path(L, 1, &path_len);
-    int err;
-    if (unlink(path) != 0) {
-        if (errno == ENOENT) {
-            lua_pushboolean(L, 1);
-            return 1;
-        }
-        return files_fail(L, "cannot remove", path, errno);
-    }
-    if (lua_isboolean(L, 2) && !lua_toboolean(L, 2)) {
-        lua_pushboolean(L, 1);
-        return 1;
     }
     if ((err = files_sync_folder(path, path_len)) != 0)
         return files_fail(L, "cannot sync the folder of", path, err);
@@ -285,62 +258,13 @@ static int files_chmod(lua_State *L)
     return 1;
 }
 
-typedef struct files_lock_handle {
-    int fd;  /* -1 once unlocked */
-} files_lock_handle;
-
-/* lock(path): a handle holding an exclusive flock on path (created if absent), waited for; the
- * lock goes with handle:unlock(), with the handle's collection, or with the process. */
-static int files_lock(lua_State *L)
-{
-    size_t len;
-    const char *path = files_path(L, 1, &len);
-    files_lock_handle *h = (files_lock_handle *)lua_newuserdata(L, sizeof *h);
-    h->fd = -1;
-    luaL_getmetatable(L, FILES_LOCK);
-    lua_setmetatable(L, -2);
-    h->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (h->fd < 0)
-        return files_fail(L, "cannot open the lock", path, errno);
-    while (flock(h->fd, LOCK_EX) != 0) {
-        int err = errno;
-        if (err == EINTR)
-            continue;
-        close(h->fd);
-        h->fd = -1;
-        return files_fail(L, "cannot lock", path, err);
-    }
-    return 1;
-}
-
-static int files_unlock(lua_State *L)
-{
-    files_lock_handle *h = (files_lock_handle *)luaL_checkudata(L, 1, FILES_LOCK);
-    if (h->fd >= 0) {
-        close(h->fd); /* closing the only descriptor releases the flock */
-        h->fd = -1;
-    }
-    return 0;
-}
-
 void files_register(lua_State *L)
 {
     static const luaL_Reg functions[] = {
-        {"file_replace", files_replace}, {"file_remove", files_remove}, {"file_list", files_list},
-        {"file_mkdir", files_mkdir},     {"file_lock", files_lock},     {"file_read", files_read},
-        {"file_info", files_info},       {"file_chmod", files_chmod},   {NULL, NULL}};
+        {"file_replace", files_replace}, {"file_list", files_list}, {"file_mkdir", files_mkdir},
+        {"file_read", files_read},       {"file_info", files_info}, {"file_chmod", files_chmod},
+        {NULL, NULL}};
     const luaL_Reg *f;
-    if (luaL_newmetatable(L, FILES_LOCK)) {
-        lua_pushcfunction(L, files_unlock);
-        lua_setfield(L, -2, "__gc");
-        lua_newtable(L);
-        lua_pushcfunction(L, files_unlock);
-        lua_setfield(L, -2, "unlock");
-        lua_setfield(L, -2, "__index");
-        lua_pushliteral(L, FILES_LOCK);
-        lua_setfield(L, -2, "__name");
-    }
-    lua_pop(L, 1);
     for (f = functions; f->name; f++) {
         lua_pushcfunction(L, f->func);
         lua_setfield(L, -2, f->name);

@@ -4,8 +4,8 @@
 
 #include <lua.h>
 
-/* Adds file_replace, file_remove, file_list, file_mkdir, file_lock, file_read, file_info and
- * file_chmod to the module table on top of the stack. */
+/* Adds file_replace, file_list, file_mkdir, file_read, file_info and file_chmod to the module
+ * table on top of the stack. */
 void files_register(lua_State *L);
 
 #endif

@@ -75,6 +75,11 @@ _jicoo-webhook() {
                             opts="$opts -h --help --journal --redis"
                             break
                             ;;
+                        import)
+                            cmd="$cmd import"
+                            opts="$opts -h --help --journal --from-files"
+                            break
+                            ;;
                     esac
                 done
                 break
@@ -219,7 +224,7 @@ _jicoo-webhook() {
 
             ;;
         'deliveries')
-            COMPREPLY=($(compgen -W "list show retry drop" -- "$cur"))
+            COMPREPLY=($(compgen -W "list show retry drop import" -- "$cur"))
             ;;
         'deliveries list')
             case "$prev" in
@@ -271,6 +276,19 @@ _jicoo-webhook() {
                     return 0
                     ;;
                 --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'deliveries import')
+            case "$prev" in
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --from-files)
                     COMPREPLY=($(compgen -f -- "$cur"))
                     return 0
                     ;;

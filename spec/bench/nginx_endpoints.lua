@@ -45,7 +45,7 @@ function _M.init_worker()
   routers.noverify = router({ verify = false, store = store.shdict("bench_claims") })
   routers.nostore = router({ secrets = SECRET, store = no_store })
   routers.files = router({ secrets = SECRET,
-    journal = journal.files({ dir = os.getenv("JICOO_BENCH_JOURNAL_DIR") }) })
+    journal = journal.sqlite({ dir = os.getenv("JICOO_BENCH_JOURNAL_DIR") }) })
   local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
   if redis_port then
     routers.redis = router({ secrets = SECRET, journal = journal.redis({ port = redis_port }) })

@@ -11,7 +11,7 @@
 --   errors        the last attempt's failures: { { handler = label, message = text }, ... }
 --   next_at, lease_until, token, finished_at, expires_at, version
 --
--- A journal is any table with these methods (the backends: memory.lua, files.lua, redis.lua):
+-- A journal is any table with these methods (the backends: memory.lua, sqlite.lua, redis.lua):
 --
 --   acquire(key, now, lease, new, take_failed) -> outcome, record | nil, err
 --       Atomically, as decide() below says: "new" (no record: `new` written as a running one),
@@ -209,15 +209,16 @@ function _M.memory(opts)
   return j
 end
 
-function _M.files(opts)
-  local j = require("jicoo.webhook.journal.files").new(opts)
-  return j
-end
 
 function _M.sqlite(opts)
   local j = require("jicoo.webhook.journal.sqlite").new(opts)
   return j
 end
+
+-- The name of the embedded journal before it was SQLite: the same folder, now holding the
+-- database (the file journal's records found there move in on the first open).
+_M.files = _M.sqlite
+
 
 function _M.redis(opts)
   local j = require("jicoo.webhook.journal.redis").new(opts)

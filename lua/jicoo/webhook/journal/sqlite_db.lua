@@ -221,6 +221,12 @@ function _M.connect(dir, settings)
   end
   conn = { db = db, stmts = {}, swept_at = 0, path = path }
   connections[path] = conn
+  -- The file journal that came before, in the same folder, moves in on the first open (what
+  -- cannot be read as a record stays where it is; `jicoo-webhook deliveries import` names it).
+  local files_import = require "jicoo.webhook.journal.files_import"
+  if files_import.present(dir) then
+    files_import.run(dir, dir, settings)
+  end
   return conn
 end
 
@@ -563,7 +569,7 @@ function _M.batch(dir, settings, list)
       _M.disconnect(dir)   -- open it again next time: the failure may have been the connection's
     end
   end
-  local failure = failed("journal " .. dir .. ": " .. tostring(err), code)
+  local failure = failed("journal " .. dir .. "/" .. _M.FILE .. ": " .. tostring(err), code)
   for i = 1, #list do
     results[i] = failure
   end
