@@ -94,18 +94,28 @@ local function summary_line(record)
   return table_concat(parts, " ")
 end
 
+-- The records of the states asked for, without their bodies (the journal's find).
+local function records_in(journal, state)
+  local states = state == "open" and { "running", "failed", "dead" }
+    or state == "all" and { false } or { state }
+  local records = {}
+  for _, one in ipairs(states) do
+    local found, err = journal:find({ state = one or nil })
+    if not found then
+      return nil, err
+    end
+    for _, record in ipairs(found) do
+      records[#records + 1] = record
+    end
+  end
+  return records
+end
+
 local function run_list(args, journal)
-  local state = args.state or "open"
-  local records, err = journal:list(state == "open" and "all" or state)
-  if not records then
+  local shown, err = records_in(journal, args.state or "open")
+  if not shown then
     err_out("jicoo-webhook deliveries list: ", err)
     return EXIT_FAILURE
-  end
-  local shown = {}
-  for _, record in ipairs(records) do
-    if state ~= "open" or record.state ~= "done" then
-      shown[#shown + 1] = record
-    end
   end
   table_sort(shown, function(a, b)
     local ta, tb = a.received_at or 0, b.received_at or 0
