@@ -68,14 +68,8 @@ if #missing > 0 then
   os.exit(2)
 end
 
-local function sh(command)
-  local out, ok = support.run(command)
-  return out or "", ok
-end
-
-local function trim(s)
-  return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
+local tools = require "nginx_tools"
+local sh, trim, median = tools.sh, tools.trim, tools.median
 
 ---------------------------------------------------------------------------------------------
 -- The endpoints, in the order of the first round.
@@ -86,8 +80,8 @@ if servers.redis_server and servers.redis_cli then
   redis = servers.redis(dir)
 end
 -- Each journal starts a round empty: the rounds send the same deliveries again.
-local function empty_files_journal()
-  sh("find " .. quote(journal_dir) .. " -name '*.json' -delete 2>/dev/null")
+local function empty_sqlite_journal()
+  sh("sqlite3 " .. quote(journal_dir .. "/journal.db") .. " 'DELETE FROM deliveries' 2>/dev/null")
 end
 local function empty_redis()
   redis:cli("flushall")
@@ -95,7 +89,7 @@ end
 local endpoints = {
   { name = "bare", path = "/bare" },
   { name = "receiver", path = "/jicoo/webhook", handles = true },
-  { name = "files", path = "/v/receiver_files", handles = true, before = empty_files_journal },
+  { name = "sqlite", path = "/v/receiver_sqlite", handles = true, before = empty_sqlite_journal },
   redis and { name = "redis", path = "/v/receiver_redis", handles = true, before = empty_redis,
     redis = redis } or nil,
 }
@@ -112,7 +106,7 @@ end
 local function variant_locations()
   local lines = {}
   for _, name in ipairs({ "adapter", "verify", "construct", "router_noverify", "router_nostore",
-    "receiver_files", "receiver_redis" }) do
+    "receiver_sqlite", "receiver_redis" }) do
     lines[#lines + 1] = "    location = /v/" .. name .. " {\n      client_max_body_size 2m;"
       .. " client_body_buffer_size 128k;\n      content_by_lua_block { require('nginx_endpoints')."
       .. name .. "() }\n    }"
@@ -144,85 +138,12 @@ local function render(port)
   })
 end
 
----------------------------------------------------------------------------------------------
--- The deliveries: the four example deliveries made compact, each copy with its own object uid
--- (so its own idempotency key), t = now, signed by openssl (one run per xargs batch) over
--- "t." .. body files, written to a tmpfs folder when there is one (10^5 files on a disk are
--- slow). The uid is moved to the end of the body: LuaJIT (this one, and wrk's) hashes a long
--- string from a few sampled bytes, its ends among them, and 10^5 live strings that differ only
--- in the middle land in one hash chain (interning them all takes minutes).
 local function make_deliveries(count)
-  local templates = {}
-  local folder = servers.root .. "/examples/openresty/deliveries"
-  for _, name in ipairs(support.list(folder, "%.json$")) do
-    local text, n = support.read(folder .. "/" .. name):gsub("\n%s*", ""):gsub(
-      '"uid":%s*"[^"]*",', "", 1)
-    assert(n == 1 and text:match("}}$"), name .. ": no object uid, or object not last")
-    templates[#templates + 1] = text:sub(1, -3) .. ',"uid":"bench_%d"}}'
-  end
-  local function body(i)
-    return templates[(i - 1) % #templates + 1]:format(i)
-  end
-  local t = os.time()
-  for i = 1, count do
-    support.write(sign_dir .. "/" .. i, t .. "." .. body(i))
-  end
-  -- openssl prints "<hex> *<file>" per file; xargs batches keep the command lines short.
-  local out, ok = sh("cd " .. quote(sign_dir) .. " && seq 1 " .. count
-    .. " | xargs openssl dgst -sha256 -hmac " .. quote(SECRET) .. " -r")
-  assert(ok, "openssl failed: " .. out:sub(1, 500))
-  local hexes = {}
-  for line in out:gmatch("[^\n]+") do
-    local hex, name = line:match("^(%x+) %*?(%d+)$")
-    if hex then
-      hexes[tonumber(name)] = hex
-    end
-  end
-  sh("cd " .. quote(sign_dir) .. " && seq 1 " .. count .. " | xargs rm -f")
-  local data = sign_dir .. "/deliveries.data"
-  local file = assert(io.open(data, "wb"))
-  local size = 0
-  for i = 1, count do
-    assert(hexes[i] and #hexes[i] == 64, "openssl did not sign delivery " .. i)
-    local b = body(i)
-    size = size + #b
-    file:write("t=", t, ",v1=", hexes[i], "\n", #b, "\n", b)
-  end
-  file:close()
-  return data, math.floor(size / count + 0.5)
+  return tools.make_deliveries(sign_dir, SECRET, count)
 end
 
----------------------------------------------------------------------------------------------
--- One wrk run, bounded twice: wrk's -d and coreutils' timeout; its pid in wrk.pid for the trap.
-
 local function wrk(server, path, seconds, data)
-  local pid_file = dir .. "/wrk.pid"
-  local out_file = dir .. "/wrk.out"
-  local command = "timeout -k 5 " .. (seconds + 60) .. " " .. quote(servers.wrk)
-    .. " -t" .. opts.threads .. " -c" .. opts.connections .. " -d" .. seconds .. "s --timeout 5s"
-    .. " -s " .. quote(servers.spec_dir .. "/bench/nginx_wrk.lua") .. " "
-    .. quote(server:url(path)) .. " -- " .. quote(data) .. " " .. opts.threads
-  sh("(" .. command .. ") >" .. quote(out_file) .. " 2>&1 & echo $! >" .. quote(pid_file)
-    .. "; wait $!")
-  os.remove(pid_file)
-  local out = support.read(out_file)
-  local r = {
-    out = out,
-    requests = tonumber(out:match("(%d+) requests in")),
-    rate = tonumber(out:match("Requests/sec:%s+([%d%.]+)")),
-    non2xx = tonumber(out:match("Non%-2xx or 3xx responses:%s+(%d+)") or "0"),
-    errors = 0,
-  }
-  local socket = out:match("Socket errors:([^\n]*)")
-  if socket then
-    for n in socket:gmatch("%d+") do
-      r.errors = r.errors + tonumber(n)
-    end
-  end
-  if not r.requests or not r.rate then
-    r.failed = true
-  end
-  return r
+  return tools.wrk(dir, server:url(path), seconds, data, opts.threads, opts.connections)
 end
 
 local function stats_all(server)
@@ -235,39 +156,10 @@ local function reset(server)
   assert(trim(out) == "reset", "/bench/reset answered: " .. out)
 end
 
--- The nginx worker's CPU time so far, in seconds (utime + stime from /proc/PID/stat).
-local CLK_TCK = tonumber(trim(sh("getconf CLK_TCK"))) or 100
 local worker_pid
 
 local function worker_cpu()
-  local file = worker_pid and io.open("/proc/" .. worker_pid .. "/stat")
-  if not file then
-    return nil
-  end
-  local line = file:read("*l")
-  file:close()
-  local fields = {}
-  for field in line:match("%) (.*)$"):gmatch("%S+") do
-    fields[#fields + 1] = field
-  end
-  -- After "(comm) ": state is field 3 of stat, utime 14 and stime 15.
-  return (tonumber(fields[12]) + tonumber(fields[13])) / CLK_TCK
-end
-
-local function median(list)
-  local sorted = {}
-  for i, v in ipairs(list) do
-    sorted[i] = v
-  end
-  table.sort(sorted)
-  local n = #sorted
-  if n == 0 then
-    return nil
-  end
-  if n % 2 == 1 then
-    return sorted[(n + 1) / 2]
-  end
-  return (sorted[n / 2] + sorted[n / 2 + 1]) / 2
+  return tools.process_cpu(worker_pid)
 end
 
 ---------------------------------------------------------------------------------------------
@@ -433,7 +325,7 @@ local function main()
       print(string.format("\nTargets%s:\n  %-8s %-58s %.1f (at most 5.0)",
         opts.quick and " (quick run: not meaningful)" or "", beyond <= 5 and "met" or "NOT MET",
         "receiver (memory journal, shared-dict claims) µs beyond bare", beyond))
-      for _, name in ipairs({ "files", "redis" }) do
+      for _, name in ipairs({ "sqlite", "redis" }) do
         local cpu = results[name] and median(results[name].cpu)
         if cpu then
           print(string.format("  %-8s %-58s %.1f", "beside", name .. " journal µs beyond bare",

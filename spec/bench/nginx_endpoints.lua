@@ -11,7 +11,7 @@
 -- and, always, the receiver on the two durable journals (the example receiver itself runs on
 -- the memory journal with its claims in the shared dict, JICOO_JOURNAL=memory):
 --
---   receiver_files   the file journal in $JICOO_BENCH_JOURNAL_DIR (an fsync per change)
+--   receiver_sqlite  the SQLite journal in $JICOO_BENCH_JOURNAL_DIR (through the thread pool)
 --   receiver_redis   the Redis journal on 127.0.0.1:$JICOO_BENCH_REDIS_PORT, when it is set
 local openresty = require "jicoo.webhook.openresty"
 local journal = require "jicoo.webhook.journal"
@@ -44,7 +44,7 @@ function _M.init_worker()
   end
   routers.noverify = router({ verify = false, store = store.shdict("bench_claims") })
   routers.nostore = router({ secrets = SECRET, store = no_store })
-  routers.files = router({ secrets = SECRET,
+  routers.sqlite = router({ secrets = SECRET,
     journal = journal.sqlite({ dir = os.getenv("JICOO_BENCH_JOURNAL_DIR") }) })
   local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
   if redis_port then
@@ -103,8 +103,8 @@ function _M.router_nostore()
   return openresty.serve(routers.nostore)
 end
 
-function _M.receiver_files()
-  return openresty.serve(routers.files)
+function _M.receiver_sqlite()
+  return openresty.serve(routers.sqlite)
 end
 
 function _M.receiver_redis()
