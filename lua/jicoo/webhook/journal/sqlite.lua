@@ -6,11 +6,11 @@
 --   - in plain Lua (the command line, scripts, the specs), each call is one transaction, run
 --     where it is called;
 --   - inside nginx, in a phase that may yield, calls never touch the disk on the worker's event
---     loop: they wait on a semaphore while a timer hands their operations to nginx's thread
---     pool (ngx.run_worker_thread; nginx.conf needs `thread_pool NAME threads=N;`), and every
---     call made while one transaction is on its way shares the next one, and its one sync
---     (group commit). A call waits at most wait_timeout, then fails (the router answers 500 and
---     the sender retries).
+--     loop: they wait on a semaphore while the worker's committer (a timer) hands their
+--     operations to nginx's thread pool (ngx.run_worker_thread; nginx.conf needs
+--     `thread_pool NAME threads=N;`), and every call made while one transaction is on its way
+--     shares the next one, and its one sync (group commit). A call waits at most wait_timeout,
+--     then fails (the router answers 500 and the sender retries).
 --   - inside nginx without the thread pool (none in nginx.conf, or a phase that cannot yield),
 --     the call runs where it is made, blocking the worker, and says so in the log once.
 --
@@ -40,6 +40,10 @@ _M.DEFAULT_BUSY_TIMEOUT = 2000
 _M.DEFAULT_WAIT_TIMEOUT = 5000
 _M.DEFAULT_THREAD_POOL = "jicoo_journal"
 local MODULE = "jicoo.webhook.journal.sqlite_db"
+
+local function semaphore()
+  return require "ngx.semaphore"
+end
 
 local OPTIONS = {
   dir = "string", ttl = "number", durability = "string", max_open = "number",
@@ -95,7 +99,9 @@ function _M.new(opts)
     thread_pool = opts.thread_pool or _M.DEFAULT_THREAD_POOL,
     durable = true,
     filling = nil,     -- nginx: the batch the next call joins
-    running = false,   -- nginx: a timer is handing batches to the thread pool
+    running = false,   -- nginx: the committer's timer runs
+    idle = false,      -- nginx: the committer waits on work
+    work = nil,
     pool_missing = nil,
   }, SQLite)
 end
@@ -126,28 +132,47 @@ local function fail_batch(batch, message)
   end
 end
 
--- The timer that hands the batches to the thread pool, one at a time, until none is waiting.
-local function hand_over(premature, self)
+-- Hands one batch to the thread pool and wakes its callers.
+local function commit(self, batch)
   local ngx = rawget(_G, "ngx")
-  while self.filling do
+  local ok, results = ngx.run_worker_thread(self.thread_pool, MODULE, "batch", self.dir,
+    self.settings, batch.ops)
+  if ok then
+    batch.results = results
+  elseif type(results) == "string" and results:find("not found", 1, true) then
+    self.pool_missing = results
+    ngx.log(ngx.WARN, "jicoo-webhook: no `thread_pool ", self.thread_pool, "` in nginx.conf (",
+      results, "): the journal's disk work blocks the worker; add the line to keep it off")
+    batch.results = sqlite_db.batch(self.dir, self.settings, batch.ops)
+  else
+    fail_batch(batch, "journal " .. self.dir .. ": the thread pool failed: " .. tostring(results))
+  end
+  batch.done = true
+  batch.sema:post(batch.waiting)
+end
+
+-- The worker's committer, a timer for as long as the worker runs: it commits the batch calls
+-- have filled, one at a time, and sleeps on `work` while there is none (a call wakes it; it
+-- looks every second whether nginx is exiting).
+local function committer(premature, self)
+  local ngx = rawget(_G, "ngx")
+  while not premature do
+    while self.filling do
+      local batch = self.filling
+      self.filling = nil
+      commit(self, batch)
+    end
+    if ngx.worker.exiting() then
+      break
+    end
+    self.idle = true
+    self.work:wait(1)
+    self.idle = false
+  end
+  while self.filling do   -- exiting: calls made meanwhile are answered, not left waiting
     local batch = self.filling
     self.filling = nil
-    if premature then
-      fail_batch(batch, "journal " .. self.dir .. ": nginx is exiting")
-    else
-      local ok, results = ngx.run_worker_thread(self.thread_pool, MODULE, "batch", self.dir,
-        self.settings, batch.ops)
-      if ok then
-        batch.results = results
-      elseif type(results) == "string" and results:find("not found", 1, true) then
-        self.pool_missing = results
-        ngx.log(ngx.WARN, "jicoo-webhook: no `thread_pool ", self.thread_pool, "` in nginx.conf (",
-          results, "): the journal's disk work blocks the worker; add the line to keep it off")
-        batch.results = sqlite_db.batch(self.dir, self.settings, batch.ops)
-      else
-        fail_batch(batch, "journal " .. self.dir .. ": the thread pool failed: " .. tostring(results))
-      end
-    end
+    fail_batch(batch, "journal " .. self.dir .. ": nginx is exiting")
     batch.done = true
     batch.sema:post(batch.waiting)
   end
@@ -159,19 +184,22 @@ local function run_pooled(self, op)
   local ngx = rawget(_G, "ngx")
   local batch = self.filling
   if not batch then
-    batch = { ops = {}, results = {}, waiting = 0,
-      sema = require("ngx.semaphore").new() }
+    batch = { ops = {}, results = {}, waiting = 0, sema = semaphore().new() }
     self.filling = batch
   end
   local i = #batch.ops + 1
   batch.ops[i] = op
   if not self.running then
-    local ok, err = ngx.timer.at(0, hand_over, self)
+    self.work = self.work or semaphore().new()
+    local ok, err = ngx.timer.at(0, committer, self)
     if not ok then
       batch.ops[i] = nil
       return nil, "journal " .. self.dir .. ": cannot start its timer: " .. tostring(err), "error"
     end
     self.running = true
+  elseif self.idle then
+    self.idle = false
+    self.work:post(1)
   end
   batch.waiting = batch.waiting + 1
   local ok, err = batch.sema:wait(self.wait_timeout)

@@ -341,6 +341,7 @@ function ops.acquire(conn, key, now, lease, new, take_failed, token, max_open)
     if not changed then
       return failed(err, code)
     end
+    record.body = nil   -- the caller has it: not copied back from the thread pool
     return pack("new", record)
   elseif outcome == "taken" then
     record = journal.take(record, now, lease)
