@@ -285,6 +285,8 @@ function Redis:acquire(key, now, lease, new, take_failed)
     return unexpected(self, "the journal's acquire")
   elseif reply[1] == "absent" then
     return "absent"
+  elseif reply[1] == "new" then
+    return "new", fresh
   end
   local record
   record, err = record_of(reply[2], record_key(self, key))

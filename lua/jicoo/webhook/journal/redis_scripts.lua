@@ -86,7 +86,7 @@ if not state then
   redis.call('ZADD', due, lease_until, key)
   add(key, ARGV[8], ARGV[9])
   enter(key, ARGV[7], ARGV[9], 'running')
-  return { 'new', redis.call('HGETALL', record) }
+  return { 'new' }   -- the caller has the record it wrote
 end
 local outcome
 if state == 'running' or state == 'failed' then
@@ -129,29 +129,31 @@ return { outcome, redis.call('HGETALL', record) }
 -- fields and values.
 _M.UPDATE = INDEXES .. [=[
 local record, due, dead, key, now = KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[4]
-local current = redis.call('HMGET', record, 'state', 'token', 'event', 'received_at', 'indexed')
+local current = redis.call('HMGET', record, 'state', 'token', 'version', 'event', 'received_at',
+  'indexed', 'lease_until', 'next_at', 'finished_at', 'expires_at')
 if current[1] ~= 'running' or current[2] ~= ARGV[3] then
   return 0
 end
-if #ARGV > 5 then
-  redis.call('HSET', record, unpack(ARGV, 6))
+-- the fields the sets go by, as the changes leave them (read here rather than again after HSET)
+local f = { state = 'running', lease_until = current[7], next_at = current[8],
+  finished_at = current[9], expires_at = current[10] }
+for i = 6, #ARGV - 1, 2 do
+  f[ARGV[i]] = ARGV[i + 1]
 end
-redis.call('HINCRBY', record, 'version', 1)
-local event, received_at = current[3] or '', current[4] or 0
-if not current[5] then
+redis.call('HSET', record, 'version', (tonumber(current[3]) or 0) + 1, unpack(ARGV, 6))
+local event, received_at = current[4] or '', current[5] or 0
+if not current[6] then
   event, received_at = adopt(record, key, 'running')
 end
-local fields = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'finished_at',
-  'expires_at')
-local state = fields[1]
+local state = f.state
 if state ~= 'running' then
   leave(key, event, 'running')
-  enter(key, event, received_at, state, fields[5] or now)
+  enter(key, event, received_at, state, f.expires_at or now)
 end
 if state == 'running' then
-  redis.call('ZADD', due, fields[2] or now, key)
+  redis.call('ZADD', due, f.lease_until or now, key)
 elseif state == 'failed' then
-  redis.call('ZADD', due, fields[3] or now, key)
+  redis.call('ZADD', due, f.next_at or now, key)
 elseif state == 'done' then
   redis.call('ZREM', due, key)
   redis.call('ZREM', dead, key)
@@ -159,7 +161,7 @@ elseif state == 'done' then
   redis.call('EXPIRE', record, ARGV[5])
 elseif state == 'dead' then
   redis.call('ZREM', due, key)
-  redis.call('ZADD', dead, fields[4] or now, key)
+  redis.call('ZADD', dead, f.finished_at or now, key)
 end
 return 1
 ]=]
