@@ -1,32 +1,6 @@
 -- The Redis journal: the records in a redis-server that every nginx machine (and the command
 -- line) shares. Durable as far as the server is (its AOF or RDB settings say how far).
 --
---   PREFIX d:KEY   a hash per delivery: key, event, uid, body, received_at, state, attempts,
---                  next_at, lease_until, token, version, finished_at, expires_at, and handlers
---                  and errors as JSON text. A done one loses its body and expires after the ttl.
---   PREFIX due     a sorted set of the keys the scheduler must look at: a running one scored by
---                  lease_until, a failed one by next_at
---   PREFIX dead    a sorted set of the dead letters, scored by finished_at
---
--- Hashes and sorted sets rather than a stream: a delivery is found again by its key (copies are
--- told from new ones), each handler's success is written into its record, and a retry is due at
--- a time of its own; a stream is an append-only log read in order and has none of the three.
---
--- acquire, update, rearm and remove each run one script (EVALSHA, one round trip), so that a
--- record and both sets change together, atomically, whoever else is at them. The scripts get
--- every input as an argument (a token included, made here) and read no clock. Any failure of
--- Redis (refused, timed out, an error reply) is nil, err naming the server: never a guess.
---
--- Options: prefix ("jicoo-webhook:"), ttl (the seconds a done record is kept, store.DEFAULT_TTL),
--- and the client's (lua/jicoo/webhook/redis.lua): host, port, path, password, username, db, the
--- timeouts and the nginx pool's size and keepalive. A record that cannot be read is listed as
--- { state = "corrupt", file = the hash's name, error = why }.
---
--- Scripts name the record, due and dead keys in KEYS, but they sit in different hash slots: a
--- Redis Cluster cannot serve this journal, one server (with replicas) can.
--- The Redis journal: the records in a redis-server that every nginx machine (and the command
--- line) shares. Durable as far as the server is (its AOF or RDB settings say how far).
---
 -- Every key of a journal starts with its prefix (PREFIX, "jicoo-webhook:" by default):
 --
 --   PREFIX d:KEY       a hash per delivery: key, event, uid, body, received_at, state, attempts,
@@ -121,7 +95,8 @@ local _M = {}
 
 local DEFAULT_PREFIX = "jicoo-webhook:"
 local FETCH_BATCH = 100     -- records fetched per round trip when listing
-local FIND_READS = 1000     -- index entries one find script reads at most (a few ms of Redis)
+local SCAN_COUNT = 1000     -- set members named per round trip when listing
+local FIND_READS = 200      -- index entries one find script reads at most (a few ms of Redis)
 local SWEEP_EVERY = 5       -- seconds between two sweeps of expired done records
 local SWEEP_BATCH = 500     -- done records one sweep removes at most
 local BACKSTOP = 86400      -- seconds a done record's hash outlives its ttl should no sweep run
@@ -170,6 +145,8 @@ function _M.new(opts)
     sweep_full = false,      -- whether it removed all it may: more may be waiting
   }, Redis)
 end
+
+_M.FIND_READS = FIND_READS   -- for the specs' count of round trips
 
 local function check_key(key, method)
   if type(key) ~= "string" then
@@ -374,50 +351,64 @@ function Redis:get(key)
   return record or nil
 end
 
--- The members of the sets the commands name (ZRANGE ... 0 -1, SMEMBERS), once each, in one round
--- trip; or nil, err.
-local function members(self, commands)
-  local replies, err, code = self.client:pipeline(commands)
-  if not replies then
-    return failure(self, err, code)
-  end
-  local list, seen = {}, {}
-  for i, reply in ipairs(replies) do
-    if type(reply) ~= "table" or reply.err then
-      return nil, "redis " .. self.address .. ": " .. commands[i][1] .. " " .. commands[i][2]
-        .. ": " .. tostring(type(reply) == "table" and reply.err or "unexpected reply")
+-- Appends to list the members of the sorted set `set` that are not in seen yet, or nil, err.
+-- ZSCAN, a page of about SCAN_COUNT a round trip: no reply grows with the set, and a member
+-- there from the first page to the last is named (once or more) though others come and go.
+local function add_members(self, set, list, seen)
+  local cursor = "0"
+  repeat
+    local reply, err, code = self.client:call("ZSCAN", set, cursor, "COUNT", SCAN_COUNT)
+    if reply == nil then
+      return failure(self, err, code)
+    elseif type(reply) ~= "table" or type(reply[1]) ~= "string" or type(reply[2]) ~= "table" then
+      return unexpected(self, "ZSCAN")
     end
-    for _, member in ipairs(reply) do
+    cursor = reply[1]
+    local page = reply[2]
+    for i = 1, #page - 1, 2 do   -- member, score
+      local member = page[i]
       if type(member) == "string" and not seen[member] then
         seen[member] = true
         list[#list + 1] = member
       end
     end
-  end
-  return list
+  until cursor == "0"
+  return true
 end
 
 -- The keys of the records a list must read, or nil, err: the scheduler's and the dead letters'
 -- sets as before the indexes (records written before them included), the done ones from their
--- events' sets.
+-- events' sets, and for "all" every record's set besides.
 local function list_keys(self, state)
+  local sets
   if state == "running" or state == "failed" then
-    return members(self, { { "ZRANGE", self.due_key, 0, -1 } })
+    sets = { self.due_key }
   elseif state == "dead" then
-    return members(self, { { "ZRANGE", self.dead_key, 0, -1 } })
+    sets = { self.dead_key }
   elseif state == "all" then
-    return members(self, { { "ZRANGE", self.received_key, 0, -1 },
-      { "ZRANGE", self.due_key, 0, -1 }, { "ZRANGE", self.dead_key, 0, -1 } })
+    sets = { self.received_key, self.due_key, self.dead_key }
+  else
+    local events, err, code = self.client:call("SMEMBERS", self.events_key)
+    if events == nil then
+      return failure(self, err, code)
+    elseif type(events) ~= "table" then
+      return unexpected(self, "SMEMBERS")
+    end
+    sets = {}
+    for _, event in ipairs(events) do
+      if type(event) == "string" then
+        sets[#sets + 1] = self.prefix .. "done:" .. event
+      end
+    end
   end
-  local events, err = members(self, { { "SMEMBERS", self.events_key } })
-  if not events or #events == 0 then
-    return events, err
+  local keys, seen = {}, {}
+  for _, set in ipairs(sets) do
+    local ok, err = add_members(self, set, keys, seen)
+    if not ok then
+      return nil, err
+    end
   end
-  local commands = {}
-  for i, event in ipairs(events) do
-    commands[i] = { "ZRANGE", self.prefix .. "done:" .. event, 0, -1 }
-  end
-  return members(self, commands)
+  return keys
 end
 
 function Redis:list(state)
