@@ -690,12 +690,15 @@ describe("journal.redis in Redis", function()
       commands[#commands + 1] = { "ZADD", "t:received", NOW + i, key }
       commands[#commands + 1] = { "ZADD", "t:s:running", NOW + i, key }
     end
+    commands[#commands + 1] = { "HSET", "t:counts", "running:a", 1250, "running:b", 1250 }
     assert(r:pipeline(commands))
     j:find({ limit = 1 })   -- loads the script
+    j:counts()
     local counter = count_round_trips(j.client)
-    local hmget = calls("hmget")
+    local hmget, evalsha = calls("hmget"), calls("evalsha")
     local page, after = j:find({ limit = 10 })
     assert.are.equal(1, counter.sends)
+    assert.are.equal(evalsha + 1, calls("evalsha"))
     assert.are.equal(11, calls("hmget") - hmget)      -- one more tells whether a next page exists
     assert.are.equal("k/0001", page[1].key)
     assert.are.same({ received_at = NOW + 10, key = "k/0010" }, after)
@@ -714,7 +717,12 @@ describe("journal.redis in Redis", function()
     page = j:find({ ["until"] = NOW + 3 })
     assert.are.equal(sends + 1, counter.sends)
     assert.are.equal(2, #page)
+    assert.are.equal(evalsha + sends + 1, calls("evalsha"))   -- every round trip one script
     assert.are.equal(2500, #j:find({ state = "running" }))
+    sends = counter.sends
+    assert.are.same({ states = { running = 2500 }, events = { a = { running = 1250 }, b = { running = 1250 } } },
+      j:counts())                                              -- the counters: one round trip
+    assert.are.equal(sends + 1, counter.sends)
     assert.are.equal(2500, #j:list("all"))   -- the index named a page at a time
     r:close()
   end)

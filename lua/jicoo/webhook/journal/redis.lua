@@ -33,7 +33,7 @@
 -- filter allows (the uid's, else the state's, else `received`) from the cursor, in a script that
 -- filters by the other fields (event and error text have no index) and reads at most FIND_READS
 -- entries per round trip: a page costs one round trip per FIND_READS entries read, and never
--- reads what lies before the cursor or outside since and until. Done records have no s:done set:
+-- reads a record before the cursor or outside since and until. Done records have no s:done set:
 -- they are most of the journal, and `received` serves them.
 --
 -- Done records expire: due(), the scheduler's call, runs a sweep at most every SWEEP_EVERY

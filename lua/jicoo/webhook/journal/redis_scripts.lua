@@ -209,7 +209,8 @@ return removed
 -- KEYS: events. ARGV: prefix, now, the most records to remove. Removes the done records whose
 -- expires_at has come, and their index entries; how many it looked at. A record Redis dropped
 -- already (the EXPIRE backstop, an eviction) leaves its booking's set holding its key: its uid
--- went with it (find skips the key). A key that lives again under another event is left alone.
+-- went with it (find skips the key). A key whose record lives again (a new delivery under it
+-- since Redis dropped the done one, or a done one of another event) keeps its entries.
 _M.SWEEP = INDEXES .. [=[
 local now, batch = ARGV[2], tonumber(ARGV[3])
 local swept = 0
