@@ -735,6 +735,24 @@ describe("router: handler scripts", function()
   end)
 end)
 
+describe("router: the clock", function()
+  -- Leases and retries are timed to the millisecond: a 5 s lease lasts 5 s, not 4 to 5.
+  it("times a delivery to the millisecond without a clock of its own", function()
+    local fractional = false
+    for i = 1, 5 do
+      local j = require("jicoo.webhook.journal").memory()
+      local r = webhook.router({ verify = false, journal = j, lease = 5, log = function() end })
+      r:on("*", function() end)
+      local delivery = assert(r:accept((BOOKED:gsub("ACDADADASS", "clock" .. i))))
+      local record = delivery.record
+      assert.are.equal(5, record.lease_until - record.received_at)
+      fractional = fractional or record.received_at ~= math.floor(record.received_at)
+      assert.truthy(math.abs(record.received_at - os.time()) < 2)
+    end
+    assert.is_true(fractional)
+  end)
+end)
+
 describe("router: the journal", function()
   local journal = require "jicoo.webhook.journal"
   local dir, clock
