@@ -293,7 +293,9 @@ describe("durability: the journal in nginx", function()
       end
       return true
     end, 10), server:log())
-    support.run("pkill -KILL -P " .. server.pid .. "; kill -KILL " .. server.pid)
+    -- stopped first, so that the master cannot start a worker in the place of one killed
+    support.run("kill -STOP " .. server.pid .. "; pkill -KILL -P " .. server.pid .. "; kill -KILL "
+      .. server.pid)
     assert.is_true(wait_for(function() return not servers.is_alive(server.pid) end, 5))
     os.remove(server.output .. "/sleep")
     local again = start("crash", env)   -- the same journal and output folders
@@ -377,7 +379,7 @@ describe("durability: the journal in nginx", function()
     if server then
       server:stop()   -- its workers hold the database open: the mount would stay busy
     end
-    support.run("umount " .. support.quote(mount))
+    servers.unmount(mount)
     assert(ok, err)
   end)
 

@@ -498,7 +498,7 @@ describe("journal.sqlite on disk", function()
     end)
     -- the database closed, or the mount stays busy
     require("jicoo.webhook.journal.sqlite_db").disconnect(mount .. "/journal")
-    support.run("umount " .. support.quote(mount))
+    support.unmount(mount)
     assert(ok, err)
   end)
 end)

@@ -88,6 +88,8 @@ function servers.counts(path)
   return counts, total
 end
 
+servers.unmount = support.unmount
+
 function servers.temp_dir()
   local out = sh("mktemp -d /tmp/jicoo-it.XXXXXX")
   return trim(out)

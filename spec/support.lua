@@ -101,4 +101,18 @@ function support.missing_http_client()
   return missing
 end
 
+-- Unmounts a tmpfs a spec mounted: again for up to 3 s while it is busy (a process that held a
+-- file on it is ending), then lazily, so that no mount outlives the spec.
+function support.unmount(mount)
+  for _ = 1, 30 do
+    local _, ok = support.run("umount " .. support.quote(mount) .. " 2>/dev/null")
+    if ok then
+      return true
+    end
+    support.run("sleep 0.1")
+  end
+  local _, ok = support.run("umount -l " .. support.quote(mount))
+  return ok
+end
+
 return support
