@@ -78,9 +78,6 @@ local function first_error(record)
 end
 
 local function summary_line(record)
-  if record.state == "corrupt" then
-    return "corrupt " .. field(record.file) .. ": " .. field(record.error)
-  end
   local parts = { record.state, field(record.key), "attempts=" .. tostring(record.attempts) }
   if record.state == "failed" then
     parts[#parts + 1] = "next=" .. iso_time(record.next_at)
@@ -94,38 +91,38 @@ local function summary_line(record)
   return table_concat(parts, " ")
 end
 
--- The records of the states asked for, without their bodies (the journal's find).
-local function records_in(journal, state)
+local PAGE = 1000
+
+-- Prints the records of the states asked for, a page at a time (a journal of 100,000 dead
+-- letters is never all in memory): each state's, oldest first. true, or nil, err.
+local function print_states(journal, state)
   local states = state == "open" and { "running", "failed", "dead" }
     or state == "all" and { false } or { state }
-  local records = {}
   for _, one in ipairs(states) do
-    local found, err = journal:find({ state = one or nil })
-    if not found then
-      return nil, err
-    end
-    for _, record in ipairs(found) do
-      records[#records + 1] = record
-    end
+    local after
+    repeat
+      local page, next_after = journal:find({ state = one or nil, limit = PAGE, after = after })
+      if not page then
+        return nil, next_after
+      end
+      local lines = {}
+      for i, record in ipairs(page) do
+        lines[i] = summary_line(record)
+      end
+      if #lines > 0 then
+        out(table_concat(lines, "\n"))
+      end
+      after = next_after
+    until after == nil
   end
-  return records
+  return true
 end
 
 local function run_list(args, journal)
-  local shown, err = records_in(journal, args.state or "open")
-  if not shown then
+  local ok, err = print_states(journal, args.state or "open")
+  if not ok then
     err_out("jicoo-webhook deliveries list: ", err)
     return EXIT_FAILURE
-  end
-  table_sort(shown, function(a, b)
-    local ta, tb = a.received_at or 0, b.received_at or 0
-    if ta ~= tb then
-      return ta < tb
-    end
-    return (a.key or a.file) < (b.key or b.file)
-  end)
-  for _, record in ipairs(shown) do
-    out(summary_line(record))
   end
   return EXIT_OK
 end

@@ -10,6 +10,8 @@
 -- One table, `deliveries`, a row per delivery, with a column per record field (handlers and
 -- errors as JSON); `due_at` is the time the scheduler looks at (the lease's end while running,
 -- the next attempt while failed), indexed so that a pass costs what is due, not what is open.
+-- The bodies are rows of their own, `bodies`, under the delivery's id: a delivery's row stays
+-- small (lists read many of them), and a done one loses its body by a delete, not a rewrite.
 -- `tally` counts the rows by state and event, kept by triggers, so that counts and the cap on
 -- open deliveries cost a lookup.
 local pairs = pairs
@@ -34,11 +36,11 @@ local SWEEP_BATCH = 1000      -- done records removed by one
 
 local SCHEMA = [[
 CREATE TABLE IF NOT EXISTS deliveries (
-  key TEXT PRIMARY KEY NOT NULL,
+  id INTEGER PRIMARY KEY,
+  key TEXT UNIQUE NOT NULL,
   event TEXT NOT NULL,
   uid TEXT NOT NULL,
   state TEXT NOT NULL,
-  body TEXT,
   received_at REAL NOT NULL,
   attempts INTEGER NOT NULL,
   handlers TEXT NOT NULL,
@@ -51,6 +53,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
   version INTEGER NOT NULL,
   due_at REAL GENERATED ALWAYS AS
     (CASE state WHEN 'running' THEN lease_until WHEN 'failed' THEN next_at END) VIRTUAL
+);
+CREATE TABLE IF NOT EXISTS bodies (
+  id INTEGER PRIMARY KEY,
+  body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at) WHERE due_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_uid ON deliveries (uid, received_at);
@@ -80,31 +86,33 @@ CREATE TRIGGER IF NOT EXISTS tally_update AFTER UPDATE OF state ON deliveries
 END;
 ]]
 
-local COLUMNS = "key, event, uid, state, body, received_at, attempts, handlers, errors, next_at,"
+local COLUMNS = "key, event, uid, state, received_at, attempts, handlers, errors, next_at,"
   .. " lease_until, token, finished_at, expires_at, version"
--- What list and find give: every field but the body, which only get hands out.
-local SUMMARY_COLUMNS = "key, event, uid, state, received_at, attempts, handlers, errors,"
-  .. " next_at, lease_until, token, finished_at, expires_at, version"
+-- The same with the body, from its own table.
+local WITH_BODY = "d.key AS key, event, uid, state, received_at, attempts, handlers, errors,"
+  .. " next_at, lease_until, token, finished_at, expires_at, version, b.body AS body"
+  .. " FROM deliveries d LEFT JOIN bodies b ON b.id = d.id"
 
 -- The statements, prepared once per connection.
 local SQL = {
-  get = "SELECT " .. COLUMNS .. " FROM deliveries WHERE key = ?1",
+  get = "SELECT " .. WITH_BODY .. " WHERE d.key = ?1",
   insert = "INSERT INTO deliveries (" .. COLUMNS .. ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-    .. " ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+    .. " ?9, ?10, ?11, ?12, ?13, ?14)",
+  insert_body = "INSERT INTO bodies (id, body) VALUES (last_insert_rowid(), ?1)",
   take = "UPDATE deliveries SET state = 'running', attempts = ?2, token = ?3, lease_until = ?4,"
     .. " next_at = NULL, version = ?5 WHERE key = ?1",
-  -- changes: NULL leaves a field as it is; a done record loses its body and gets its expiry
+  -- changes: NULL leaves a field as it is
   update = "UPDATE deliveries SET state = coalesce(?3, state), handlers = coalesce(?4, handlers),"
     .. " errors = coalesce(?5, errors), next_at = coalesce(?6, next_at),"
     .. " lease_until = coalesce(?7, lease_until), finished_at = coalesce(?8, finished_at),"
     .. " attempts = coalesce(?9, attempts), expires_at = coalesce(?10, expires_at),"
-    .. " body = CASE ?3 WHEN 'done' THEN NULL ELSE body END, version = version + 1"
-    .. " WHERE key = ?1 AND state = 'running' AND token = ?2",
+    .. " version = version + 1 WHERE key = ?1 AND state = 'running' AND token = ?2",
+  drop_body = "DELETE FROM bodies WHERE id = (SELECT id FROM deliveries WHERE key = ?1)",
   rearm = "UPDATE deliveries SET state = 'failed', next_at = ?2, attempts = ?3,"
     .. " finished_at = NULL, version = ?4 WHERE key = ?1",
   remove = "DELETE FROM deliveries WHERE key = ?1",
   due = "SELECT key FROM deliveries WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
-  sweep = "DELETE FROM deliveries WHERE key IN (SELECT key FROM deliveries"
+  sweep = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
     .. " WHERE expires_at <= ?1 LIMIT " .. SWEEP_BATCH .. ")",
   open_count = "SELECT total(n) AS n FROM tally WHERE state <> 'done'",
   tally = "SELECT state, event, n FROM tally WHERE n > 0",
@@ -247,7 +255,7 @@ end
 -- Rows and records
 
 local function decode(text, default)
-  if text == nil then
+  if text == nil or text == "{}" or text == "[]" then   -- most records: no decoding
     return default
   end
   local value = journal.decode_json(text)
@@ -310,6 +318,33 @@ local function failed(err, code)
   return { n = 3, nil, tostring(err), code or "error", failure = true }
 end
 
+-- Inserts a record's row and, unless it has none, its body; true or nil, err, code.
+local function insert_record(conn, key, event, uid, state, received_at, attempts, handlers,
+    errors, next_at, lease_until, token, finished_at, expires_at, version, body)
+  local insert, err, code = statement(conn, "insert")
+  if not (insert and insert:run(key, event, uid, state, received_at, attempts, handlers, errors,
+      next_at, lease_until, token, finished_at, expires_at, version)) then
+    return nil, err, code
+  end
+  if body ~= nil then
+    local insert_body
+    insert_body, err, code = statement(conn, "insert_body")
+    if not (insert_body and insert_body:run(body)) then
+      return nil, err, code
+    end
+  end
+  return true
+end
+
+-- Deletes a record's body (it is done, or removed); true or nil, err, code.
+local function drop_body(conn, key)
+  local drop, err, code = statement(conn, "drop_body")
+  if not (drop and drop:run(key)) then
+    return nil, err, code
+  end
+  return true
+end
+
 local ops = {}
 
 -- acquire: as journal.decide says; `token` is the lease's, made by the caller.
@@ -334,10 +369,9 @@ function ops.acquire(conn, key, now, lease, new, take_failed, token, max_open)
     end
     record = journal.running(new, now, lease)
     record.token = token
-    local insert
-    insert, err, code = statement(conn, "insert")
-    local changed = insert and insert:run(key, new.event or "", new.uid or "", "running",
-      new.body, new.received_at or now, 1, "{}", "[]", nil, record.lease_until, token, nil, nil, 1)
+    local changed
+    changed, err, code = insert_record(conn, key, new.event or "", new.uid or "", "running",
+      new.received_at or now, 1, "{}", "[]", nil, record.lease_until, token, nil, nil, 1, new.body)
     if not changed then
       return failed(err, code)
     end
@@ -374,6 +408,13 @@ function ops.update(conn, key, token, changes, now, ttl)
     changes.attempts, expires_at)
   if not changed then
     return failed(err, code)
+  end
+  if changed == 1 and changes.state == "done" then   -- a done record keeps no body
+    local ok
+    ok, err, code = drop_body(conn, key)
+    if not ok then
+      return failed(err, code)
+    end
   end
   return pack(changed == 1)
 end
@@ -427,7 +468,7 @@ function ops.find(conn, filter)
     values[#values + 1] = filter.after.key
   end
   local limit = filter.limit
-  local sql = "SELECT " .. (filter.bodies and COLUMNS or SUMMARY_COLUMNS) .. " FROM deliveries"
+  local sql = "SELECT " .. (filter.bodies and WITH_BODY or COLUMNS .. " FROM deliveries")
     .. (#conditions > 0 and " WHERE " .. table_concat(conditions, " AND ") or "")
     .. " ORDER BY received_at, key" .. (limit and " LIMIT " .. string_format("%d", limit + 1) or "")
   local stmt, err, code = conn.db:prepare(sql)
@@ -489,7 +530,12 @@ function ops.rearm(conn, key, now)
 end
 
 function ops.remove(conn, key)
-  local remove, err, code = statement(conn, "remove")
+  local ok, err, code = drop_body(conn, key)
+  if not ok then
+    return failed(err, code)
+  end
+  local remove
+  remove, err, code = statement(conn, "remove")
   local changed = remove and remove:run(key)
   if not changed then
     return failed(err, code)
@@ -503,8 +549,7 @@ end
 -- the database has a newer version of it; how many were written.
 function ops.import(conn, records)
   local get, err, code = statement(conn, "get")
-  local insert = get and statement(conn, "insert")
-  local remove = insert and statement(conn, "remove")
+  local remove = get and statement(conn, "remove")
   if not remove then
     return failed(err, code)
   end
@@ -516,14 +561,14 @@ function ops.import(conn, records)
       return failed(err, code)
     end
     if not row or (row.version or 0) < (r.version or 0) then
-      if row and not remove:run(r.key) then
+      if row and not (drop_body(conn, r.key) and remove:run(r.key)) then
         return failed("cannot replace " .. r.key)
       end
       local changed
-      changed, err, code = insert:run(r.key, r.event or "", r.uid or "", r.state,
-        r.state ~= "done" and r.body or nil, r.received_at or 0, r.attempts or 0,
-        encode_handlers(r.handlers or {}), encode_errors(r.errors or {}), r.next_at,
-        r.lease_until, r.token, r.finished_at, r.expires_at, r.version or 1)
+      changed, err, code = insert_record(conn, r.key, r.event or "", r.uid or "", r.state,
+        r.received_at or 0, r.attempts or 0, encode_handlers(r.handlers or {}),
+        encode_errors(r.errors or {}), r.next_at, r.lease_until, r.token, r.finished_at,
+        r.expires_at, r.version or 1, r.state ~= "done" and r.body or nil)
       if not changed then
         return failed(err, code)
       end
