@@ -3,8 +3,7 @@ max_line_length = 110
 exclude_files = { "build*/**" }
 -- Specs hold tables of cases, one case a line.
 files["spec/"] = { std = "+busted", max_line_length = 140 }
-files["lua/jicoo/webhook/openresty.lua"] = { std = "+ngx_lua" }
-files["lua/jicoo/webhook/receiver.lua"] = { std = "+ngx_lua" }
+files["lua/jicoo/webhook/nginx/"] = { std = "+ngx_lua" }
 files["examples/openresty/"] = { std = "+ngx_lua" }
 -- Code that runs inside the test and benchmark nginx.
 files["spec/nginx_handlers/"] = { std = "+busted+ngx_lua" }

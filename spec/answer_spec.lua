@@ -1,6 +1,6 @@
--- jicoo.webhook.answer: every answer the router and the nginx adapter send.
-local answer = require "jicoo.webhook.answer"
-local json = require "jicoo.webhook.json"
+-- jicoo.webhook.router.answer: every answer the router and the nginx adapter send.
+local answer = require "jicoo.webhook.router.answer"
+local json = require "jicoo.webhook.payload.json"
 local cjson = require "cjson"
 
 -- A parsed event as far as answers look at it.

@@ -23,7 +23,7 @@ local said = {}   -- every message, info and log line, to look for the key in
 local function remember(...)
   for i = 1, select("#", ...) do
     local value = select(i, ...)
-    said[#said + 1] = type(value) == "table" and require("jicoo.webhook.json").encode(value)
+    said[#said + 1] = type(value) == "table" and require("jicoo.webhook.payload.json").encode(value)
       or tostring(value)
   end
   return ...

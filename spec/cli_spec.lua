@@ -555,7 +555,7 @@ describe("jicoo-webhook deliveries", function()
       end
       assert(support.run("mkdir -p " .. q(from .. "/" .. folder)))
       support.write(from .. "/" .. folder .. "/" .. key:gsub("[^%w._-]", function(c)
-        return string.format("%%%02X", c:byte()) end) .. ".json", require("jicoo.webhook.json").encode(fields))
+        return string.format("%%%02X", c:byte()) end) .. ".json", require("jicoo.webhook.payload.json").encode(fields))
     end
     record("open", "guest_booked/imp_failed/t", "failed", 3)
     record("dead", "guest_booked/imp_dead/t", "dead", 5)
@@ -692,7 +692,7 @@ describe("jicoo-webhook annotations", function()
     assert.are.equal(0, code)
     assert.are.equal(support.read(support.root .. "/lua/jicoo/webhook/meta.lua"), out)
     local core = require "jicoo.webhook.core"
-    local types = require "jicoo.webhook.types"
+    local types = require "jicoo.webhook.payload.types"
     for name, schema in pairs(core.schema) do
       assert.truthy(out:find("---@class jicoo.webhook." .. name .. "\n", 1, true), name)
       for _, field in ipairs(schema.fields) do

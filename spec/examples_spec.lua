@@ -360,7 +360,7 @@ end)
 -- The automations together, in one router with a memory journal, as a receiver runs them.
 local function automations_router(dir, folders)
   local webhook = require "jicoo.webhook"
-  local http = require "jicoo.webhook.http"
+  local http = require "jicoo.net.http"
   local router = webhook.router({
     verify = false,
     journal = require("jicoo.webhook.journal").memory(),
@@ -451,7 +451,7 @@ end)
 
 describe("examples/openresty/nginx.conf", function()
   it("is what the one nginx.conf writer (nginx_conf.lua) writes for a checkout at /srv/jicoo-webhook", function()
-    local nginx_conf = require "jicoo.webhook.nginx_conf"
+    local nginx_conf = require "jicoo.webhook.nginx.conf"
     local expected = nginx_conf.render({
       lua_dir = "/srv/jicoo-webhook/lua",
       core_dir = "/srv/jicoo-webhook/build/luajit",

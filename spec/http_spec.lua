@@ -1,4 +1,4 @@
--- jicoo.webhook.http outside nginx (LuaSocket, LuaSec), against a real nginx on 127.0.0.1 that
+-- jicoo.net.http outside nginx (LuaSocket, LuaSec), against a real nginx on 127.0.0.1 that
 -- answers with every kind of body and serves TLS with a certificate of a CA made here by the
 -- openssl command line; and `jicoo-webhook send` against the same nginx.
 local support = require "support"
@@ -10,7 +10,7 @@ if #missing > 0 then
   return
 end
 
-local http = require "jicoo.webhook.http"
+local http = require "jicoo.net.http"
 local runner = require "cli_runner"
 local servers = require "servers"
 local q = support.quote
@@ -251,7 +251,7 @@ describe("http.request against a hostile peer, in nginx (cosockets)", function()
         .. "/lua/?/init.lua;;") .. ";" },
       locations = { [[
     location = /try { content_by_lua_block {
-      local http = require "jicoo.webhook.http"
+      local http = require "jicoo.net.http"
       local args = ngx.req.get_uri_args()
       local function peak()
         local file = io.open("/proc/self/status")

@@ -14,9 +14,10 @@ local webhook = require "jicoo.webhook"
 local support = require "support"
 local jit_trace = require "jit_trace"
 
-local SOURCES = { "router%.lua", "answer%.lua", "context%.lua", "engine%.lua", "luajit%.lua",
-  "journal/memory%.lua", "journal/init%.lua", "store/memory%.lua", "json%.lua", "types%.lua",
-  "token%.lua", "^jicoo%.webhook%.luajit builders" }
+local SOURCES = { "router/init%.lua", "router/answer%.lua", "router/context%.lua",
+  "payload/init%.lua", "payload/tape%.lua", "journal/memory%.lua", "journal/init%.lua",
+  "journal/claims/memory%.lua", "payload/json%.lua", "payload/types%.lua", "journal/token%.lua",
+  "^jicoo%.webhook%.payload%.tape builders" }
 
 local function fixture(folder, name)
   return support.read(support.fixtures .. "/" .. folder .. "/" .. name)

@@ -600,7 +600,7 @@ describe("journal.redis in Redis", function()
 
   -- The indexes, read with a client of our own (replies as Lua tables).
   local function raw()
-    return require("jicoo.webhook.redis").new({ port = server.port })
+    return require("jicoo.net.redis").new({ port = server.port })
   end
 
   local function members(client, key)

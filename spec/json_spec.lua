@@ -1,5 +1,5 @@
--- jicoo.webhook.json: the JSON the library writes, read back by an independent decoder (cjson).
-local json = require "jicoo.webhook.json"
+-- jicoo.webhook.payload.json: the JSON the library writes, read back by an independent decoder (cjson).
+local json = require "jicoo.webhook.payload.json"
 local cjson = require "cjson"
 
 describe("json.encode", function()

@@ -58,7 +58,7 @@ describe("LuaJIT's paths", function()
     return
   end
 
-  local luajit = require "jicoo.webhook.luajit"
+  local luajit = require "jicoo.webhook.payload.tape"
 
   -- The fast path's answer and core.parse's agree on body at level (a failure names where).
   local function agree(body, level)
@@ -285,7 +285,7 @@ describe("LuaJIT's paths", function()
     jit.flush()
     debug.sethook(function()
       local info = debug.getinfo(2, "S")
-      if inner == nil and info and info.source == "=jicoo.webhook.luajit builders" then
+      if inner == nil and info and info.source == "=jicoo.webhook.payload.tape builders" then
         inner = false
         inner = webhook.parse(inner_body)
       end
@@ -307,7 +307,7 @@ describe("LuaJIT's paths", function()
     jit.flush()
     debug.sethook(function()
       local info = debug.getinfo(2, "S")
-      if info and info.source == "=jicoo.webhook.luajit builders" then
+      if info and info.source == "=jicoo.webhook.payload.tape builders" then
         debug.sethook()
         error("raised inside a builder")
       end

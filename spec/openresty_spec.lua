@@ -510,10 +510,11 @@ describe("openresty: LuaJIT traces", function()
   local state = with_servers()
 
   it("meet no NYI abort and run into no blacklisted code while serving signed deliveries", function()
-    local sources = "{ 'openresty%.lua', 'router%.lua', 'answer%.lua', 'context%.lua',"
-      .. " 'engine%.lua', 'luajit%.lua', 'journal/memory%.lua', 'journal/init%.lua',"
-      .. " 'store/shdict%.lua', 'json%.lua', 'types%.lua', 'token%.lua',"
-      .. " '^jicoo%.webhook%.luajit builders' }"
+    local sources = "{ 'nginx/adapter%.lua', 'router/init%.lua', 'router/answer%.lua',"
+      .. " 'router/context%.lua', 'payload/init%.lua', 'payload/tape%.lua', 'journal/memory%.lua',"
+      .. " 'journal/init%.lua', 'journal/claims/shdict%.lua', 'payload/json%.lua',"
+      .. " 'payload/types%.lua', 'journal/token%.lua',"
+      .. " '^jicoo%.webhook%.payload%.tape builders' }"
     local server = state.start("jit", {
       workers = 1,
       lua_path = servers.spec_dir .. "/?.lua;",

@@ -5,7 +5,7 @@
 local webhook = require "jicoo.webhook"
 local journal = require "jicoo.webhook.journal"
 local store = require "jicoo.webhook.store"
-local types = require "jicoo.webhook.types"
+local types = require "jicoo.webhook.payload.types"
 local core = require "jicoo.webhook.core"
 local support = require "support"
 

@@ -11,7 +11,7 @@ if not (ok_socket and ok_servers and servers.redis_server and servers.redis_cli)
   return
 end
 
-local redis = require "jicoo.webhook.redis"
+local redis = require "jicoo.net.redis"
 
 local BINARY = "a\r\nb\0c\r\n\255"
 
@@ -345,7 +345,7 @@ describe("redis client against a hostile server, in nginx (cosockets)", function
         .. ";" },
       locations = { [[
     location = /try { content_by_lua_block {
-      local redis = require "jicoo.webhook.redis"
+      local redis = require "jicoo.net.redis"
       local client = redis.new({ port = ]] .. hostile.port .. [[, read_timeout = 3000 })
       local ok, reply, err, code = pcall(client.call, client, "GET", ngx.var.arg_key)
       local after = client:call("GET", "next")

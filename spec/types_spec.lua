@@ -1,4 +1,4 @@
--- The typed tables' helpers (jicoo.webhook.types), on the fixtures.
+-- The typed tables' helpers (jicoo.webhook.payload.types), on the fixtures.
 local webhook = require "jicoo.webhook"
 local support = require "support"
 

@@ -31,8 +31,8 @@ local os_getenv = os.getenv
 local require = require
 
 local core = require "jicoo.webhook.core"
-local json = require "jicoo.webhook.json"
-local socket = require "jicoo.webhook.socket"
+local json = require "jicoo.webhook.payload.json"
+local socket = require "jicoo.net.socket"
 
 local _M = {}
 
@@ -145,7 +145,7 @@ local function check_key(key)
 end
 
 -- opts: key (default $JICOO_API_KEY), http (a transport: function(request) -> response | nil,
--- err; default jicoo.webhook.http's, so ctx.http in a handler), base_url (default BASE_URL, or
+-- err; default jicoo.net.http's, so ctx.http in a handler), base_url (default BASE_URL, or
 -- $JICOO_API_URL), timeout (ms), retry ({ attempts, base_delay, max_delay, max_time }), ca_file
 -- (TLS outside nginx), log (function(message), e.g. ctx.log.warn: one line per retry),
 -- sleep, now (the clock and the wait between attempts; default: socket.lua's).
@@ -173,7 +173,7 @@ function _M.client(opts)
   end
   return setmetatable({
     key = key,
-    http = opts.http or require("jicoo.webhook.http").request,
+    http = opts.http or require("jicoo.net.http").request,
     base_url = (string_gsub(base_url, "/+$", "")),
     timeout = opts.timeout or _M.DEFAULT_TIMEOUT,
     ca_file = opts.ca_file,

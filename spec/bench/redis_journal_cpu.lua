@@ -11,7 +11,7 @@
 -- Needs redis-server and LuaSocket. Prints figures, never fails because of one.
 local support = require "support"
 local servers = require "servers"
-local redis = require "jicoo.webhook.redis"
+local redis = require "jicoo.net.redis"
 
 local old_path
 local rest = {}

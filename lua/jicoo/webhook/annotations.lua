@@ -10,7 +10,7 @@ local table_concat = table.concat
 local table_sort = table.sort
 
 local core = require "jicoo.webhook.core"
-local types = require "jicoo.webhook.types"
+local types = require "jicoo.webhook.payload.types"
 
 local _M = {}
 
@@ -373,7 +373,7 @@ function Journal:rearm(key, now) end
 ---@return string? err
 function Journal:remove(key) end
 
----A claim store (require "jicoo.webhook.store": memory, shdict, redis).
+---A claim store (require "jicoo.webhook.journal.claims": memory, shdict, redis).
 ---@class jicoo.webhook.Store
 local Store = {}
 ---@return boolean? claimed

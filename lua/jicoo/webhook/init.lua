@@ -1,7 +1,7 @@
 -- jicoo.webhook: receive Jicoo webhook deliveries. The C core verifies, parses and validates
 -- (through engine.lua, which picks the fastest way on this runtime); this facade gathers the
 -- public API (docs/api.md).
-local engine = require "jicoo.webhook.engine"
+local engine = require "jicoo.webhook.payload"
 local router = require "jicoo.webhook.router"
 
 local pairs = pairs

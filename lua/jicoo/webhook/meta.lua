@@ -362,7 +362,7 @@ function Journal:rearm(key, now) end
 ---@return string? err
 function Journal:remove(key) end
 
----A claim store (require "jicoo.webhook.store": memory, shdict, redis).
+---A claim store (require "jicoo.webhook.journal.claims": memory, shdict, redis).
 ---@class jicoo.webhook.Store
 local Store = {}
 ---@return boolean? claimed

@@ -5,7 +5,7 @@ local string_format = string.format
 local os_date = os.date
 local math_floor = math.floor
 
-local json = require "jicoo.webhook.json"
+local json = require "jicoo.webhook.payload.json"
 
 local _M = {}
 

@@ -124,7 +124,7 @@ local function run_check(args)
     end
   end
   if args.json then
-    out(require("jicoo.webhook.json").encode({ files = results, ok = ok, invalid = invalid }))
+    out(require("jicoo.webhook.payload.json").encode({ files = results, ok = ok, invalid = invalid }))
   else
     out(ok, " ok, ", invalid, " invalid")
   end

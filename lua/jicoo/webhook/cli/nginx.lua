@@ -11,7 +11,7 @@ local package_searchpath = package.searchpath
 local os_execute = os.execute
 
 local cli_io = require "jicoo.webhook.cli.io"
-local nginx_conf = require "jicoo.webhook.nginx_conf"
+local nginx_conf = require "jicoo.webhook.nginx.conf"
 
 local out, err_out = cli_io.out, cli_io.err
 local EXIT_OK, EXIT_FAILURE, EXIT_USAGE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE, cli_io.EXIT_USAGE

@@ -16,7 +16,7 @@ local _M = {}
 -- 2xx or any request failed.
 function _M.run(args, secret)
   local webhook = require "jicoo.webhook"
-  local http = require "jicoo.webhook.http"
+  local http = require "jicoo.net.http"
   local status = EXIT_OK
   for _, path in ipairs(args.files) do
     local body, read_err = read(path)

@@ -48,7 +48,7 @@ local string_find = string.find
 local table_sort = table.sort
 
 local core = require "jicoo.webhook.core"
-local token = require "jicoo.webhook.token"
+local token = require "jicoo.webhook.journal.token"
 
 local _M = {}
 

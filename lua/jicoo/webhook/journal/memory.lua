@@ -16,7 +16,7 @@ local error = error
 local tostring = tostring
 
 local journal = require "jicoo.webhook.journal"
-local store = require "jicoo.webhook.store"
+local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 

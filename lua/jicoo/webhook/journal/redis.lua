@@ -85,11 +85,11 @@ local math_max = math.max
 local math_floor = math.floor
 local math_huge = math.huge
 
-local json = require "jicoo.webhook.json"
+local json = require "jicoo.webhook.payload.json"
 local journal = require "jicoo.webhook.journal"
-local redis = require "jicoo.webhook.redis"
+local redis = require "jicoo.net.redis"
 local scripts = require "jicoo.webhook.journal.redis_scripts"
-local store = require "jicoo.webhook.store"
+local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 

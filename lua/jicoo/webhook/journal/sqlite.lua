@@ -31,7 +31,7 @@ local unpack = table.unpack or unpack   -- luacheck: ignore 143
 
 local journal = require "jicoo.webhook.journal"
 local sqlite_db = require "jicoo.webhook.journal.sqlite_db"
-local store = require "jicoo.webhook.store"
+local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 

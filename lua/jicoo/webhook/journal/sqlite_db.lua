@@ -24,7 +24,7 @@ local table_concat = table.concat
 local unpack = table.unpack or unpack   -- luacheck: ignore 143
 
 local core = require "jicoo.webhook.core"
-local json = require "jicoo.webhook.json"
+local json = require "jicoo.webhook.payload.json"
 local journal = require "jicoo.webhook.journal"
 
 local _M = {}

@@ -10,9 +10,9 @@ local error = error
 local tostring = tostring
 local math_ceil = math.ceil
 
-local redis = require "jicoo.webhook.redis"
-local store = require "jicoo.webhook.store"
-local token = require "jicoo.webhook.token"
+local redis = require "jicoo.net.redis"
+local store = require "jicoo.webhook.journal.claims"
+local token = require "jicoo.webhook.journal.token"
 
 local _M = {}
 
@@ -25,7 +25,7 @@ local RELEASE_IF_OURS = "if redis.call('get', KEYS[1]) == ARGV[1] then"
 
 local Redis = {}
 Redis.__index = Redis
-Redis.__name = "jicoo.webhook.store.redis"   -- store.is_ours: it returns, never raises, on failure
+Redis.__name = "jicoo.webhook.journal.claims.redis"   -- store.is_ours: it returns, never raises, on failure
 
 -- opts: prefix ("jicoo-webhook:claim:"), ttl (the default claim's, 3 days), and the client's:
 -- host, port, path, password, username, db, connect_timeout, send_timeout, read_timeout,

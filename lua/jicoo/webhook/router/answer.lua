@@ -6,7 +6,7 @@
 local ipairs = ipairs
 local string_format = string.format
 
-local json = require "jicoo.webhook.json"
+local json = require "jicoo.webhook.payload.json"
 
 local json_encode = json.encode
 local encode_string = json.encode_string
@@ -17,7 +17,7 @@ local _M = {}
 -- The known event names as JSON strings, made once: the handled answer names one on every
 -- delivery, and json.encode's pattern search is one LuaJIT does not compile.
 local EVENT_JSON = {}
-for _, name in ipairs(require("jicoo.webhook.types").EVENTS) do
+for _, name in ipairs(require("jicoo.webhook.payload.types").EVENTS) do
   EVENT_JSON[name] = encode_string(name)
 end
 

@@ -7,7 +7,7 @@
 -- result, the same message or the same error. Only loaded on LuaJIT (see init.lua).
 --
 -- The generated builders can be read (spec/luajit_spec.lua runs luacheck on them):
---   luajit -e 'print(require("jicoo.webhook.luajit").source())'
+--   luajit -e 'print(require("jicoo.webhook.payload.tape").source())'
 local ffi = require "ffi"
 local core = require "jicoo.webhook.core"
 
@@ -180,8 +180,8 @@ local function builder_source(schema)
 end
 
 local SOURCE = builder_source(core.schema)
-local build_schema_keys, build_other_keys = assert(loadstring(SOURCE, "=jicoo.webhook.luajit builders"))(
-  ffi.string, setmetatable, new_table, core.metatables)
+local build_schema_keys, build_other_keys = assert(loadstring(SOURCE,
+  "=jicoo.webhook.payload.tape builders"))(ffi.string, setmetatable, new_table, core.metatables)
 
 local function new_slots(capacity)
   return ffi.new("double[?]", capacity)

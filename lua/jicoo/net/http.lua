@@ -40,7 +40,7 @@ local string_upper = string.upper
 local table_concat = table.concat
 local table_sort = table.sort
 
-local socket = require "jicoo.webhook.socket"
+local socket = require "jicoo.net.socket"
 local VERSION = require "jicoo.webhook.version"
 
 local _M = {}

@@ -8,13 +8,13 @@ local error = error
 local tostring = tostring
 local rawget = rawget
 
-local store = require "jicoo.webhook.store"
+local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 
 local Shdict = {}
 Shdict.__index = Shdict
-Shdict.__name = "jicoo.webhook.store.shdict"   -- store.is_ours: it returns, never raises, on failure
+Shdict.__name = "jicoo.webhook.journal.claims.shdict"   -- store.is_ours: it returns, never raises, on failure
 
 local function ngx_shared()
   local ngx = rawget(_G, "ngx")

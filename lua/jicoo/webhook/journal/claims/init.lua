@@ -88,17 +88,17 @@ end
 
 -- The constructors (not tail calls, so that a misuse error points at the caller's line).
 function _M.memory(opts)
-  local s = require("jicoo.webhook.store.memory").new(opts)
+  local s = require("jicoo.webhook.journal.claims.memory").new(opts)
   return s
 end
 
 function _M.shdict(dict, opts)
-  local s = require("jicoo.webhook.store.shdict").new(dict, opts)
+  local s = require("jicoo.webhook.journal.claims.shdict").new(dict, opts)
   return s
 end
 
 function _M.redis(opts)
-  local s = require("jicoo.webhook.store.redis").new(opts)
+  local s = require("jicoo.webhook.journal.claims.redis").new(opts)
   return s
 end
 

@@ -4,7 +4,7 @@
 -- first, the typed tables have their methods: installing them (types.lua's) is this module's
 -- one act, done once, when it loads.
 local core = require "jicoo.webhook.core"
-local types = require "jicoo.webhook.types"
+local types = require "jicoo.webhook.payload.types"
 
 local pairs = pairs
 local pcall = pcall
@@ -18,7 +18,7 @@ end
 -- verify is the C API's everywhere: through the FFI it saved 0.05 us a call.
 local parse, construct = core.parse, core.construct
 if rawget(_G, "jit") and pcall(require, "ffi") then
-  local luajit = require "jicoo.webhook.luajit"
+  local luajit = require "jicoo.webhook.payload.tape"
   parse = luajit.parse
   construct = luajit.construct
 end

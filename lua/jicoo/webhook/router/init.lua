@@ -26,13 +26,13 @@ local io_stderr = io.stderr
 local ngx = rawget(_G, "ngx")
 local clock = ngx and ngx.now or require("jicoo.webhook.core").now
 
-local answer = require "jicoo.webhook.answer"
-local context = require "jicoo.webhook.context"
+local answer = require "jicoo.webhook.router.answer"
+local context = require "jicoo.webhook.router.context"
 local core = require "jicoo.webhook.core"
-local engine = require "jicoo.webhook.engine"
+local engine = require "jicoo.webhook.payload"
 local journal_module = require "jicoo.webhook.journal"
-local scripts = require "jicoo.webhook.scripts"
-local store = require "jicoo.webhook.store"
+local scripts = require "jicoo.webhook.router.scripts"
+local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 

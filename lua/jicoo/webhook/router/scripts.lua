@@ -21,7 +21,7 @@ local table_sort = table.sort
 local global_env = _G
 
 local core = require "jicoo.webhook.core"
-local types = require "jicoo.webhook.types"
+local types = require "jicoo.webhook.payload.types"
 
 local _M = {}
 

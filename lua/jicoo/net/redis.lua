@@ -1,7 +1,7 @@
 -- A small Redis client speaking RESP2, for the Redis journal: the same code under nginx and in
 -- plain Lua (the command line, the specs).
 --
---   local redis = require "jicoo.webhook.redis"
+--   local redis = require "jicoo.net.redis"
 --   local client = redis.new({ host = "127.0.0.1", port = 6379 })
 --   client:call("HGETALL", key)                  -> reply | nil, err, code
 --   client:pipeline({ { "GET", "a" }, ... })     -> { reply, ... } | nil, err, code
@@ -53,7 +53,7 @@ local math_huge = math.huge
 local math_type = math.type   -- nil before 5.3
 
 local core = require "jicoo.webhook.core"
-local socket = require "jicoo.webhook.socket"
+local socket = require "jicoo.net.socket"
 
 local _M = {}
 

@@ -71,7 +71,7 @@ end
 
 -- The metatable of one router's contexts: ctx.log writes to sink(level, message), made the
 -- first time a handler reads it (most deliveries never log); ctx.http is the router's transport
--- (opts.http), by default jicoo.webhook.http's request, loaded the first time a handler asks.
+-- (opts.http), by default jicoo.net.http's request, loaded the first time a handler asks.
 function _M.new_meta(sink, transport)
   return {
     __index = function(ctx, name)
@@ -82,7 +82,7 @@ function _M.new_meta(sink, transport)
       elseif name == "setting" then
         return setting
       elseif name == "http" then
-        transport = transport or require("jicoo.webhook.http").request
+        transport = transport or require("jicoo.net.http").request
         return transport
       end
       return nil

@@ -9,13 +9,13 @@ local error = error
 local os_time = os.time
 local math_floor = math.floor
 
-local store = require "jicoo.webhook.store"
+local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 
 local Memory = {}
 Memory.__index = Memory
-Memory.__name = "jicoo.webhook.store.memory"   -- store.is_ours: it returns, never raises, on failure
+Memory.__name = "jicoo.webhook.journal.claims.memory"   -- store.is_ours: it returns, never raises, on failure
 
 function _M.new(opts)
   if opts ~= nil and type(opts) ~= "table" then

@@ -1,0 +1,189 @@
+-- A complete receiver for nginx, configured from the environment (the variables nginx.conf
+-- passes on with `env`): one router per worker, serving a location, the journal's scheduler in
+-- every worker. What examples/openresty/nginx.conf and `jicoo-webhook nginx` run; a site with
+-- needs of its own builds the same from openresty.router, openresty.serve and
+-- openresty.schedule.
+--
+--   init_by_lua_block        { require("jicoo.webhook.nginx.receiver").configure({ handlers = { ... } }) }
+--   init_worker_by_lua_block { require("jicoo.webhook.nginx.receiver").init_worker() }
+--   location = /jicoo/webhook { content_by_lua_block { require("jicoo.webhook.nginx.receiver").serve() } }
+--   location = /jicoo/stats   { content_by_lua_block { require("jicoo.webhook.nginx.receiver").stats() } }
+--
+--   JICOO_WEBHOOK_SECRET      the endpoint's signing secret (required)
+--   JICOO_WEBHOOK_SECRET_OLD  the previous secret while you rotate (optional)
+--   JICOO_HANDLERS            handler-script folders, separated by ":" (default: configure's)
+--   JICOO_OUTPUT_DIR          where the example automations write (ctx.config.output_dir;
+--                             default: out/ in nginx's prefix)
+--   JICOO_JOURNAL_DIR         the journal's folder, holding its SQLite database (default:
+--                             journal/ in nginx's prefix)
+--   JICOO_JOURNAL_DURABILITY  "full" (default: a 2xx means on disk) or "normal" (survives any
+--                             process's crash; a power cut may lose the last moments)
+--   JICOO_JOURNAL_MAX_OPEN    deliveries not done the journal holds at most (1000000); past it
+--                             new ones are answered 503
+--   JICOO_REDIS               host:port of a redis-server shared by several nginx machines:
+--                             the journal (and so the claims) live there instead
+--   JICOO_REDIS_PASSWORD      its password (optional)
+--   JICOO_JOURNAL             "memory": no journal on disk, claims in the lua_shared_dict
+--                             jicoo_claims (not durable; for benchmarks and trials)
+--   JICOO_LEASE               seconds an attempt holds a delivery (default 300)
+--   JICOO_RETRY_DELAYS        seconds between attempts, comma-separated; their count is the
+--                             number of retries (default 60,300,900,3600,10800,21600,43200)
+--   JICOO_ANSWER_FIRST        "1": answer 200 once journaled, run the handlers after
+local openresty = require "jicoo.webhook.nginx.adapter"
+local journal = require "jicoo.webhook.journal"
+local json = require "jicoo.webhook.payload.json"
+local store = require "jicoo.webhook.journal.claims"
+
+local ngx = ngx
+local type = type
+local ipairs = ipairs
+local tostring = tostring
+local tonumber = tonumber
+local error = error
+local os_getenv = os.getenv
+
+local _M = {}
+
+local defaults = { handlers = {} }   -- configure's, read in the master, inherited by workers
+local router          -- this worker's
+local serve_options   -- and how it serves, both made in init_worker
+
+local function setting(name)
+  local value = os_getenv(name)
+  if value == "" then
+    return nil
+  end
+  return value
+end
+
+local function secrets()
+  local list = { setting("JICOO_WEBHOOK_SECRET"), setting("JICOO_WEBHOOK_SECRET_OLD") }
+  return list[1] and list or nil
+end
+
+local function handler_folders()
+  local configured = setting("JICOO_HANDLERS")
+  if not configured then
+    return defaults.handlers
+  end
+  local folders = {}
+  for folder in configured:gmatch("[^:]+") do
+    folders[#folders + 1] = folder
+  end
+  return folders
+end
+
+-- A number from the environment, or nil when unset; a bad value stops the worker with a
+-- message, rather than run with a setting nobody asked for.
+local function number_setting(name)
+  local value = setting(name)
+  if value == nil then
+    return nil
+  end
+  local number = tonumber(value)
+  if not number or number < 0 then
+    error(name .. " must be a number, got '" .. value .. "'")
+  end
+  return number
+end
+
+local function deliveries_journal()
+  local redis = setting("JICOO_REDIS")
+  if redis then
+    local host, port = redis:match("^(.-):(%d+)$")
+    return journal.redis({
+      host = host or redis,
+      port = tonumber(port) or 6379,
+      password = setting("JICOO_REDIS_PASSWORD"),
+    })
+  elseif setting("JICOO_JOURNAL") == "memory" then
+    return journal.memory({ claims = store.shdict("jicoo_claims") })
+  end
+  return journal.sqlite({
+    dir = setting("JICOO_JOURNAL_DIR") or (ngx.config.prefix() .. "journal"),
+    durability = setting("JICOO_JOURNAL_DURABILITY"),
+    max_open = number_setting("JICOO_JOURNAL_MAX_OPEN"),
+  })
+end
+
+
+local function retry_delays()
+  local value = setting("JICOO_RETRY_DELAYS")
+  if value == nil then
+    return nil
+  end
+  local delays = {}
+  for item in (value .. ","):gmatch("([^,]*),") do
+    local delay = tonumber(item)
+    if not delay or delay < 0 then
+      error("JICOO_RETRY_DELAYS must be seconds separated by commas, got '" .. value .. "'")
+    end
+    delays[#delays + 1] = delay
+  end
+  return delays
+end
+
+-- init_by_lua: the defaults of this nginx.conf (opts.handlers: the handler folders when
+-- JICOO_HANDLERS is unset), and a refusal to start without a secret or without handlers, rather
+-- than answer 500 to every delivery or handle them with nothing.
+function _M.configure(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("receiver.configure: opts must be a table, got " .. type(opts), 2)
+  end
+  defaults = { handlers = opts and opts.handlers or {} }
+  if not secrets() then
+    error("JICOO_WEBHOOK_SECRET is not set (and `env JICOO_WEBHOOK_SECRET;` must be in nginx.conf)")
+  end
+  if #handler_folders() == 0 then
+    error("no handler folders: set JICOO_HANDLERS (folders separated by ':'), or give"
+      .. " configure({ handlers = { ... } }) in nginx.conf")
+  end
+end
+
+-- init_worker_by_lua: this worker's router, with every handler folder loaded, and its scheduler.
+function _M.init_worker()
+  serve_options = { answer_first = setting("JICOO_ANSWER_FIRST") == "1" }
+  router = openresty.router({
+    secrets = secrets(),
+    journal = deliveries_journal(),
+    lease = number_setting("JICOO_LEASE"),
+    retry_delays = retry_delays(),
+    config = { output_dir = setting("JICOO_OUTPUT_DIR") or (ngx.config.prefix() .. "out") },
+  })
+  for _, folder in ipairs(handler_folders()) do
+    local count, err, failures = router:load(folder)
+    if count then
+      ngx.log(ngx.INFO, "jicoo-webhook: ", folder, ": ", count, " handler(s)")
+    elseif not failures or #failures == 0 or failures[1].file == folder then
+      ngx.log(ngx.ERR, "jicoo-webhook: ", folder, ": ", err)
+    else
+      -- The scripts that loaded run; each broken one fails its deliveries, which wait in the
+      -- journal until it is fixed and nginx reloaded.
+      for _, failure in ipairs(failures) do
+        ngx.log(ngx.ERR, "jicoo-webhook: broken script ", failure.file, ": ",
+          (tostring(failure.message):gsub("%c", " ")),
+          "; its deliveries are journaled as failed until it is fixed")
+      end
+    end
+  end
+  openresty.schedule(router)
+end
+
+-- content_by_lua: one delivery.
+function _M.serve()
+  return openresty.serve(router, serve_options)
+end
+
+-- content_by_lua: the counts examples/openresty/handlers/any.lua keeps in the lua_shared_dict
+-- jicoo_stats, as JSON.
+function _M.stats()
+  local dict = ngx.shared.jicoo_stats
+  local counts = {}
+  for _, key in ipairs(dict:get_keys(0)) do
+    counts[key] = dict:get(key)
+  end
+  ngx.header["Content-Type"] = "application/json"
+  ngx.say(json.encode(counts))
+end
+
+return _M
