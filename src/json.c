@@ -1,5 +1,5 @@
 /* The RFC 8259 tokenizer: whitespace, strings (escapes, strict UTF-8), numbers, literals,
- * nesting, and the first-error record. It pushes scalars; walk.c builds the containers. */
+ * nesting, and the first-error record. It pushes scalars; the walk builds the containers. */
 #include <locale.h>
 #include <math.h>
 #include <stdarg.h>

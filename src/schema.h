@@ -1,4 +1,4 @@
-/* The Jicoo payload described as data: one table of fields per type, read by walk.c. */
+/* The Jicoo payload described as data: one table of fields per type, read by the walk. */
 #ifndef JICOO_SCHEMA_H
 #define JICOO_SCHEMA_H
 

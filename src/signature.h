@@ -5,6 +5,9 @@
 #include <stddef.h>
 #include <lua.h>
 
+#define SIGNATURE_DIGEST_SIZE 32
+#define SIGNATURE_HEX_SIZE (2 * SIGNATURE_DIGEST_SIZE)
+
 /* verify's arguments, once checked. */
 typedef struct signature_request {
     const char *body;

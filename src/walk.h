@@ -1,6 +1,6 @@
 /* The one-pass walk: reads a JSON document and checks each value against its schema field as it
  * goes, building Lua values (walk_lua) or, for LuaJIT's FFI, writing the tape (walk_tape,
- * layout in tape.h). One walk, compiled for each (walk.c). */
+ * layout in tape.h). One walk (walk_body.h), compiled for each (walk_lua.c, walk_tape.c). */
 #ifndef JICOO_WALK_H
 #define JICOO_WALK_H
 

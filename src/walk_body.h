@@ -1,8 +1,8 @@
-/* The walk's control flow, written once and compiled twice by walk.c: once building Lua values,
- * once writing the tape. So both check a delivery with the same code, and the tape cannot accept
- * what the Lua walk refuses unless a mode's own operation does.
+/* The walk's control flow, written once and compiled twice: by walk_lua.c building Lua values,
+ * by walk_tape.c writing the tape. So both check a delivery with the same code, and the tape
+ * cannot accept what the Lua walk refuses unless a mode's own operation does.
  *
- * Not a header (no include guard, on purpose): walk.c defines, before each inclusion,
+ * Not a header (no include guard, on purpose): each of the two defines, before its inclusion,
  *   WALK(name)  the mode's name for a function (walk_lua_value, walk_tape_value, ...);
  *   WALK_STATE  its state (walk_lua, walk_tape), WALK_LIST what it keeps while reading an array;
  *   the mode's operations, which these functions call: enter, put_string, put_null, list_begin,
