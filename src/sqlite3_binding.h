@@ -19,6 +19,7 @@ typedef struct sqlite_statement sqlite_statement;
 typedef struct sqlite_database {
     sqlite3 *handle;               /* NULL once closed */
     sqlite_statement *statements;  /* the live statements prepared on it */
+    int busy_timeout;              /* ms the busy handler waits for another's lock, in all */
 } sqlite_database;
 
 struct sqlite_statement {
