@@ -100,6 +100,15 @@ describe("jicoo.webhook.sqlite3", function()
     db:close()
   end)
 
+  it("syncs the WAL on its own, after a commit that did not (synchronous = NORMAL)", function()
+    local db = new_db()
+    assert(db:exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; CREATE TABLE w(a);"
+      .. " INSERT INTO w VALUES (1)"))
+    assert.is_true(db:sync_wal())
+    db:close()
+    assert.has_error(function() db:sync_wal() end, "sqlite3: the database is closed")
+  end)
+
   describe("values", function()
     -- name, value, SQLite's type for it, what comes back (the value itself when absent), and
     -- what the sqlite3 command prints for it (typeof|quote, or typeof|hex for text).

@@ -1,5 +1,5 @@
 /* A connection of jicoo.webhook.sqlite3 (made by open, sqlite3_open.c): exec, prepare, changes,
- * last_insert_rowid, close; and the list of its live statements, which close finalizes. Apart
+ * last_insert_rowid, sync_wal, close; and the list of its live statements, which close finalizes. Apart
  * from the statements' methods (sqlite3_statement.c), which bind values and read rows. */
 #include <limits.h>
 #include <string.h>
@@ -143,12 +143,31 @@ static int sqlite_close(lua_State *L)
     return 0;
 }
 
+/* db:sync_wal() -> true | nil, msg, code: the WAL file synced to the disk (fdatasync, through
+ * SQLite's own file object). With synchronous = NORMAL a commit writes the WAL without syncing
+ * it; a caller that must not answer before its commit is on disk calls this after the commit,
+ * outside the write lock, so that the sync of one connection does not hold the others. */
+static int sqlite_sync_wal(lua_State *L)
+{
+    sqlite_database *db = sqlite_check_database(L);
+    sqlite3_file *wal = NULL;
+    int rc = sqlite3_file_control(db->handle, "main", SQLITE_FCNTL_JOURNAL_POINTER, &wal);
+    if (rc == SQLITE_OK && wal && wal->pMethods)
+        rc = wal->pMethods->xSync(wal, SQLITE_SYNC_NORMAL);
+    if (rc != SQLITE_OK) {
+        lua_pushfstring(L, "cannot sync the journal's WAL: %s", sqlite3_errstr(rc));
+        return sqlite_fail_code(L, rc);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void sqlite_database_register(lua_State *L)
 {
     static const luaL_Reg database[] = {
         {"exec", sqlite_exec},       {"prepare", sqlite_prepare},
         {"changes", sqlite_changes}, {"last_insert_rowid", sqlite_last_insert_rowid},
-        {"close", sqlite_close},     {NULL, NULL}};
+        {"sync_wal", sqlite_sync_wal}, {"close", sqlite_close}, {NULL, NULL}};
 
     lua_pushnil(L);
     sqlite_new_type(L, BINDING_DATABASE, database, sqlite_close);

@@ -40,6 +40,9 @@ _M.DEFAULT_BUSY_TIMEOUT = 2000
 _M.DEFAULT_WAIT_TIMEOUT = 5000
 _M.DEFAULT_THREAD_POOL = "jicoo_journal"
 local MODULE = "jicoo.webhook.journal.sqlite_db"
+-- One committer a worker: a second, committing while the first syncs, made batches smaller
+-- and was not faster here (spec/bench/journal.sh).
+local COMMITTERS = 1
 
 local function semaphore()
   return require "ngx.semaphore"
@@ -99,9 +102,8 @@ function _M.new(opts)
     thread_pool = opts.thread_pool or _M.DEFAULT_THREAD_POOL,
     durable = true,
     filling = nil,     -- nginx: the batch the next call joins
-    running = false,   -- nginx: the committer's timer runs
-    idle = false,      -- nginx: the committer waits on work
-    work = nil,
+    committers = 0,    -- nginx: the committers' timers running
+    work = nil,        -- nginx: the semaphore a new batch is announced on
     pool_missing = nil,
   }, SQLite)
 end
@@ -151,23 +153,21 @@ local function commit(self, batch)
   batch.sema:post(batch.waiting)
 end
 
--- The worker's committer, a timer for as long as the worker runs: it commits the batch calls
--- have filled, one at a time, and sleeps on `work` while there is none (a call wakes it; it
--- looks every second whether nginx is exiting).
+-- The worker's committers, COMMITTERS timers for as long as the worker runs: each commits the
+-- batch calls have filled when it is free, and sleeps on `work` while there is none (a new batch
+-- wakes one; each looks every second whether nginx is exiting).
 local function committer(premature, self)
   local ngx = rawget(_G, "ngx")
   while not premature do
-    while self.filling do
-      local batch = self.filling
+    local batch = self.filling
+    if batch then
       self.filling = nil
       commit(self, batch)
-    end
-    if ngx.worker.exiting() then
+    elseif ngx.worker.exiting() then
       break
+    else
+      self.work:wait(1)
     end
-    self.idle = true
-    self.work:wait(1)
-    self.idle = false
   end
   while self.filling do   -- exiting: calls made meanwhile are answered, not left waiting
     local batch = self.filling
@@ -176,30 +176,31 @@ local function committer(premature, self)
     batch.done = true
     batch.sema:post(batch.waiting)
   end
-  self.running = false
+  self.committers = self.committers - 1
 end
 
 -- Queues op for the next transaction and waits for its result (inside nginx).
 local function run_pooled(self, op)
   local ngx = rawget(_G, "ngx")
   local batch = self.filling
-  if not batch then
-    batch = { ops = {}, results = {}, waiting = 0, sema = semaphore().new() }
+  local i = 1
+  if batch then
+    i = #batch.ops + 1
+    batch.ops[i] = op
+  else
+    batch = { ops = { op }, results = {}, waiting = 0, sema = semaphore().new() }
     self.filling = batch
-  end
-  local i = #batch.ops + 1
-  batch.ops[i] = op
-  if not self.running then
     self.work = self.work or semaphore().new()
-    local ok, err = ngx.timer.at(0, committer, self)
-    if not ok then
-      batch.ops[i] = nil
-      return nil, "journal " .. self.dir .. ": cannot start its timer: " .. tostring(err), "error"
+    if self.committers < COMMITTERS then
+      local ok, err = ngx.timer.at(0, committer, self)
+      if not ok then
+        self.filling = nil
+        return nil, "journal " .. self.dir .. ": cannot start its timer: " .. tostring(err), "error"
+      end
+      self.committers = self.committers + 1
+    else
+      self.work:post(1)   -- a committer that waits takes it (a busy one finds it when free)
     end
-    self.running = true
-  elseif self.idle then
-    self.idle = false
-    self.work:post(1)
   end
   batch.waiting = batch.waiting + 1
   local ok, err = batch.sema:wait(self.wait_timeout)

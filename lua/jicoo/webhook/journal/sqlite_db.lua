@@ -203,9 +203,10 @@ function _M.connect(dir, settings)
   if not db then
     return nil, err, code
   end
-  local synchronous = settings.durability == "normal" and "NORMAL" or "FULL"
-  ok, err, code = db:exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = " .. synchronous
-    .. "; PRAGMA foreign_keys = OFF")
+  -- Commits do not sync (NORMAL): with durability "full", batch syncs the WAL after the commit,
+  -- outside the write lock (db:sync_wal), so that one worker's sync does not hold the others.
+  ok, err, code = db:exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
+    .. " PRAGMA foreign_keys = OFF")
   if ok then
     local version = db:prepare("PRAGMA user_version")
     local row = version and version:first()
@@ -603,8 +604,12 @@ function _M.batch(dir, settings, list)
       end
       if ok then
         ok, err, code = db:exec("COMMIT")
-      end
-      if not ok then
+        if not ok then
+          db:exec("ROLLBACK")
+        elseif settings.durability ~= "normal" then
+          ok, err, code = db:sync_wal()   -- the commit on disk before anyone is answered
+        end
+      else
         db:exec("ROLLBACK")
       end
     end
