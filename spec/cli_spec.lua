@@ -686,26 +686,6 @@ describe("jicoo-webhook's manual page and completion", function()
   end)
 end)
 
-describe("jicoo-webhook annotations", function()
-  it("is lua/jicoo/webhook/meta.lua, which every schema field and typed-table method is in", function()
-    local code, out = jicoo("annotations")
-    assert.are.equal(0, code)
-    assert.are.equal(support.read(support.root .. "/lua/jicoo/webhook/meta.lua"), out)
-    local core = require "jicoo.webhook.core"
-    local types = require "jicoo.webhook.payload.types"
-    for name, schema in pairs(core.schema) do
-      assert.truthy(out:find("---@class jicoo.webhook." .. name .. "\n", 1, true), name)
-      for _, field in ipairs(schema.fields) do
-        assert.truthy(out:find("---@field " .. field.name .. "[? ]"), name .. "." .. field.name)
-      end
-      for method in pairs(types.methods[name]) do
-        assert.truthy(out:find("function " .. name .. ":" .. method .. "(", 1, true), method)
-      end
-    end
-    assert.truthy(loadstring and loadstring(out) or load(out), "the annotations are Lua")
-  end)
-end)
-
 describe("the README's and docs' recipes, as written", function()
   local readme = support.read(support.root .. "/README.md")
 

@@ -46,6 +46,13 @@ rock="$tree/lib/luarocks/rocks-$version/jicoo-webhook/scm-1"
 test -s "$rock/share/man/man1/jicoo-webhook.1" || { echo "no manual page installed"; exit 1; }
 test -s "$rock/share/bash-completion/completions/jicoo-webhook" || { echo "no completion"; exit 1; }
 echo "ok - manual page and completion installed"
+addon="$rock/share/jicoo-webhook/lua-language-server"
+test -s "$addon/config.json" && test -s "$addon/library/jicoo-webhook-types.lua" \
+  || { echo "no Lua Language Server addon installed"; exit 1; }
+test ! -e "$addon/make.lua" || { echo "the addon's generator was installed"; exit 1; }
+"$tree/bin/jicoo-webhook" annotations | grep -qx "$addon" \
+  || { echo "jicoo-webhook annotations does not name $addon"; exit 1; }
+echo "ok - Lua Language Server addon installed, and named by jicoo-webhook annotations"
 
 # The README's recipe for a --tree install: `luarocks path` makes the modules visible to Lua.
 version_seen=$(env -u LUA_PATH -u LUA_CPATH sh -c '

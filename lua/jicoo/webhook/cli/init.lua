@@ -403,8 +403,9 @@ local function build_parser(argparse)
     .. " or fish).")
   completion:argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
   parser:command("man", "Print the manual page (roff), made from the same text as --help.")
-  parser:command("annotations", "Print the Lua Language Server annotations of the typed tables"
-    .. " and the library (lua/jicoo/webhook/meta.lua), made from the schema.")
+  parser:command("annotations", "Print where the Lua Language Server addon of the library is"
+    .. " (annotations of the typed tables, ctx, the router, the journals), and the .luarc.json"
+    .. " lines that use it.")
 
   return parser
 end
@@ -478,8 +479,7 @@ function _M.main(args)
     io_stdout:write(parser["get_" .. parsed.shell .. "_complete"](parser))
     return EXIT_OK
   elseif parsed.command == "annotations" then
-    io_stdout:write(require("jicoo.webhook.annotations").source())
-    return EXIT_OK
+    return require("jicoo.webhook.cli.editors").run()
   elseif parsed.command == "man" then
     io_stdout:write(require("jicoo.webhook.cli.man").page(parser, VERSION))
     return EXIT_OK
