@@ -14,12 +14,10 @@ local xpcall = xpcall
 local debug_getinfo = debug.getinfo
 local string_lower = string.lower
 local string_match = string.match
-local string_format = string.format
 local table_concat = table.concat
 local math_random = math.random
 local math_max = math.max
 local math_ceil = math.ceil
-local io_stderr = io.stderr
 -- The clock, in seconds to the millisecond (leases and retries are timed finer than a second):
 -- nginx's cached one where there is one (compiled by LuaJIT, which cannot compile a C call such
 -- as os.time: that cut the request's trace in pieces three times a delivery), else the core's.
@@ -28,37 +26,15 @@ local clock = ngx and ngx.now or require("jicoo.webhook.core").now
 
 local answer = require "jicoo.webhook.router.answer"
 local context = require "jicoo.webhook.router.context"
-local core = require "jicoo.webhook.core"
 local engine = require "jicoo.webhook.payload"
-local journal_module = require "jicoo.webhook.journal"
+local options = require "jicoo.webhook.router.options"
 local scripts = require "jicoo.webhook.router.scripts"
-local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 
 local SIGNATURE_HEADER = "jicoo-webhook-signature"
 local ANY = "*"
 
--- The router's own options, then every option parse takes (core.options: the limits
--- included), passed on to parse as they are.
-local OPTION_NAMES = {
-  secrets = true, tolerance = true, verify = true,
-  journal = true, store = true, ttl = true, lease = true, retry_delays = true,
-  now = true, log = true, config = true, http = true,
-}
-local PARSE_OPTION_NAMES = {}
-for name, option in pairs(core.options) do
-  if option.calls.parse then
-    PARSE_OPTION_NAMES[#PARSE_OPTION_NAMES + 1] = name
-    OPTION_NAMES[name] = true
-  end
-end
-
--- Seconds between attempts of a failed delivery (8 attempts over about 22 hours); each delay is
--- varied by up to a quarter either way, so that deliveries that failed together spread out.
-local DEFAULT_RETRY_DELAYS = { 60, 300, 900, 3600, 10800, 21600, 43200 }
-local DEFAULT_LEASE = 300
-local DUE_PER_RUN = 100
 local FULL_RETRY_AFTER = 60   -- seconds a sender is asked to wait while the journal is full
 
 local is_callable = scripts.is_callable
@@ -81,10 +57,6 @@ local function header_value(headers, lower_name)
   return value
 end
 
-local function default_log(level, message)
-  io_stderr:write("jicoo-webhook [", level, "] ", message, "\n")
-end
-
 local function first_line(s)
   return string_match(s, "^[^\n]*")
 end
@@ -103,123 +75,24 @@ end
 -- Construction and registration
 
 function _M.new(opts)
-  if opts == nil then
-    opts = {}
-  elseif type(opts) ~= "table" then
-    error("webhook.router: opts must be a table, got " .. type(opts), 2)
-  end
-  for name in pairs(opts) do
-    if not OPTION_NAMES[name] then
-      error("webhook.router: unknown option '" .. tostring(name) .. "'", 2)
-    end
-  end
-  local verify = opts.verify ~= false
-  -- Secrets are verify's arguments, not options: verify judges them (it raises on bad ones) on
-  -- an empty delivery, now rather than on the first one.
-  if verify and (opts.secrets == nil or not pcall(core.verify, "", nil, opts.secrets)) then
-    error("webhook.router: opts.secrets (a secret or a list of secrets) is required"
-      .. " unless opts.verify is false", 2)
-  end
-
-  local parse_opts = {}
-  for _, name in ipairs(PARSE_OPTION_NAMES) do
-    parse_opts[name] = opts[name]
-  end
-  -- The core judges the options now, as parse and verify would, not on the first delivery.
-  local ok, err = pcall(core.check_options, "parse", parse_opts)
-  if ok then
-    ok, err = pcall(core.check_options, "verify", { tolerance = opts.tolerance })
-  end
-  if not ok then
-    error("webhook.router: " .. tostring(err), 2)
-  end
-
-  local max_size = opts.max_size or core.limits.max_size
-  local ttl = opts.ttl or store.DEFAULT_TTL
-  if type(ttl) ~= "number" or ttl <= 0 then
-    error("webhook.router: opts.ttl must be a positive number of seconds", 2)
-  end
-  local journal = opts.journal
-  if journal ~= nil and opts.store ~= nil then
-    error("webhook.router: opts.journal and opts.store exclude each other (a journal is its own"
-      .. " claim store)", 2)
-  elseif journal ~= nil and opts.ttl ~= nil then
-    error("webhook.router: opts.ttl is the journal's own option when opts.journal is given", 2)
-  elseif journal ~= nil and not journal_module.is_journal(journal) then
-    error("webhook.router: opts.journal must have the journal methods (acquire, update, due,"
-      .. " get, list, rearm, remove)", 2)
-  elseif opts.store ~= nil and not store.is_store(opts.store) then
-    error("webhook.router: opts.store must have add(key, ttl) and delete(key) methods", 2)
-  end
-  if journal == nil then
-    journal = journal_module.memory({ claims = opts.store, ttl = ttl })
-  elseif not store.is_ours(journal) then
-    journal = store.guarded(journal, journal_module.METHODS)
-  end
-  -- A delivery is remembered for ttl after it is handled, and a captured copy of it verifies
-  -- until its t is tolerance behind the clock; t may have been up to tolerance ahead of the
-  -- clock when it was handled, so the copy verifies for up to 2 x tolerance after that.
-  local remembered = type(journal.ttl) == "number" and journal.ttl or nil
-  if verify then
-    local tolerance = opts.tolerance or core.options.tolerance.default
-    if tolerance == 0 then
-      -- kept for replaying old deliveries (the time check off, as verify takes it), and said
-      (opts.log or default_log)("warn", "webhook.router: tolerance = 0 accepts a signature of any"
-        .. " age: a captured delivery runs again once its record expires (after ttl)")
-    elseif remembered and remembered < 2 * tolerance then
-      error(string_format("webhook.router: the journal's ttl (%g s) is shorter than twice the"
-        .. " tolerance (%g s): a captured delivery could be replayed after its record expired"
-        .. " and run again; make ttl at least %g s or the tolerance at most %g s", remembered,
-        tolerance, 2 * tolerance, remembered / 2), 2)
-    end
-  end
-  local lease = opts.lease or DEFAULT_LEASE
-  if type(lease) ~= "number" or lease <= 0 then
-    error("webhook.router: opts.lease must be a positive number of seconds", 2)
-  end
-  local retry_delays = opts.retry_delays or DEFAULT_RETRY_DELAYS
-  if type(retry_delays) ~= "table" then
-    error("webhook.router: opts.retry_delays must be a list of seconds", 2)
-  end
-  for i, delay in ipairs(retry_delays) do
-    if type(delay) ~= "number" or delay < 0 then
-      error("webhook.router: opts.retry_delays[" .. i .. "] must be a number of seconds", 2)
-    end
-  end
-  local now = opts.now
-  if now ~= nil and type(now) ~= "number" and not is_callable(now) then
-    error("webhook.router: opts.now must be a number or a function", 2)
-  end
-  local log = opts.log or default_log
-  if not is_callable(log) then
-    error("webhook.router: opts.log must be a function(level, message)", 2)
-  end
-  local config = opts.config or {}
-  if type(config) ~= "table" then
-    error("webhook.router: opts.config must be a table", 2)
-  end
-  if opts.http ~= nil and not is_callable(opts.http) then
-    error("webhook.router: opts.http must be a function(request) -> response | nil, err", 2)
-  end
-
+  local o = options.settings(opts)
   return setmetatable({
-    context_meta = context.new_meta(log, opts.http),
-    verify = verify,
-    secrets = opts.secrets,
-    tolerance = opts.tolerance,
-    parse_opts = parse_opts,
-    max_size = max_size,
-    journal = journal,
-    lease = lease,
-    retry_delays = retry_delays,
-    max_attempts = #retry_delays + 1,
-    now_option = now,
-    log = log,
-    config = config,
+    context_meta = context.new_meta(o.log, o.http),
+    verify = o.verify,
+    secrets = o.secrets,
+    tolerance = o.tolerance,
+    parse_opts = o.parse_opts,
+    max_size = o.max_size,
+    journal = o.journal,
+    lease = o.lease,
+    retry_delays = o.retry_delays,
+    max_attempts = #o.retry_delays + 1,
+    now_option = o.now,
+    log = o.log,
+    config = o.config,
     routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
     error_handlers = {},
     label_counts = {},    -- label -> routes registered under it
-    reported = {},        -- journal files already reported as unreadable
   }, Router)
 end
 
@@ -574,63 +447,9 @@ function Router:handle(body, headers)
   return self:dispatch(delivery)
 end
 
--- A journaled delivery taken for another attempt, ready for dispatch; or nil when its body no
--- longer parses (the router's parse options changed), which ends it as dead.
-local function journaled_delivery(self, key, record, now)
-  local ev, msg = engine.parse(record.body or "", self.parse_opts)
-  local delivery = { event = ev, key = key, record = record }
-  if not ev then
-    self.log("error", "dead letter " .. key .. ": its journaled body no longer parses: " .. msg)
-    record_outcome(self, delivery, { state = "dead", finished_at = now,
-      errors = { { handler = "(parse)", message = msg } } }, now)
-    return nil
-  end
-  delivery.ctx = new_context(self, key, record.body, {}, record.received_at, record.attempts)
-  return delivery
-end
-
--- One pass of the scheduler: every delivery the journal has due now (a failed one whose retry
--- time came, a running one whose lease ran out: its worker died) is taken, under a fresh lease,
--- and its remaining handlers run. Returns how many ran, and their results. The nginx adapter
--- calls it from a timer in every worker; a plain-Lua program calls it when it likes.
-function Router:run_due()
-  local now = current_time(self)
-  local keys, problems = self.journal:due(now, DUE_PER_RUN)
-  if not keys then
-    -- once per outage, not once a second
-    if not self.due_failing then
-      self.log("error", "journal: cannot list the deliveries due (retries wait until it can): "
-        .. tostring(problems))
-    end
-    self.due_failing = true
-    return 0, {}
-  end
-  if self.due_failing then
-    self.log("info", "journal: the deliveries due can be listed again")
-    self.due_failing = nil
-  end
-  for _, problem in ipairs(type(problems) == "table" and problems or {}) do
-    if not self.reported[problem.file] then
-      self.reported[problem.file] = true
-      self.log("error", "journal: skipping " .. problem.file .. ": " .. problem.error)
-    end
-  end
-  local results = {}
-  for _, key in ipairs(keys) do
-    local outcome, record = acquire(self, key, now, nil, false)
-    if outcome == "taken" then
-      local delivery = journaled_delivery(self, key, record, now)
-      if delivery then
-        local res = self:dispatch(delivery)
-        self.log(res.status == 200 and "info" or "warn", "attempt " .. record.attempts .. " of "
-          .. key .. ": " .. (res.status == 200 and "handled" or "failed"))
-        results[#results + 1] = res
-      end
-    elseif outcome == nil then
-      self.log("error", "journal: cannot take " .. key .. ": " .. tostring(record))
-    end
-  end
-  return #results, results
-end
+-- The scheduler's pass (scheduler.lua), and the helpers it shares with the receive path.
+Router.run_due = require("jicoo.webhook.router.scheduler").run_due
+_M.internals = { current_time = current_time, acquire = acquire,
+  record_outcome = record_outcome, new_context = new_context }
 
 return _M
