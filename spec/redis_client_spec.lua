@@ -184,11 +184,15 @@ describe("redis client", function()
 
   it("raises on options it does not know or of the wrong type", function()
     local cases = {
-      { { hots = "x" }, "redis.new: unknown option 'hots'" },
-      { { port = "6379" }, "redis.new: opts.port must be a number, got string" },
-      { { read_timeout = 0 }, "redis.new: opts.read_timeout must be a positive number, got 0" },
-      { { db = 1.5 }, "redis.new: opts.db must be a database number (0, 1, ...)" },
-      { { username = "u" }, "redis.new: opts.username needs opts.password" },
+      -- the core's message shapes (jicoo.webhook.options)
+      { { hots = "x" }, "redis.new: unknown option 'hots' (it takes host, port, path, username,"
+        .. " password, db, connect_timeout, send_timeout, read_timeout, pool_size,"
+        .. " keepalive_timeout, max_reply)" },
+      { { port = "6379" }, 'redis.new: option \'port\' must be a port number, got "6379"' },
+      { { read_timeout = 0 }, "redis.new: option 'read_timeout' must be a positive number of"
+        .. " milliseconds, got 0" },
+      { { db = 1.5 }, "redis.new: option 'db' must be a database number (0, 1, ...), got 1.5" },
+      { { username = "u" }, "redis.new: option 'username' needs option 'password'" },
     }
     for _, case in ipairs(cases) do
       assert.has_error(function() redis.new(case[1]) end, case[2])

@@ -53,22 +53,30 @@ local math_huge = math.huge
 local math_type = math.type   -- nil before 5.3
 
 local core = require "jicoo.webhook.core"
+local options = require "jicoo.webhook.options"
 local socket = require "jicoo.net.socket"
 
 local _M = {}
 
 _M.null = core.null
 
--- The options new takes, and their types.
-local OPTIONS = {
-  host = "string", port = "number", path = "string", username = "string",
-  password = "string", db = "number", connect_timeout = "number", send_timeout = "number",
-  read_timeout = "number", pool_size = "number", keepalive_timeout = "number",
-  max_reply = "number",
-}
-
-local POSITIVE = { "port", "connect_timeout", "send_timeout", "read_timeout", "pool_size",
-  "keepalive_timeout", "max_reply" }
+-- The options new takes (connect, send and read timeouts in ms).
+local timeout = { check = options.positive, what = "a positive number of milliseconds" }
+local OPTIONS = options.schema("redis.new", {
+  { "host", "string", default = "127.0.0.1" },
+  { "port", "number", default = 6379, check = options.positive, what = "a port number" },
+  { "path", "string" },
+  { "username", "string" },
+  { "password", "string" },
+  { "db", "number", default = 0, check = options.whole, what = "a database number (0, 1, ...)" },
+  { "connect_timeout", "number", default = 1000, check = timeout.check, what = timeout.what },
+  { "send_timeout", "number", default = 1000, check = timeout.check, what = timeout.what },
+  { "read_timeout", "number", default = 1000, check = timeout.check, what = timeout.what },
+  { "pool_size", "number", default = 32, check = options.positive, what = "a positive number" },
+  { "keepalive_timeout", "number", default = 60000, check = timeout.check, what = timeout.what },
+  { "max_reply", "number", default = 64 * 1024 * 1024, check = options.positive,
+    what = "a positive number of bytes" },
+})
 
 local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an error reply
 
@@ -77,7 +85,6 @@ local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an er
 local MAX_LINE = 65536
 local MAX_DEPTH = 16
 local ELEMENT_COST = 16
-_M.DEFAULT_MAX_REPLY = 64 * 1024 * 1024
 
 local Client = {}
 Client.__index = Client
@@ -87,32 +94,13 @@ local function in_nginx()
   return ngx ~= nil and type(ngx.socket) == "table" and ngx.socket.tcp ~= nil
 end
 
--- Raises on an option that is unknown or of the wrong type, and outside nginx when LuaSocket is
--- missing, at the level error() would take in the caller (for the Redis journal too, which
--- takes these options beside its own).
-function _M.check_options(opts, who, level)
-  for name, value in pairs(opts) do
-    local expected = OPTIONS[name]
-    if not expected then
-      error(who .. ": unknown option '" .. tostring(name) .. "'", level + 1)
-    end
-    if type(value) ~= expected then
-      error(who .. ": opts." .. name .. " must be a " .. expected .. ", got " .. type(value),
-        level + 1)
-    end
-  end
-  for _, name in ipairs(POSITIVE) do
-    local value = opts[name]
-    if value ~= nil and not (value > 0 and value < math_huge) then
-      error(who .. ": opts." .. name .. " must be a positive number, got " .. tostring(value),
-        level + 1)
-    end
-  end
-  if opts.db ~= nil and (opts.db < 0 or opts.db ~= math_floor(opts.db)) then
-    error(who .. ": opts.db must be a database number (0, 1, ...)", level + 1)
-  end
-  if opts.username ~= nil and opts.password == nil then
-    error(who .. ": opts.username needs opts.password", level + 1)
+-- The options checked and completed (raises on an unknown one or a bad value, and outside
+-- nginx when LuaSocket is missing), at the level error() would take in the caller; `who` names
+-- the caller in the messages (the Redis journal and claim store take these options too).
+function _M.check_options(opts, who, level, allow)
+  local o = OPTIONS:check(opts, level + 1, allow, who)
+  if o.username ~= nil and o.password == nil then
+    error(who .. ": option 'username' needs option 'password'", level + 1)
   end
   if not in_nginx() then
     local ok, why = socket.luasocket()
@@ -120,53 +108,48 @@ function _M.check_options(opts, who, level)
       error(who .. ": " .. why, level + 1)
     end
   end
+  return o
+end
+
+-- The names of the client's options (a set), for a module that takes them beside its own.
+function _M.option_names()
+  return OPTIONS:name_set()
 end
 
 -- For a module that takes the client's options beside its own (the Redis journal and claim
--- store): opts without the names in `own` (a set), checked as new checks them, for redis.new.
+-- store): the client's, checked as new checks them, the names in `own` (a set) left out.
 function _M.client_options(opts, own, who, level)
-  if opts ~= nil and type(opts) ~= "table" then
-    error(who .. ": opts must be a table, got " .. type(opts), level + 1)
-  end
+  local o = _M.check_options(opts, who, level + 1, own)
   local client_opts = {}
-  for name, value in pairs(opts or {}) do
-    if not own[name] then
-      client_opts[name] = value
-    end
+  for name in pairs(OPTIONS:name_set()) do
+    client_opts[name] = o[name]
   end
-  _M.check_options(client_opts, who, level + 1)
   return client_opts
 end
 
 function _M.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("redis.new: opts must be a table, got " .. type(opts), 2)
-  end
-  opts = opts or {}
-  _M.check_options(opts, "redis.new", 2)
-  local host, port, db = opts.host or "127.0.0.1", opts.port or 6379, opts.db or 0
-  local address = opts.path and ("unix:" .. opts.path) or (host .. ":" .. port)
-  local pool_size = opts.pool_size or 32
+  local o = _M.check_options(opts, "redis.new", 2)
+  local address = o.path and ("unix:" .. o.path) or (o.host .. ":" .. o.port)
   return setmetatable({
-    host = host,
-    port = port,
-    path = opts.path,
+    host = o.host,
+    port = o.port,
+    path = o.path,
     address = address,
-    username = opts.username,
-    password = opts.password,
-    db = db,
-    connect_timeout = opts.connect_timeout or 1000,
-    send_timeout = opts.send_timeout or 1000,
-    read_timeout = opts.read_timeout or 1000,
-    keepalive_timeout = opts.keepalive_timeout or 60000,
-    max_reply = opts.max_reply or _M.DEFAULT_MAX_REPLY,
-    pool_size = pool_size,
+    username = o.username,
+    password = o.password,
+    db = o.db,
+    connect_timeout = o.connect_timeout,
+    send_timeout = o.send_timeout,
+    read_timeout = o.read_timeout,
+    keepalive_timeout = o.keepalive_timeout,
+    max_reply = o.max_reply,
+    pool_size = o.pool_size,
     connect_opts = {
-      host = host, port = port, path = opts.path,
-      timeout = opts.connect_timeout or 1000,
+      host = o.host, port = o.port, path = o.path,
+      timeout = o.connect_timeout,
       -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
-      pool = string_format("jicoo-webhook:redis:%s:%d:%s", address, db, opts.username or ""),
-      pool_size = pool_size,
+      pool = string_format("jicoo-webhook:redis:%s:%d:%s", address, o.db, o.username or ""),
+      pool_size = o.pool_size,
     },
     conn = nil,      -- plain Lua: the open connection
     scripts = {},    -- script text -> its SHA1, as SCRIPT LOAD gave it

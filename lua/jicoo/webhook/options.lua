@@ -104,9 +104,13 @@ end
 -- A copy of opts (nil: none) with the defaults filled in; raises, `level` above check's
 -- caller, on a name the schema does not have, a value of another kind, a check that fails or a
 -- required option that is missing. Names of `allow` (a set) pass through unchecked (another
--- schema's, such as a client's options beside a journal's).
-function Schema:check(opts, level, allow)
+-- schema's, such as a client's options beside a journal's). `who` names the caller in the
+-- messages, when it is not the schema's own (the Redis client's options given to a journal).
+function Schema:check(opts, level, allow, who)
   level = (level or 1) + 1
+  if who then
+    self = setmetatable({ who = who }, { __index = self })
+  end
   if opts ~= nil and type(opts) ~= "table" then
     error(self.who .. ": opts must be a table, got " .. type(opts), level)
   end

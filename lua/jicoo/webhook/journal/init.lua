@@ -54,6 +54,10 @@ local _M = {}
 
 _M.STATES = { "running", "failed", "done", "dead" }
 
+-- How long a done record (and a claim) is kept, in seconds, unless a journal is told otherwise:
+-- declared here once, for every journal and claim store.
+_M.DEFAULT_TTL = 3 * 24 * 3600
+
 -- The JSON a backend wrote, read back: records are the journal's own, so the limits meant for
 -- hostile input do not apply (a handler's label is a key, and may be long).
 local MAX = 2147483647

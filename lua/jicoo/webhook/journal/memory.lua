@@ -11,11 +11,10 @@
 local setmetatable = setmetatable
 local pairs = pairs
 local ipairs = ipairs
-local type = type
-local error = error
 local tostring = tostring
 
 local journal = require "jicoo.webhook.journal"
+local options = require "jicoo.webhook.options"
 local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
@@ -26,22 +25,25 @@ local Memory = {}
 Memory.__index = Memory
 Memory.__name = "jicoo.webhook.journal.memory"   -- store.is_ours: it returns, never raises, on failure
 
+local OPTIONS = options.schema("journal.memory", {
+  { "claims", "any", check = store.is_store,
+    what = "a claim store with add(key, ttl) and delete(key)" },
+  { "ttl", "number", default = journal.DEFAULT_TTL, check = options.positive,
+    what = "a positive number of seconds" },
+  { "max_entries", "number", default = DEFAULT_MAX_OPEN, check = options.positive,
+    what = "a positive number" },
+})
+
 function _M.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("journal.memory: opts must be a table, got " .. type(opts), 3)
-  end
-  opts = opts or {}
-  local claims = opts.claims or store.memory({ ttl = opts.ttl, max_entries = opts.max_entries })
-  if not store.is_store(claims) then
-    error("journal.memory: opts.claims must have add(key, ttl) and delete(key) methods", 3)
-  end
+  local o = OPTIONS:check(opts, 3)
+  local claims = o.claims or store.memory({ ttl = o.ttl, max_entries = o.max_entries })
   if not store.is_ours(claims) then
     claims = store.guarded(claims, { "add", "delete" })
   end
   return setmetatable({
     claims = claims,
-    ttl = opts.ttl or store.DEFAULT_TTL,
-    max_open = opts.max_entries or DEFAULT_MAX_OPEN,
+    ttl = o.ttl,
+    max_open = o.max_entries,
     records = {},   -- key -> the record of a running, failed or dead delivery
     open = 0,
     durable = false,

@@ -59,8 +59,8 @@
 -- indexes, in the state it has then, the first time a script changes it (an attempt, an update,
 -- a rearm); a done one never does, and Redis drops it at its ttl, as before.
 --
--- Options: prefix ("jicoo-webhook:"), ttl (the seconds a done record is kept, store.DEFAULT_TTL),
--- and the client's (lua/jicoo/webhook/redis.lua): host, port, path, password, username, db, the
+-- Options: prefix ("jicoo-webhook:"), ttl (the seconds a done record is kept, journal.DEFAULT_TTL),
+-- and the client's (lua/jicoo/net/redis.lua): host, port, path, password, username, db, the
 -- timeouts and the nginx pool's size and keepalive. A record that cannot be read is listed (and
 -- found) as { state = "corrupt", file = the hash's name, error = why }.
 --
@@ -89,7 +89,7 @@ local json = require "jicoo.webhook.payload.json"
 local journal = require "jicoo.webhook.journal"
 local redis = require "jicoo.net.redis"
 local scripts = require "jicoo.webhook.journal.redis_scripts"
-local store = require "jicoo.webhook.journal.claims"
+local options = require "jicoo.webhook.options"
 
 local _M = {}
 
@@ -117,19 +117,18 @@ local Redis = {}
 Redis.__index = Redis
 Redis.__name = "jicoo.webhook.journal.redis"   -- store.is_ours: it returns, never raises, on failure
 
-local OWN_OPTIONS = { prefix = true, ttl = true }
+-- Its own options, beside the client's (net/redis.lua).
+local OPTIONS = options.schema("journal.redis", {
+  { "prefix", "string", default = DEFAULT_PREFIX },
+  { "ttl", "number", default = journal.DEFAULT_TTL, check = options.positive,
+    what = "a positive number of seconds" },
+})
+local CLIENT_OPTIONS = redis.option_names()
 
 function _M.new(opts)
-  local client_opts = redis.client_options(opts, OWN_OPTIONS, "journal.redis", 3)
-  opts = opts or {}
-  local prefix, ttl = opts.prefix or DEFAULT_PREFIX, opts.ttl or store.DEFAULT_TTL
-  if type(prefix) ~= "string" then
-    error("journal.redis: opts.prefix must be a string, got " .. type(prefix), 3)
-  end
-  if type(ttl) ~= "number" or ttl <= 0 or ttl ~= ttl then
-    error("journal.redis: opts.ttl must be a positive number of seconds", 3)
-  end
-  local client = redis.new(client_opts)
+  local o = OPTIONS:check(opts, 3, CLIENT_OPTIONS)
+  local client = redis.new(redis.client_options(opts, OPTIONS:name_set(), "journal.redis", 3))
+  local prefix, ttl = o.prefix, o.ttl
   return setmetatable({
     client = client,
     address = client.address,

@@ -22,16 +22,14 @@
 -- nginx.conf, "jicoo_journal").
 local setmetatable = setmetatable
 local type = type
-local error = error
-local pairs = pairs
 local tostring = tostring
 local rawget = rawget
 local select = select
 local unpack = table.unpack or unpack   -- luacheck: ignore 143
 
 local journal = require "jicoo.webhook.journal"
+local options = require "jicoo.webhook.options"
 local sqlite_db = require "jicoo.webhook.journal.sqlite_db"
-local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
 
@@ -48,10 +46,21 @@ local function semaphore()
   return require "ngx.semaphore"
 end
 
-local OPTIONS = {
-  dir = "string", ttl = "number", durability = "string", max_open = "number",
-  busy_timeout = "number", wait_timeout = "number", thread_pool = "string",
-}
+local ms = { check = options.not_negative, what = "a number of milliseconds" }
+local OPTIONS = options.schema("journal.sqlite", {
+  { "dir", "string", required = true, check = function(v) return v ~= "" end,
+    what = "the journal's folder" },
+  { "ttl", "number", default = journal.DEFAULT_TTL, check = options.positive,
+    what = "a positive number of seconds" },
+  { "durability", "string", default = "full", check = options.one_of("full", "normal"),
+    what = '"full" or "normal"' },
+  { "max_open", "number", default = _M.DEFAULT_MAX_OPEN, check = options.positive,
+    what = "a positive number" },
+  { "busy_timeout", "number", default = _M.DEFAULT_BUSY_TIMEOUT, check = ms.check, what = ms.what },
+  { "wait_timeout", "number", default = _M.DEFAULT_WAIT_TIMEOUT, check = options.positive,
+    what = "a positive number of milliseconds" },
+  { "thread_pool", "string", default = _M.DEFAULT_THREAD_POOL },
+})
 
 -- The nginx phases in which a call may wait on a semaphore.
 local YIELDING_PHASES = {
@@ -64,42 +73,15 @@ SQLite.__index = SQLite
 SQLite.__name = "jicoo.webhook.journal.sqlite"   -- store.is_ours: it returns, never raises, on failure
 
 function _M.new(opts)
-  if type(opts) ~= "table" or type(opts.dir) ~= "string" or opts.dir == "" then
-    error("journal.sqlite: opts.dir (the journal's folder) is required", 3)
-  end
-  for name, value in pairs(opts) do
-    local expected = OPTIONS[name]
-    if not expected then
-      error("journal.sqlite: unknown option '" .. tostring(name) .. "'", 3)
-    elseif type(value) ~= expected then
-      error("journal.sqlite: opts." .. name .. " must be a " .. expected .. ", got "
-        .. type(value), 3)
-    end
-  end
-  for _, name in pairs({ "ttl", "max_open", "wait_timeout" }) do
-    local value = opts[name]
-    if value ~= nil and (value <= 0 or value ~= value) then
-      error("journal.sqlite: opts." .. name .. " must be a positive number", 3)
-    end
-  end
-  local busy_timeout = opts.busy_timeout
-  if busy_timeout ~= nil and (busy_timeout < 0 or busy_timeout ~= busy_timeout) then
-    error("journal.sqlite: opts.busy_timeout must be 0 or more (ms)", 3)
-  end
-  local durability = opts.durability or "full"
-  if durability ~= "full" and durability ~= "normal" then
-    error("journal.sqlite: opts.durability must be \"full\" or \"normal\", got \""
-      .. durability .. "\"", 3)
-  end
-  local dir = opts.dir:sub(-1) == "/" and #opts.dir > 1 and opts.dir:sub(1, -2) or opts.dir
+  local o = OPTIONS:check(opts, 3)
+  local dir = o.dir:sub(-1) == "/" and #o.dir > 1 and o.dir:sub(1, -2) or o.dir
   return setmetatable({
     dir = dir,
-    ttl = opts.ttl or store.DEFAULT_TTL,
-    max_open = opts.max_open or _M.DEFAULT_MAX_OPEN,
-    settings = { durability = durability,
-      busy_timeout = opts.busy_timeout or _M.DEFAULT_BUSY_TIMEOUT },
-    wait_timeout = (opts.wait_timeout or _M.DEFAULT_WAIT_TIMEOUT) / 1000,
-    thread_pool = opts.thread_pool or _M.DEFAULT_THREAD_POOL,
+    ttl = o.ttl,
+    max_open = o.max_open,
+    settings = { durability = o.durability, busy_timeout = o.busy_timeout },
+    wait_timeout = o.wait_timeout / 1000,
+    thread_pool = o.thread_pool,
     durable = true,
     filling = nil,     -- nginx: the batch the next call joins
     committers = 0,    -- nginx: the committers' timers running

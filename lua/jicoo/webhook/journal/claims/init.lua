@@ -23,7 +23,7 @@ local string_find = string.find
 
 local _M = {}
 
-_M.DEFAULT_TTL = 3 * 24 * 3600
+_M.DEFAULT_TTL = require("jicoo.webhook.journal").DEFAULT_TTL
 _M.DEFAULT_MAX_ENTRIES = 100000
 
 function _M.check_positive(value, what, level)

@@ -4,11 +4,10 @@
 -- in a FIFO queue in claim order; expired, deleted and evicted claims leave that queue from its
 -- front.
 local setmetatable = setmetatable
-local type = type
-local error = error
 local os_time = os.time
 local math_floor = math.floor
 
+local options = require "jicoo.webhook.options"
 local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
@@ -17,20 +16,18 @@ local Memory = {}
 Memory.__index = Memory
 Memory.__name = "jicoo.webhook.journal.claims.memory"   -- store.is_ours: it returns, never raises, on failure
 
-function _M.new(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("store.memory: opts must be a table, got " .. type(opts), 3)
-  end
-  opts = opts or {}
-  local max_entries = opts.max_entries or store.DEFAULT_MAX_ENTRIES
-  store.check_positive(max_entries, "store.memory: opts.max_entries", 3)
-  local ttl = opts.ttl or store.DEFAULT_TTL
-  store.check_positive(ttl, "store.memory: opts.ttl", 3)
-  local clock = opts.clock or os_time
-  if type(clock) ~= "function" then
-    error("store.memory: opts.clock must be a function, got " .. type(clock), 3)
-  end
+local OPTIONS = options.schema("store.memory", {
+  { "max_entries", "number", default = store.DEFAULT_MAX_ENTRIES, check = options.positive,
+    what = "a positive number" },
+  { "ttl", "number", default = store.DEFAULT_TTL, check = options.positive,
+    what = "a positive number of seconds" },
+  { "now", "callable", default = os_time, what = "a function (the clock, Unix seconds)" },
+  { "clock", "callable", what = "a function (now's former name)" },
+})
 
+function _M.new(opts)
+  local o = OPTIONS:check(opts, 3)
+  local max_entries, ttl, clock = o.max_entries, o.ttl, o.clock or o.now
   return setmetatable({
     max_entries = math_floor(max_entries),
     default_ttl = ttl,

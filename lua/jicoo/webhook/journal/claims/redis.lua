@@ -5,12 +5,11 @@
 -- after it was sent, the claim may have landed: the store takes it back if it still holds its
 -- token (a compare-and-delete), so that the sender's retry is not mistaken for a duplicate.
 local setmetatable = setmetatable
-local type = type
-local error = error
 local tostring = tostring
 local math_ceil = math.ceil
 
 local redis = require "jicoo.net.redis"
+local options = require "jicoo.webhook.options"
 local store = require "jicoo.webhook.journal.claims"
 local token = require "jicoo.webhook.journal.token"
 
@@ -30,22 +29,20 @@ Redis.__name = "jicoo.webhook.journal.claims.redis"   -- store.is_ours: it retur
 -- opts: prefix ("jicoo-webhook:claim:"), ttl (the default claim's, 3 days), and the client's:
 -- host, port, path, password, username, db, connect_timeout, send_timeout, read_timeout,
 -- pool_size, keepalive_timeout.
-local OWN_OPTIONS = { prefix = true, ttl = true }
+local OPTIONS = options.schema("store.redis", {
+  { "prefix", "string", default = DEFAULT_PREFIX },
+  { "ttl", "number", default = store.DEFAULT_TTL, check = options.positive,
+    what = "a positive number of seconds" },
+})
 
 function _M.new(opts)
-  local client_opts = redis.client_options(opts, OWN_OPTIONS, "store.redis", 3)
-  opts = opts or {}
-  if opts.prefix ~= nil and type(opts.prefix) ~= "string" then
-    error("store.redis: opts.prefix must be a string, got " .. type(opts.prefix), 3)
-  end
-  local ttl = opts.ttl or store.DEFAULT_TTL
-  store.check_positive(ttl, "store.redis: opts.ttl", 3)
-  local client = redis.new(client_opts)
+  local o = OPTIONS:check(opts, 3, redis.option_names())
+  local client = redis.new(redis.client_options(opts, OPTIONS:name_set(), "store.redis", 3))
   return setmetatable({
     client = client,
     address = client.address,
-    prefix = opts.prefix or DEFAULT_PREFIX,
-    default_ttl = ttl,
+    prefix = o.prefix,
+    default_ttl = o.ttl,
   }, Redis)
 end
 

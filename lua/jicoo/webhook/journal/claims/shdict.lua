@@ -8,6 +8,7 @@ local error = error
 local tostring = tostring
 local rawget = rawget
 
+local options = require "jicoo.webhook.options"
 local store = require "jicoo.webhook.journal.claims"
 
 local _M = {}
@@ -21,11 +22,14 @@ local function ngx_shared()
   return ngx and ngx.shared
 end
 
+local OPTIONS = options.schema("store.shdict", {
+  { "ttl", "number", default = store.DEFAULT_TTL, check = options.positive,
+    what = "a positive number of seconds" },
+  { "prefix", "string", default = "" },
+})
+
 function _M.new(dict, opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("store.shdict: opts must be a table, got " .. type(opts), 3)
-  end
-  opts = opts or {}
+  local o = OPTIONS:check(opts, 3)
   local name = dict
   if type(dict) == "string" then
     local shared = ngx_shared()
@@ -43,13 +47,11 @@ function _M.new(dict, opts)
   if (kind ~= "table" and kind ~= "userdata") or dict.add == nil or dict.delete == nil then
     error("store.shdict: dict must be an ngx.shared.DICT or its name, got " .. kind, 3)
   end
-  local ttl = opts.ttl or store.DEFAULT_TTL
-  store.check_positive(ttl, "store.shdict: opts.ttl", 3)
   return setmetatable({
     dict = dict,
     name = name,
-    prefix = opts.prefix or "",
-    default_ttl = ttl,
+    prefix = o.prefix,
+    default_ttl = o.ttl,
   }, Shdict)
 end
 
