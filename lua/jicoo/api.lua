@@ -32,6 +32,7 @@ local require = require
 
 local core = require "jicoo.webhook.core"
 local json = require "jicoo.webhook.payload.json"
+local options = require "jicoo.webhook.options"
 local socket = require "jicoo.net.socket"
 
 local _M = {}
@@ -61,7 +62,7 @@ _M.DEFAULT_RETRY = {
   max_delay = 8,     -- no single wait is longer
   max_time = 30,     -- seconds from the first try after which no new attempt starts
 }
-_M.DEFAULT_TIMEOUT = 10000   -- ms, for each request's connect, send and each read
+_M.DEFAULT_TIMEOUT = 10000   -- ms a request may take, whole (ctx.http's timeout)
 
 ---------------------------------------------------------------------------------------------
 -- Text
@@ -149,11 +150,21 @@ end
 -- $JICOO_API_URL), timeout (ms), retry ({ attempts, base_delay, max_delay, max_time }), ca_file
 -- (TLS outside nginx), log (function(message), e.g. ctx.log.warn: one line per retry),
 -- sleep, now (the clock and the wait between attempts; default: socket.lua's).
+local OPTIONS = options.schema("jicoo.api.client", {
+  { "key", "string" },
+  { "base_url", "string" },
+  { "http", "callable", what = "a function(request) -> response | nil, err" },
+  { "timeout", "number", default = _M.DEFAULT_TIMEOUT, check = options.positive,
+    what = "a positive number of milliseconds" },
+  { "ca_file", "string" },
+  { "retry", "table", default = {} },
+  { "log", "callable", what = "a function(level, message)" },
+  { "sleep", "callable", default = socket.sleep, what = "a function(seconds)" },
+  { "now", "callable", default = socket.now, what = "a function (the clock, seconds)" },
+})
+
 function _M.client(opts)
-  if opts ~= nil and type(opts) ~= "table" then
-    error("jicoo.api.client: opts must be a table, got " .. type(opts), 2)
-  end
-  opts = opts or {}
+  opts = OPTIONS:check(opts, 2)
   local key = opts.key or os_getenv("JICOO_API_KEY")
   check_key(key)
   local retry = {}
@@ -175,12 +186,12 @@ function _M.client(opts)
     key = key,
     http = opts.http or require("jicoo.net.http").request,
     base_url = (string_gsub(base_url, "/+$", "")),
-    timeout = opts.timeout or _M.DEFAULT_TIMEOUT,
+    timeout = opts.timeout,
     ca_file = opts.ca_file,
     retry = retry,
     log = opts.log,
-    sleep = opts.sleep or socket.sleep,
-    now = opts.now or socket.now,
+    sleep = opts.sleep,
+    now = opts.now,
   }, Client)
 end
 

@@ -40,6 +40,7 @@ local string_upper = string.upper
 local table_concat = table.concat
 local table_sort = table.sort
 
+local options = require "jicoo.webhook.options"
 local socket = require "jicoo.net.socket"
 local VERSION = require "jicoo.webhook.version"
 
@@ -55,6 +56,23 @@ _M.MAX_HEAD = 65536
 _M.MAX_HEADERS = 100
 _M.MAX_INTERIM = 10
 local KEEPALIVE_TIMEOUT, POOL_SIZE = 60000, 16
+
+-- What a request may say (the header comment).
+local REQUEST = options.schema("http.request", {
+  { "method", "string", default = "GET", check = function(v) return string_find(v, "^%a+$") end,
+    what = "a method name" },
+  { "url", "string", required = true, what = "an http:// or https:// URL" },
+  { "headers", "table", default = {} },
+  { "body", "string" },
+  { "query", "table", what = "a table of parameters" },
+  { "timeout", "number", default = _M.DEFAULT_TIMEOUT, check = options.positive,
+    what = "a positive number of milliseconds" },
+  { "max_body", "number", default = _M.DEFAULT_MAX_BODY, check = options.not_negative,
+    what = "a number of bytes" },
+  { "verify", "boolean", default = true },
+  { "ca_file", "string" },
+  { "keepalive", "boolean", default = true },
+})
 
 -- Methods a server must treat as safe to repeat (RFC 9110, 9.2.2): the only ones sent again on
 -- a fresh connection when a pooled one turns out to be closed.
@@ -347,27 +365,9 @@ function _M.request(req)
   if type(req) ~= "table" then
     error("http.request: the request must be a table, got " .. type(req), 2)
   end
-  if type(req.url) ~= "string" then
-    error("http.request: req.url must be a string", 2)
-  end
-  local method = string_upper(req.method or "GET")
-  if not string_find(method, "^%u+$") then
-    error("http.request: req.method must be a method name, got " .. tostring(req.method), 2)
-  end
-  if req.body ~= nil and type(req.body) ~= "string" then
-    error("http.request: req.body must be a string", 2)
-  end
-  if req.headers ~= nil and type(req.headers) ~= "table" then
-    error("http.request: req.headers must be a table", 2)
-  end
-  if req.query ~= nil and type(req.query) ~= "table" then
-    error("http.request: req.query must be a table of parameters", 2)
-  end
-  local timeout = req.timeout or _M.DEFAULT_TIMEOUT
-  local max_body = req.max_body or _M.DEFAULT_MAX_BODY
-  if type(timeout) ~= "number" or timeout <= 0 or type(max_body) ~= "number" or max_body < 0 then
-    error("http.request: req.timeout (ms) and req.max_body (bytes) must be positive numbers", 2)
-  end
+  req = REQUEST:check(req, 2)
+  local method = string_upper(req.method)
+  local timeout, max_body = req.timeout, req.max_body
   local scheme, host, port, path = parse_url(req.url)
   if not scheme then
     error("http.request: req.url " .. string_format("%q", req.url) .. ": " .. host, 2)

@@ -24,12 +24,16 @@ local table_concat = table.concat
 local answer = require "jicoo.webhook.router.answer"
 local core = require "jicoo.webhook.core"
 local count_keys = require "table.nkeys" -- OpenResty's LuaJIT has it
+local options = require "jicoo.webhook.options"
 local router_module = require "jicoo.webhook.router"
 
 local _M = {}
 
 local MAX_HEADERS = 100
-local SERVE_OPTIONS = { answer_first = true, max_size = true }
+local SERVE_OPTIONS = options.schema("openresty.serve", {
+  { "answer_first", "boolean" },
+  { "max_size", "number", check = options.positive, what = "a positive number of bytes" },
+})
 
 local LEVELS = {
   debug = ngx.DEBUG,
@@ -244,13 +248,10 @@ function _M.serve(router, opts)
   elseif type(opts) ~= "table" then
     error("openresty.serve: opts must be a table, got " .. type(opts), 2)
   end
-  -- counted, not looped over: a loop on every request keeps LuaJIT from compiling serve
+  -- counted, not looped over: a loop on every request keeps LuaJIT from compiling serve; the
+  -- schema says what is wrong when the count is off
   if count_keys(opts) ~= (opts.answer_first ~= nil and 1 or 0) + (opts.max_size ~= nil and 1 or 0) then
-    for name in pairs(opts) do
-      if not SERVE_OPTIONS[name] then
-        error("openresty.serve: unknown option '" .. tostring(name) .. "'", 2)
-      end
-    end
+    SERVE_OPTIONS:check(opts, 2)
   end
 
   local res
