@@ -99,8 +99,9 @@ describe("jicoo.api against the stand-in", function()
   end)
 
   it("404: nil, a message with the status and Jicoo's errors, the raw body; no retry", function()
-    local data, msg, info = remember(client():booking("bk_missing"))
+    local data, msg, code, info = remember(client():booking("bk_missing"))
     assert.is_nil(data)
+    assert.are.equal("not_found", code)
     assert.are.equal("jicoo api: GET /bookings/bk_missing: 404 Not Found (message: booking not found)", msg)
     assert.are.equal(404, info.status)
     assert.are.equal("booking not found", info.errors.message)
@@ -110,8 +111,9 @@ describe("jicoo.api against the stand-in", function()
   end)
 
   it("401 for a wrong key, not retried, and the wrong key is not in the message", function()
-    local data, msg, info = client({ key = "sk_live_wrong_key" }):booking("bk_1")
+    local data, msg, code, info = client({ key = "sk_live_wrong_key" }):booking("bk_1")
     assert.is_nil(data)
+    assert.are.equal("unauthorized", code)
     assert.are.equal(401, info.status)
     assert.falsy(msg:find("sk_live_wrong_key", 1, true))
     assert.are.equal(1, #requests())
@@ -130,8 +132,9 @@ describe("jicoo.api against the stand-in", function()
   end)
 
   it("500 every time: as many attempts as allowed, then the last answer", function()
-    local data, msg, info = remember(client():booking("bk_broken"))
+    local data, msg, code, info = remember(client():booking("bk_broken"))
     assert.is_nil(data)
+    assert.are.equal("server", code)
     assert.are.equal(500, info.status)
     assert.are.equal(3, info.attempts)
     assert.truthy(msg:find(", after 3 attempts$"), msg)
@@ -141,15 +144,16 @@ describe("jicoo.api against the stand-in", function()
   it("stops retrying when the next wait would pass max_time", function()
     local c = client({ retry = { attempts = 10, base_delay = 5, max_delay = 5, max_time = 1 } })
     local started = os.time()
-    local _, _, info = c:booking("bk_broken")
+    local _, _, _, info = c:booking("bk_broken")
     assert.are.equal(1, info.attempts)
     assert.truthy(os.time() - started <= 1)
   end)
 
   it("a slow answer past the timeout is a network failure, retried", function()
-    local data, msg, info = remember(client({ timeout = 300,
+    local data, msg, code, info = remember(client({ timeout = 300,
       retry = { attempts = 2, base_delay = 0.05, max_delay = 0.05, max_time = 10 } }):booking("bk_slow"))
     assert.is_nil(data)
+    assert.are.equal("timeout", code)
     assert.is_nil(info.status)
     assert.are.equal(2, info.attempts)
     assert.truthy(msg:find("timeout", 1, true), msg)
@@ -179,14 +183,15 @@ describe("jicoo.api against the stand-in", function()
       "GET /v1/bookings?page=3&perPage=2&status=open" }, requests())
   end)
 
-  it("a page that fails gives false, msg, info once, and the loop ends", function()
+  it("a page that fails gives false, msg, code, info once, and the loop ends", function()
     local steps = {}
-    for items, msg, info in client({ key = "sk_live_wrong_key" }):bookings() do
-      steps[#steps + 1] = { items, msg, info and info.status }
+    for items, msg, code, info in client({ key = "sk_live_wrong_key" }):bookings() do
+      steps[#steps + 1] = { items, msg, code, info and info.status }
     end
     assert.are.equal(1, #steps)
     assert.is_false(steps[1][1])
-    assert.are.equal(401, steps[1][3])
+    assert.are.equal("unauthorized", steps[1][3])
+    assert.are.equal(401, steps[1][4])
   end)
 
   it("cancels with a reason (the guessed body), and the booking reads as cancelled", function()
@@ -204,9 +209,10 @@ describe("jicoo.api against the stand-in", function()
     local booking = assert(c:reschedule("bk_r1", { startedAt = "2026-03-08T01:00:00.000Z",
       timeZone = "Asia/Tokyo" }))
     assert.are.equal("2026-03-08T01:00:00.000Z", booking.startedAt)
-    local data, msg, info = c:reschedule("bk_r1", { startedAt = "2030-01-01T00:00:00.000Z",
+    local data, msg, code, info = c:reschedule("bk_r1", { startedAt = "2030-01-01T00:00:00.000Z",
       timeZone = "Asia/Tokyo" })
     assert.is_nil(data)
+    assert.are.equal("rejected", code)
     assert.are.equal(422, info.status)
     assert.are.same({ "is not available" }, info.errors.startedAt)
     assert.truthy(msg:find("(startedAt: is not available)", 1, true), msg)
@@ -238,7 +244,8 @@ describe("jicoo.api against the stand-in", function()
     local slots = assert(c:available_schedules("et_intro30",
       { periodStart = "2026-03-09T00:00:00.000Z", periodEnd = "2026-03-15T00:00:00.000Z" }))
     assert.are.equal(1, slots[1].remainingCapacity)
-    local _, _, info = c:event_type("et_none")
+    local _, _, code, info = c:event_type("et_none")
+    assert.are.equal("not_found", code)
     assert.are.equal(404, info.status)
   end)
 

@@ -150,23 +150,23 @@ end)
 -- The answers of a peer that misbehaves (spec/hostile.lua): each is refused, within the
 -- request's time limit, and without holding more than the limits in memory.
 local HOSTILE = {
-  -- path, what err says; slow: the peer stalls (the case takes the timeout); flood: it sends
+  -- path, what err says, its code; slow: the peer stalls (the case takes the timeout); flood: it sends
   -- 160 MiB without a line end
-  { "/drip-headers", "reading the headers: timeout (the request's 1000 ms ran out)", slow = true },
-  { "/drip-body", "reading the body: timeout (the request's 1000 ms ran out)", slow = true },
-  { "/continue-forever", "more than 10 1xx answers" },
-  { "/trailers-forever", "more than 100 trailers" },
-  { "/many-headers", "more than 100 headers" },
-  { "/long-status", "reading the status line: a line over 8192 bytes", flood = true },
-  { "/long-header", "reading the headers: a line over 8192 bytes", flood = true },
-  { "/long-chunk-ext", "reading a chunk's size: a line over 8192 bytes", flood = true },
-  { "/long-trailer", "reading the trailers: a line over 8192 bytes", flood = true },
-  { "/status-2000", 'not an HTTP/1.x status line: "HTTP/1.1 2000 OK"' },
-  { "/status-099", "a status out of 100-599: 099" },
-  { "/te-notchunked", 'a Transfer-Encoding other than chunked: "notchunked"' },
-  { "/te-and-length", "both Transfer-Encoding and Content-Length" },
-  { "/cr-in-header", "a control byte in the value of X-Odd" },
-  { "/space-before-colon", 'a header line that is not one: "Content-Length : 0"' },
+  { "/drip-headers", "reading the headers: timeout (the request's 1000 ms ran out)", "timeout", slow = true },
+  { "/drip-body", "reading the body: timeout (the request's 1000 ms ran out)", "timeout", slow = true },
+  { "/continue-forever", "more than 10 1xx answers", "limit" },
+  { "/trailers-forever", "more than 100 trailers", "limit" },
+  { "/many-headers", "more than 100 headers", "limit" },
+  { "/long-status", "reading the status line: a line over 8192 bytes", "limit", flood = true },
+  { "/long-header", "reading the headers: a line over 8192 bytes", "limit", flood = true },
+  { "/long-chunk-ext", "reading a chunk's size: a line over 8192 bytes", "limit", flood = true },
+  { "/long-trailer", "reading the trailers: a line over 8192 bytes", "limit", flood = true },
+  { "/status-2000", 'not an HTTP/1.x status line: "HTTP/1.1 2000 OK"', "protocol" },
+  { "/status-099", "a status out of 100-599: 099", "protocol" },
+  { "/te-notchunked", 'a Transfer-Encoding other than chunked: "notchunked"', "protocol" },
+  { "/te-and-length", "both Transfer-Encoding and Content-Length", "protocol" },
+  { "/cr-in-header", "a control byte in the value of X-Odd", "protocol" },
+  { "/space-before-colon", 'a header line that is not one: "Content-Length : 0"', "protocol" },
 }
 local MiB = 1024
 
@@ -176,6 +176,7 @@ local function check_hostile(case, outcome, hostile)
   assert.is_nil(outcome.status, path)
   assert.truthy(outcome.err and outcome.err:find(message, 1, true),
     path .. ": " .. tostring(outcome.err))
+  assert.are.equal(case[3], outcome.code, path)
   if case.slow then
     assert.truthy(outcome.took >= 0.9 and outcome.took < 2.5, path .. " took " .. outcome.took)
   else
@@ -212,8 +213,8 @@ describe("http.request against a hostile peer", function()
     it("refuses " .. case[1], function()
       local socket = require "socket"
       local before, started = servers.peak_memory(), socket.gettime()
-      local res, err = http.request({ url = url(case[1]), timeout = 1000 })
-      check_hostile(case, { status = res and res.status, err = err,
+      local res, err, code = http.request({ url = url(case[1]), timeout = 1000 })
+      check_hostile(case, { status = res and res.status, err = err, code = code,
         took = socket.gettime() - started, grew = servers.peak_memory() - before }, hostile)
     end)
   end
@@ -268,9 +269,10 @@ describe("http.request against a hostile peer, in nginx (cosockets)", function()
         methods[#methods + 1] = method
       end
       for i, method in ipairs(methods) do
-        local res, err = http.request({ url = "http://127.0.0.1:]] .. hostile.port
+        local res, err, code = http.request({ url = "http://127.0.0.1:]] .. hostile.port
           .. [[" .. args.path, method = method, timeout = tonumber(args.timeout) })
-        outcome.results[i] = { status = res and res.status, body = res and res.body, err = err }
+        outcome.results[i] = { status = res and res.status, body = res and res.body, err = err,
+          code = code }
       end
       ngx.update_time()
       outcome.took, outcome.grew = ngx.now() - started, peak() - before
@@ -304,7 +306,8 @@ describe("http.request against a hostile peer, in nginx (cosockets)", function()
   for _, case in ipairs(HOSTILE) do
     it("refuses " .. case[1], function()
       local outcome = try("timeout=1000&path=" .. case[1])
-      check_hostile(case, { status = outcome[1].status, err = outcome[1].err, took = outcome.took,
+      check_hostile(case, { status = outcome[1].status, err = outcome[1].err,
+        code = outcome[1].code, took = outcome.took,
         grew = outcome.grew }, hostile)
     end)
   end

@@ -38,9 +38,9 @@ return function(ev, ctx)
   local uid = ev.object.uid
   -- Any failure raises: the router retries this handler later, alone.
   local booking = assert(jicoo:booking(uid))
-  local contacts, msg, info = jicoo:booking_contacts(uid)
+  local contacts, msg, code = jicoo:booking_contacts(uid)
   if not contacts then
-    if info.status ~= 404 then   -- Jicoo answers 404 when a booking has no contacts
+    if code ~= "not_found" then   -- Jicoo answers 404 when a booking has no contacts
       error(msg, 0)
     end
     contacts = {}

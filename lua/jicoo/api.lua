@@ -4,11 +4,13 @@
 --
 --   local api = require "jicoo.api"
 --   local jicoo = api.client({ key = ..., http = ctx.http })
---   local booking, msg, info = jicoo:booking("bk_8Yt2")
+--   local booking, msg, code, info = jicoo:booking("bk_8Yt2")
 --
--- Every call gives Jicoo's `data` (absent fields for its nulls), or nil, msg, info: info.status
--- (the HTTP status, nil when no answer came), info.errors (Jicoo's `errors` object, when the
--- answer had one), info.body (the answer's raw bytes), info.attempts. 429, 5xx and network
+-- Every call gives Jicoo's `data` (absent fields for its nulls), or nil, msg, code, info: code a
+-- word to test (not_found, unauthorized, rate_limited, rejected (another 4xx), server (5xx);
+-- without an answer the transport's: timeout, refused, tls, closed, limit, protocol), and
+-- info.status (the HTTP status, nil when no answer came), info.errors (Jicoo's `errors` object,
+-- when the answer had one), info.body (the answer's raw bytes), info.attempts. 429, 5xx and network
 -- failures are retried with exponential backoff and jitter, within opts.retry's attempts and
 -- total time; any other answer is final. The key goes into the X-Jicoo-Api-Key header and
 -- nowhere else: no message, log line or info field holds it.
@@ -202,7 +204,21 @@ local function backoff(retry, n)
   return delay / 2 + math_random() * delay / 2
 end
 
--- One answer judged: data (or true when the answer has no body), or nil, msg, info.
+-- The code of a failed answer, by its status.
+local function status_code(status)
+  if status == 404 then
+    return "not_found"
+  elseif status == 401 or status == 403 then
+    return "unauthorized"
+  elseif status == 429 then
+    return "rate_limited"
+  elseif status >= 500 then
+    return "server"
+  end
+  return "rejected"
+end
+
+-- One answer judged: data (or true when the answer has no body), or nil, msg, code, info.
 local function judge(what, res, attempts)
   local status, body = res.status, res.body or ""
   local decoded
@@ -215,7 +231,7 @@ local function judge(what, res, attempts)
       return true
     elseif type(decoded) ~= "table" then
       return nil, "jicoo api: " .. what .. ": " .. status .. " with an answer that is not a"
-        .. " JSON object", { status = status, body = body, attempts = attempts }
+        .. " JSON object", "protocol", { status = status, body = body, attempts = attempts }
     end
     local data = decoded.data
     if data == nil or data == core.null then
@@ -227,12 +243,13 @@ local function judge(what, res, attempts)
   return nil, "jicoo api: " .. what .. ": " .. status .. " " .. (res.reason or "")
       .. (detail and " (" .. detail .. ")" or "")
       .. (attempts > 1 and ", after " .. attempts .. " attempts" or ""),
-    { status = status, errors = errors ~= core.null and errors or nil, body = body,
-      attempts = attempts }
+    status_code(status), { status = status, errors = errors ~= core.null and errors or nil,
+      body = body, attempts = attempts }
 end
 
 -- A call of any endpoint: method, path under the base URL (with its query table) and a body
--- (a table, sent as JSON). Gives data (the whole answer as a third value), or nil, msg, info.
+-- (a table, sent as JSON). Gives data (the whole answer as a third value), or nil, msg, code,
+-- info.
 function Client:request(method, path, query, body)
   if type(path) ~= "string" or not string_find(path, "^/") then
     error("jicoo.api: the path must start with '/', got " .. tostring(path), 2)
@@ -254,7 +271,7 @@ function Client:request(method, path, query, body)
   local attempt = 0
   while true do
     attempt = attempt + 1
-    local res, err = self.http(request)
+    local res, err, code = self.http(request)
     local status = res and res.status
     if res and not retried(status) then
       return judge(what, res, attempt)
@@ -271,7 +288,7 @@ function Client:request(method, path, query, body)
       end
       return nil, "jicoo api: " .. what .. ": " .. reason
           .. (attempt > 1 and ", after " .. attempt .. " attempts" or ""),
-        { attempts = attempt }
+        code or socket.code_of(err), { attempts = attempt }
     end
     if self.log then
       self.log(string_format("jicoo api: %s: %s; attempt %d of %d in %.1f s", what, reason,
@@ -290,7 +307,7 @@ end
 
 -- Pages of a list endpoint, as an iterator: each step gives the page's items and the page
 -- ({ totalCount, count, currentPage, nextPage, numberOfPages }); a failure gives false, msg,
--- info once, then the loop ends.
+-- code, info once, then the loop ends.
 local function pages(client, path, query)
   local page = query and query.page or 1
   local done = false
@@ -303,10 +320,10 @@ local function pages(client, path, query)
       q[name] = value
     end
     q.page = page
-    local items, msg, answer = client:request("GET", path, q)
+    local items, msg, answer, info = client:request("GET", path, q)
     if not items then
       done = true
-      return false, msg, answer
+      return false, msg, answer, info   -- answer: the failure's code
     end
     if items == true then
       items = {}

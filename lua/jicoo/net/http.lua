@@ -21,7 +21,8 @@
 -- (MAX_LINE, MAX_HEAD, MAX_HEADERS, MAX_INTERIM), its framing read strictly.
 -- A request the caller got wrong (no URL, a header holding a line break) raises; a failure of
 -- the network or of the peer (refused, timed out, a certificate that does not verify, an answer
--- that is not HTTP or too long) is nil, err naming the host. Redirects are not followed: a 3xx
+-- that is not HTTP or too long) is nil, err naming the host, code: timeout, closed, refused,
+-- tls, limit or protocol. Redirects are not followed: a 3xx
 -- is an answer like any other.
 local type = type
 local error = error
@@ -351,13 +352,15 @@ local function read_body(conn, method, status, headers, max_body)
   return body, true
 end
 
--- err after the place it names, with the request's time limit when that is what ran out.
+-- err after the place it names, with the request's time limit when that is what ran out; and
+-- its code (socket.code_of).
 local function failure(where, err, timeout)
   local message = where and where .. ": " .. tostring(err) or tostring(err)
-  if string_find(message, "timeout", 1, true) then
-    return message .. " (the request's " .. timeout .. " ms ran out)"
+  local code = socket.code_of(err)
+  if code == "timeout" then
+    message = message .. " (the request's " .. timeout .. " ms ran out)"
   end
-  return message
+  return message, code
 end
 
 -- One request and its answer (see the header comment).
@@ -416,7 +419,7 @@ function _M.request(req)
       return nil, failure(where, err, timeout)
     elseif not IDEMPOTENT[method] then
       return nil, where .. ": " .. err .. " (a pooled connection the peer had closed; a "
-        .. method .. " is not sent twice)"
+        .. method .. " is not sent twice)", "closed"
     end
   end
   if not status then

@@ -23,7 +23,8 @@
 -- nil, "ERR ...", "reply" from call and eval_script, and { err = "ERR ..." } inside an array or a
 -- pipeline's list; the connection stays open, its replies still in step. Any other failure
 -- (refused, timed out, closed, bytes that are not RESP, a reply over max_reply or nested more
--- than 16 arrays deep, more replies than asked for) is nil, "redis ADDRESS: ...", "connection",
+-- than 16 arrays deep, more replies than asked for) is nil, "redis ADDRESS: ...", code (timeout,
+-- closed, refused, limit or protocol),
 -- and the connection is closed, never reused: a timed-out one may still carry a late reply.
 -- A reply never raises: sizes and counts are strict decimals, every bulk string's CR LF is
 -- checked, every line bounded (64 KiB).
@@ -374,19 +375,19 @@ local function connection(self)
   return conn
 end
 
--- Sends request (count commands) and returns the replies, or nil, err, "connection" (the
--- connection closed).
+-- Sends request (count commands) and returns the replies, or nil, err, code (socket.code_of:
+-- timeout, closed, refused, limit, protocol; the connection is closed).
 local function exchange(self, request, count)
   local conn, err = connection(self)
   if not conn then
-    return nil, err, "connection"
+    return nil, err, socket.code_of(err)
   end
   local replies
   replies, err = round_trip(self, conn, request, count)
   if not replies then
     conn:close()
     self.conn = nil
-    return nil, err, "connection"
+    return nil, err, socket.code_of(err)
   end
   if conn.cosocket then
     conn:keepalive(self.keepalive_timeout, self.pool_size)

@@ -466,15 +466,44 @@ local function luasocket_connect(opts, address, deadline)
   return new_connection(Plain, { sock = sock, cosocket = false, deadline = deadline })
 end
 
+-- The short word a program tests for a failure this module or a protocol over it reports, from
+-- its message: timeout, closed, refused (no connection: refused, unreachable, no such host),
+-- tls, limit (an answer over a bound), else protocol (bytes that are not the protocol).
+local CODES = {
+  { "timeout", "timeout" }, { "wantread", "timeout" }, { "wantwrite", "timeout" },
+  { "TLS", "tls" }, { "cannot connect", "refused" }, { "closed", "closed" },
+  { "more than the replies", "protocol" }, { "too long", "limit" }, { "line over", "limit" },
+  { "over max_", "limit" }, { "more than", "limit" }, { "run over", "limit" },
+  { "nested deeper", "limit" },
+  { "needs LuaSocket", "refused" }, { "needs LuaSec", "tls" }, { "AUTH failed", "refused" },
+  { "SELECT", "refused" },
+}
+
+function _M.code_of(message)
+  message = tostring(message)
+  for _, rule in ipairs(CODES) do
+    if string_find(message, rule[1], 1, true) then
+      return rule[2]
+    end
+  end
+  return "protocol"
+end
+
 -- A connection as the header says, its deadline opts.deadline (or opts.timeout ms from now);
--- nil, err naming the address when it cannot be made in time.
+-- nil, err naming the address, code (code_of) when it cannot be made in time.
 function _M.connect(opts)
   local address = address_of(opts)
   local deadline = opts.deadline or _M.now() + (opts.timeout or 60000) / 1000
+  local conn, err
   if _M.has_cosockets() then
-    return cosocket_connect(opts, address, deadline)
+    conn, err = cosocket_connect(opts, address, deadline)
+  else
+    conn, err = luasocket_connect(opts, address, deadline)
   end
-  return luasocket_connect(opts, address, deadline)
+  if not conn then
+    return nil, err, _M.code_of(err)
+  end
+  return conn
 end
 
 -- Waits, yielding to nginx where it can (ngx.sleep), else in LuaSocket's sleep.

@@ -64,7 +64,7 @@ function Redis:add(key, ttl)
   elseif res ~= nil then
     return nil, "redis " .. self.address .. ": SET NX answered " .. tostring(res)
   end
-  if code == "connection" then
+  if code ~= "reply" then   -- the SET may have been done before the connection failed
     self.client:eval_script(RELEASE_IF_OURS, { full_key }, { mine })
   end
   return failure(self, "SET NX", err, code)
