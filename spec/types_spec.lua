@@ -88,3 +88,21 @@ describe("Contact and Tracking", function()
     assert.is_true(fixture("valid/guest_cancelled.json").object.tracking:has_utm())
   end)
 end)
+
+-- A table parsed by code that loaded only the core has its methods all the same: the core's
+-- stand-in __index loads them on the first key a table misses.
+describe("typed tables parsed through the core alone", function()
+  it("have their methods", function()
+    local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local support = require "support"
+    local out, ok = support.run(interpreter .. " -e " .. support.quote(
+      "local core = require('jicoo.webhook.core')"
+      .. " local f = assert(io.open(" .. string.format("%q", support.fixtures
+        .. "/valid/guest_cancelled.json") .. ")) local body = f:read('*a') f:close()"
+      .. " local ev = assert(core.parse(body))"
+      .. " io.write(tostring(ev:kind()), ' ', tostring(ev.object:duration()), ' ',"
+      .. " tostring(package.loaded['jicoo.webhook.payload'] ~= nil))") .. " 2>&1")
+    assert(ok, out)
+    assert.are.equal("cancelled 3600 false", out)
+  end)
+end)

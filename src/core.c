@@ -260,6 +260,37 @@ static int core_time(lua_State *L)
     return 1;
 }
 
+/* A typed table's __index until its methods are in place: the first key a table of this type
+ * misses (a method, or a field the delivery left out) loads the methods (the Lua module
+ * jicoo.webhook.payload.types, which jicoo.webhook and the router load first anyway) and makes
+ * them the metatable's __index, so that a table parsed by code that loaded only the core still
+ * has them. Upvalues: the type's name, and whether loading them failed (then keys just miss). */
+static int core_methods_index(lua_State *L)
+{
+    if (lua_toboolean(L, lua_upvalueindex(2)))
+        return 0;
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "jicoo.webhook.payload.types");
+    if (lua_pcall(L, 1, 1, 0) != 0 || !lua_istable(L, -1)) {
+        lua_pushboolean(L, 1);
+        lua_replace(L, lua_upvalueindex(2));   /* the core alone, without its Lua modules */
+        return 0;
+    }
+    lua_getfield(L, -1, "methods");
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_gettable(L, -2);                       /* t, k, types, methods, methods[name] */
+    if (!lua_istable(L, -1))
+        return 0;
+    if (lua_getmetatable(L, 1)) {
+        lua_pushvalue(L, -2);
+        lua_setfield(L, -2, "__index");
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
 /* Per type: its field names (interned once here, not at each parse) and its metatable, in
  * the cache keyed by the type's address; metatables also in the table on top. */
 static void core_push_cache(lua_State *L)
@@ -278,6 +309,10 @@ static void core_push_cache(lua_State *L)
         luaL_newmetatable(L, (*t)->metatable); /* ..., key, entry, mt */
         lua_pushstring(L, (*t)->metatable);
         lua_setfield(L, -2, "__name");         /* Lua 5.1 and LuaJIT do not set it */
+        lua_pushstring(L, (*t)->name);
+        lua_pushboolean(L, 0);
+        lua_pushcclosure(L, core_methods_index, 2);
+        lua_setfield(L, -2, "__index");
         lua_pushvalue(L, -1);
         lua_setfield(L, -6, (*t)->name);       /* metatables[name] = mt */
         lua_rawseti(L, -2, (int)(*t)->nfields + 1);

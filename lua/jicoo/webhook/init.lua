@@ -1,5 +1,5 @@
 -- jicoo.webhook: receive Jicoo webhook deliveries. The C core verifies, parses and validates
--- (through engine.lua, which picks the fastest way on this runtime); this facade gathers the
+-- (through payload/init.lua, which picks the fastest way on this runtime); this facade gathers the
 -- public API (docs/api.md).
 local engine = require "jicoo.webhook.payload"
 local router = require "jicoo.webhook.router"

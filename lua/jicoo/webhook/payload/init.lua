@@ -1,8 +1,8 @@
--- The engine: the C core's calls as this runtime runs them best, on typed tables. On LuaJIT the
--- parse goes through the FFI (luajit.lua), elsewhere through the classic C API; both give the
--- same results. The facade and the router both take their calls from here, so whichever loads
--- first, the typed tables have their methods: installing them (types.lua's) is this module's
--- one act, done once, when it loads.
+-- The payload's calls: the C core's, as this runtime runs them best, on typed tables. On LuaJIT
+-- the parse goes through the FFI (tape.lua), elsewhere through the classic C API; both give the
+-- same results. The facade and the router take their calls from here. The typed tables' methods
+-- (types.lua's) are put in place here, at once, so that the request path never meets the
+-- core's stand-in __index (which puts them in place for code that loaded only the core).
 local core = require "jicoo.webhook.core"
 local types = require "jicoo.webhook.payload.types"
 

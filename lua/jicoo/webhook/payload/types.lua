@@ -1,5 +1,6 @@
 -- The typed tables' methods. The C core gives every parsed table its metatable (named after its
--- type, e.g. jicoo.webhook.Booking); engine.lua makes these the metatables' __index.
+-- type, e.g. jicoo.webhook.Booking); payload/init.lua makes these the metatables' __index (and
+-- the core's stand-in __index does, for code that loaded only the core).
 local core = require "jicoo.webhook.core"
 
 local time = core.time
@@ -143,7 +144,7 @@ function Tracking:has_utm()
   return false
 end
 
--- By type name; engine.lua makes them the typed tables' __index.
+-- By type name; they become the typed tables' __index (payload/init.lua).
 _M.methods = {
   Event = Event, Booking = Booking, Answer = Answer, Contact = Contact, Tracking = Tracking,
 }
