@@ -15,7 +15,8 @@ local _M = {
   EVENTS = engine.EVENTS,
   verify = engine.verify,
   sign = engine.sign,
-  -- the receiver's one call: verify, and parse only what verified
+  -- verify, then parse only what verified: one call for a receiver of its own (the router
+  -- verifies and parses apart, to answer each failure as it should)
   construct = engine.construct,
   router = router.new,
 }

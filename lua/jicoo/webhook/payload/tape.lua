@@ -4,7 +4,7 @@
 -- template and filled without hashing, where through the classic C API every key is a call and
 -- a hash lookup. construct: core.verify, then that parse. Anything else (an invalid or unusual
 -- delivery, other options or arguments) goes to the classic functions, which give the same
--- result, the same message or the same error. Only loaded on LuaJIT (see init.lua).
+-- result, the same message or the same error. Only loaded on LuaJIT (payload/init.lua).
 --
 -- The generated builders can be read (spec/luajit_spec.lua runs luacheck on them):
 --   luajit -e 'print(require("jicoo.webhook.payload.tape").source())'

@@ -1,5 +1,6 @@
--- Claim stores: "has this delivery been claimed already?", the memory journal's question (and
--- the router's, with opts.store).
+-- Claim stores: "has this delivery been claimed already?", the question the memory journal asks
+-- (of store.memory() by default, or of the one given as its `claims` or as the router's `store`).
+-- Also reachable by their former name, jicoo.webhook.store.
 --
 -- A claim store is any object with
 --   store:add(key, ttl)  -> true (first to claim the key), false (already claimed),

@@ -1,0 +1,192 @@
+-- The jicoo-webhook command's arguments: every command, option and help text (argparse), the
+-- one place they are written (the manual page and the completion are made from them).
+local ipairs = ipairs
+local pairs = pairs
+local tonumber = tonumber
+local require = require
+local string_match = string.match
+local string_gsub = string.gsub
+local string_find = string.find
+local table_concat = table.concat
+local table_sort = table.sort
+
+local _M = {}
+
+local SECRET_ENV = "JICOO_WEBHOOK_SECRET"
+
+-- The options whose value is a number of seconds, which may be written negative (and is then
+-- refused with a message rather than taken for an option).
+local SECONDS_OPTIONS = { ["--tolerance"] = true, ["--now"] = true, ["--time"] = true }
+
+-- The converter of an option taking whole seconds (a Unix time, or a duration), whose error
+-- names the option: argparse prints it as it is.
+local function seconds_option(option, what)
+  return function(text)
+    if not string_match(text, "^%d+$") then
+      return nil, option .. " takes " .. what .. ", whole and 0 or more; got '" .. text .. "'"
+    end
+    return tonumber(text)
+  end
+end
+
+-- The limits as options of check (--max-size N, ...), from the core's one table of limits.
+local function limit_options(command)
+  local core = require "jicoo.webhook.core"
+  local names = {}
+  for name in pairs(core.limits) do
+    names[#names + 1] = name
+  end
+  table_sort(names)
+  for _, name in ipairs(names) do
+    -- (the defaults are not printed: max_key's differs between runtimes, and this text is
+    -- also the manual page's)
+    command:option("--" .. string_gsub(name, "_", "-"), "Override the limit " .. name
+      .. " (docs/api.md, \"Limits\").")
+      :target(name):argname("N"):convert(function(text)
+        local n = tonumber(text)
+        if not n or n < 1 or n % 1 ~= 0 then
+          return nil, "expected a whole number of 1 or more, got '" .. text .. "'"
+        end
+        return n
+      end)
+  end
+end
+
+function _M.build(argparse)
+  local example = require "jicoo.webhook.cli.example"
+  local parser = argparse("jicoo-webhook",
+    "Check, sign, verify and send Jicoo webhook deliveries, replay them through handler"
+    .. " scripts, and read the journal a receiver keeps.")
+    :epilog("Exit status: 0 success, 1 a check, verification, delivery or handler failed, 2 usage"
+      .. " error.\nFILE '-' reads standard input.")
+  parser:command_target("command")
+  parser:flag("--version", "Print the version and exit.")
+  parser:require_command(false)
+  parser:add_help_command()
+
+  local check = parser:command("check", "Validate payload files and folders of them; print each"
+    .. " error with its JSON pointer, then how many were ok and invalid.")
+  check:flag("--strict", "Check the documented contract (strict level) instead of the lenient"
+    .. " level used when receiving.")
+  check:flag("--json", "Print one JSON document with every file's result, for scripts.")
+  limit_options(check)
+  check:argument("files", "Payload files, or folders of .json files."):args("+")
+
+  local sign = parser:command("sign", "Print the Jicoo-Webhook-Signature header for a payload"
+    .. " file.")
+  sign:option("--secret", "Endpoint signing secret (default: $" .. SECRET_ENV .. ").")
+  sign:option("--time", "Signing time in Unix seconds (default: now)."):convert(
+    seconds_option("--time", "a time in Unix seconds"))
+  sign:argument("file", "Payload file.")
+
+  local verify = parser:command("verify", "Verify a Jicoo-Webhook-Signature header against a"
+    .. " payload file.")
+  verify:option("--secret", "Endpoint signing secret (default: $" .. SECRET_ENV .. ").")
+  verify:option("--header", "The Jicoo-Webhook-Signature header value."):count(1)
+  verify:option("--tolerance", "Seconds the signing time may differ from now; 0 turns the"
+    .. " time check off.", "300"):convert(seconds_option("--tolerance", "seconds"))
+  verify:option("--now", "Take this Unix time as now (default: the clock)."):convert(
+    seconds_option("--now", "a time in Unix seconds"))
+  verify:argument("file", "Payload file.")
+
+  local send = parser:command("send", "Sign each payload file now and POST it to URL as Jicoo"
+    .. " would; print each answer; exit 1 on an answer that is not a 2xx.")
+  send:option("--secret", "Endpoint signing secret (default: $" .. SECRET_ENV .. ").")
+  send:option("--timeout", "Milliseconds for the connection and each read.",
+    "10000"):convert(tonumber)
+  send:option("--ca-file", "Trusted CA certificates for HTTPS (default: the system's)."):target(
+    "ca_file"):argname("FILE")
+  send:argument("url", "The endpoint, http:// or https://.")
+  send:argument("files", "Payload files, sent in order."):args("+")
+
+  local run = parser:command("run", "Replay payload files through the handler scripts in DIR"
+    .. " (signature check off); print what each handler did.")
+  run:flag("--strict", "Parse at the strict level.")
+  run:option("--set", "Set ctx.config.NAME = VALUE for the handlers (repeatable)."):args(1)
+    :count("*"):argname("NAME=VALUE")
+  run:argument("dir", "Folder with <event>.lua and any.lua handler scripts.")
+  run:argument("files", "Payload files, replayed in order."):args("+")
+
+  local example_command = parser:command("example", "Print a realistic delivery of EVENT, valid"
+    .. " at the strict level, to try a receiver with.")
+  example_command:flag("--now", "Stamp it with the current time (default: a fixed time, so that"
+    .. " the output is always the same).")
+  example_command:argument("event", "One of: " .. table_concat(example.EVENTS, ", ") .. ".")
+    :choices(example.EVENTS)
+
+  local nginx = parser:command("nginx", "Write a runnable nginx setup of the receiver into PREFIX"
+    .. " (conf/nginx.conf with this installation's paths, and the folders it writes).")
+  nginx:option("--listen", "Address and port to listen on.", "127.0.0.1:8080")
+  nginx:option("--handlers", "A handler-script folder (repeatable; default: the example"
+    .. " automations of a checkout)."):count("*"):argname("DIR")
+  nginx:option("--workers", "nginx worker processes.", "1"):convert(tonumber)
+  nginx:option("--core", "The folder holding jicoo/webhook/core.so built for LuaJIT (default:"
+    .. " found beside this installation).")
+    :argname("DIR")
+  nginx:argument("prefix", "The folder nginx runs in (made if absent; an absolute path).")
+
+  local deliveries = parser:command("deliveries", "The journal of deliveries a receiver accepted:"
+    .. " list failed and dead ones, show one with its body, retry or drop it.")
+  deliveries:command_target("action")
+  local function journal_options(command)
+    command:option("--journal", "The journal's folder, holding its database (default:"
+      .. " $JICOO_JOURNAL_DIR).")
+      :argname("DIR")
+    command:option("--redis", "The Redis journal's server (default: $JICOO_REDIS; password in"
+      .. " $JICOO_REDIS_PASSWORD).")
+      :argname("HOST:PORT")
+  end
+  local list = deliveries:command("list", "One line per delivery: its state, its key, its"
+    .. " attempts, when it runs next, its last error.")
+  journal_options(list)
+  list:option("--state", "Which deliveries: failed, dead, done, running or all (default: all"
+    .. " but done)."):choices({ "failed", "dead", "done", "running", "all" })
+  for _, action in ipairs({
+    { "show", "Print one delivery's record and body." },
+    { "retry", "Make a failed or dead delivery due now, with a new budget of attempts; the"
+      .. " receiver's scheduler runs the handlers that have not succeeded." },
+    { "drop", "Remove a delivery from the journal." },
+  }) do
+    local command = deliveries:command(action[1], action[2])
+    journal_options(command)
+    command:argument("key", "The delivery's key (event/uid/createdAt), as list prints it.")
+  end
+
+  local import = deliveries:command("import", "Move the records of a file journal (the journal"
+    .. " before SQLite: folders open/, done/, dead/) into the journal's database, then remove"
+    .. " them.")
+  import:option("--journal", "The journal's folder, holding its database (default:"
+    .. " $JICOO_JOURNAL_DIR).")
+    :argname("DIR")
+  import:option("--from-files", "The file journal's folder (often the same folder)."):argname("DIR")
+    :count(1)
+
+  local completion = parser:command("completion", "Print a shell completion script (bash, zsh"
+    .. " or fish).")
+  completion:argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })
+  parser:command("man", "Print the manual page (roff), made from the same text as --help.")
+  parser:command("annotations", "Print where the Lua Language Server addon of the library is"
+    .. " (annotations of the typed tables, ctx, the router, the journals), and the .luarc.json"
+    .. " lines that use it.")
+
+  return parser
+end
+
+-- "--tolerance -5" reads as the option and its value, so that the value is refused with a
+-- message rather than taken for an unknown option "-5".
+function _M.join_negative_seconds(args)
+  local list, i = {}, 1
+  while args[i] ~= nil do
+    local a, value = args[i], args[i + 1]
+    if SECONDS_OPTIONS[a] and value and string_find(value, "^%-") then
+      list[#list + 1] = a .. "=" .. value
+      i = i + 2
+    else
+      list[#list + 1] = a
+      i = i + 1
+    end
+  end
+  return list
+end
+
+return _M
