@@ -20,6 +20,9 @@ local store = require "jicoo.webhook.journal.claims"
 local _M = {}
 
 local DEFAULT_MAX_OPEN = 100000
+-- The fields update may change (journal/init.lua).
+local CHANGEABLE = { "state", "handlers", "errors", "next_at", "lease_until", "finished_at",
+  "attempts", "expires_at" }
 
 local Memory = {}
 Memory.__index = Memory
@@ -138,24 +141,12 @@ function Memory:update(key, token, changes)
   if not record or record.state ~= "running" or record.token ~= token then
     return false
   end
-  -- Field by field, not in a loop over changes: a loop of a few turns on every delivery keeps
-  -- LuaJIT from compiling the request path.
-  local v = changes.state
-  if v ~= nil then record.state = v end
-  v = changes.handlers
-  if v ~= nil then record.handlers = v end
-  v = changes.errors
-  if v ~= nil then record.errors = v end
-  v = changes.next_at
-  if v ~= nil then record.next_at = v end
-  v = changes.lease_until
-  if v ~= nil then record.lease_until = v end
-  v = changes.finished_at
-  if v ~= nil then record.finished_at = v end
-  v = changes.attempts
-  if v ~= nil then record.attempts = v end
-  v = changes.expires_at
-  if v ~= nil then record.expires_at = v end
+  for _, name in ipairs(CHANGEABLE) do
+    local v = changes[name]
+    if v ~= nil then
+      record[name] = v
+    end
+  end
   record.version = record.version + 1
   if record.state == "done" then
     forget(self, key)   -- its claim stays, for the ttl

@@ -15,7 +15,8 @@ local encode_number = json.encode_number
 local _M = {}
 
 -- The known event names as JSON strings, made once: the handled answer names one on every
--- delivery, and json.encode's pattern search is one LuaJIT does not compile.
+-- delivery, and json.encode's pattern search is one LuaJIT does not compile (spec/jit_spec.lua
+-- fails on such an abort).
 local EVENT_JSON = {}
 for _, name in ipairs(require("jicoo.webhook.payload.types").EVENTS) do
   EVENT_JSON[name] = encode_string(name)

@@ -356,16 +356,11 @@ end
 -- by one, not in a loop: a loop of a few turns on every request keeps LuaJIT from compiling
 -- the request's path (its trace leaves the loop and returns below the frame it began in).
 local function last_pending(routes, event, succeeded)
-  local n = #routes
-  for i = n, 5, -1 do
+  for i = #routes, 1, -1 do
     if is_pending(routes[i], event, succeeded) then
       return i
     end
   end
-  if n >= 4 and is_pending(routes[4], event, succeeded) then return 4 end
-  if n >= 3 and is_pending(routes[3], event, succeeded) then return 3 end
-  if n >= 2 and is_pending(routes[2], event, succeeded) then return 2 end
-  if n >= 1 and is_pending(routes[1], event, succeeded) then return 1 end
   return 0
 end
 
@@ -406,11 +401,7 @@ function Router:dispatch(delivery)
   record.handlers = succeeded
   local last = last_pending(self.routes, ev.event, succeeded)
   local ran, errors = {}, {}
-  if last >= 1 then run_route(self, delivery, 1, last, ran, errors) end
-  if last >= 2 then run_route(self, delivery, 2, last, ran, errors) end
-  if last >= 3 then run_route(self, delivery, 3, last, ran, errors) end
-  if last >= 4 then run_route(self, delivery, 4, last, ran, errors) end
-  for i = 5, last do
+  for i = 1, last do
     run_route(self, delivery, i, last, ran, errors)
   end
 
