@@ -42,20 +42,16 @@ local pairs = pairs
 local ipairs = ipairs
 local select = select
 local tostring = tostring
-local tonumber = tonumber
 local rawget = rawget
 local require = require
-local string_find = string.find
 local string_format = string.format
 local string_sub = string.sub
 local table_concat = table.concat
-local math_floor = math.floor
-local math_huge = math.huge
-local math_type = math.type   -- nil before 5.3
 
 local core = require "jicoo.webhook.core"
 local options = require "jicoo.webhook.options"
 local socket = require "jicoo.net.socket"
+local resp = require "jicoo.net.resp"
 
 local _M = {}
 
@@ -78,14 +74,6 @@ local OPTIONS = options.schema("redis.new", {
   { "max_reply", "number", default = 64 * 1024 * 1024, check = options.positive,
     what = "a positive number of bytes" },
 })
-
-local ERROR_REPLY = {}   -- what read_reply returns, with the message, for an error reply
-
--- What a reply may hold: a line (a status, an error, a size), arrays within arrays; and what
--- each line costs against max_reply beyond its bytes (about a Lua value's size).
-local MAX_LINE = 65536
-local MAX_DEPTH = 16
-local ELEMENT_COST = 16
 
 local Client = {}
 Client.__index = Client
@@ -158,135 +146,6 @@ function _M.new(opts)
 end
 
 ---------------------------------------------------------------------------------------------
--- RESP
-
--- A number as Redis reads it back unchanged (integers without a fraction or exponent).
-local function number_text(v)
-  if (math_type and math_type(v) == "integer")
-      or (v == math_floor(v) and v > -2^53 and v < 2^53) then
-    return string_format("%d", v)
-  elseif v ~= v then
-    return "nan"
-  elseif v == math_huge or v == -math_huge then
-    return v > 0 and "inf" or "-inf"
-  end
-  local text = string_format("%.15g", v)
-  if tonumber(text) ~= v then
-    text = string_format("%.17g", v)
-  end
-  return text
-end
-
--- The bulk strings of n arguments (strings and numbers); or nil, the position and the type of
--- one that is neither.
-local function bulk_strings(args, n)
-  local parts = {}
-  for i = 1, n do
-    local arg = args[i]
-    local kind = type(arg)
-    if kind == "number" then
-      arg = number_text(arg)
-    elseif kind ~= "string" then
-      return nil, i, kind
-    end
-    parts[#parts + 1] = "$" .. #arg .. "\r\n"
-    parts[#parts + 1] = arg
-    parts[#parts + 1] = "\r\n"
-  end
-  return table_concat(parts)
-end
-
--- The request for one command (a list of n arguments), or nil and why not.
-local function encode(args, n)
-  local bulk, i, kind = bulk_strings(args, n)
-  if not bulk then
-    return nil, "argument " .. i .. " must be a string or a number, got " .. kind
-  end
-  return "*" .. n .. "\r\n" .. bulk
-end
-
--- A size, a count or an integer as RESP writes it: decimal digits, a minus sign at most, nothing
--- else (no hex, exponent, fraction, nan or inf), 19 digits at most.
-local function decimal(text)
-  if #text <= 20 and string_find(text, "^%-?%d+$") then
-    return tonumber(text)
-  end
-  return nil
-end
-
--- One reply: the value; ERROR_REPLY, message for an error reply; or nil, err when the
--- connection failed or spoke something else than RESP. budget.left: the bytes the reply may
--- still take (each line and each array element costs a little more than its bytes, for the
--- memory it takes); depth: arrays around this one.
-local function read_reply(conn, budget, depth)
-  local line, crlf = conn:read_line(MAX_LINE)
-  if not line then
-    if crlf == "line too long" then
-      return nil, "a reply line over " .. MAX_LINE .. " bytes"
-    end
-    return nil, crlf
-  elseif not crlf then
-    return nil, "a reply line not ended by CR LF: " .. string_format("%q", string_sub(line, 1, 40))
-  end
-  local left = budget.left - #line - ELEMENT_COST
-  if left < 0 then
-    return nil, "a reply over max_reply (" .. budget.max .. " bytes)"
-  end
-  budget.left = left
-  local kind, rest = string_sub(line, 1, 1), string_sub(line, 2)
-  if kind == "+" then
-    return rest
-  elseif kind == "-" then
-    return ERROR_REPLY, rest
-  elseif kind == ":" then
-    local n = decimal(rest)
-    if n then
-      return n
-    end
-  elseif kind == "$" then
-    local size = decimal(rest)
-    if size == -1 then
-      return _M.null
-    elseif size and size >= 0 then
-      if size > left then
-        return nil, "a reply over max_reply (" .. budget.max .. " bytes)"
-      end
-      budget.left = left - size
-      local data, err = conn:read(size + 2)
-      if not data then
-        return nil, err
-      elseif string_sub(data, -2) ~= "\r\n" then
-        return nil, "a bulk string not followed by CR LF"
-      end
-      return string_sub(data, 1, size)
-    end
-  elseif kind == "*" then
-    local count = decimal(rest)
-    if count == -1 then
-      return _M.null
-    elseif count and count >= 0 then
-      if count * (ELEMENT_COST + 3) > left then
-        return nil, "a reply over max_reply (" .. budget.max .. " bytes)"
-      elseif depth >= MAX_DEPTH then
-        return nil, "a reply nested deeper than " .. MAX_DEPTH .. " arrays"
-      end
-      local list = {}
-      for i = 1, count do
-        local value, msg = read_reply(conn, budget, depth + 1)
-        if value == nil then
-          return nil, msg
-        elseif value == ERROR_REPLY then
-          value = { err = msg }
-        end
-        list[i] = value
-      end
-      return list
-    end
-  end
-  return nil, "not a RESP reply: " .. string_format("%q", string_sub(line, 1, 40))
-end
-
----------------------------------------------------------------------------------------------
 -- Connections (socket.lua: a cosocket under nginx, LuaSocket elsewhere)
 
 -- Sends a request of `count` commands on conn and reads their replies: the list, or nil, err.
@@ -301,10 +160,10 @@ local function round_trip(self, conn, request, count)
   conn:set_deadline(socket.now() + self.read_timeout / 1000)
   local replies = {}
   for i = 1, count do
-    local value, msg = read_reply(conn, { left = self.max_reply, max = self.max_reply }, 0)
+    local value, msg = resp.read_reply(conn, { left = self.max_reply, max = self.max_reply }, 0)
     if value == nil then
       return nil, "redis " .. self.address .. ": read: " .. tostring(msg)
-    elseif value == ERROR_REPLY then
+    elseif value == resp.ERROR_REPLY then
       value = { err = msg }
     end
     replies[i] = value
@@ -320,12 +179,12 @@ end
 local function handshake(self, conn)
   local commands, names = {}, {}
   if self.password then
-    commands[1] = self.username and encode({ "AUTH", self.username, self.password }, 3)
-      or encode({ "AUTH", self.password }, 2)
+    commands[1] = self.username and resp.encode({ "AUTH", self.username, self.password }, 3)
+      or resp.encode({ "AUTH", self.password }, 2)
     names[1] = "AUTH"
   end
   if self.db ~= 0 then
-    commands[#commands + 1] = encode({ "SELECT", self.db }, 2)
+    commands[#commands + 1] = resp.encode({ "SELECT", self.db }, 2)
     names[#names + 1] = "SELECT " .. self.db
   end
   if #commands == 0 then
@@ -416,7 +275,7 @@ function Client:call(...)
   if n == 0 then
     error("redis:call: a command is required", 2)
   end
-  local request, why = encode({ ... }, n)
+  local request, why = resp.encode({ ... }, n)
   if not request then
     error("redis:call: " .. why, 2)
   end
@@ -438,7 +297,7 @@ function Client:pipeline(commands)
     if type(command) ~= "table" or #command == 0 then
       error("redis:pipeline: command " .. i .. " must be a non-empty list", 2)
     end
-    local request, why = encode(command, #command)
+    local request, why = resp.encode(command, #command)
     if not request then
       error("redis:pipeline: command " .. i .. ": " .. why, 2)
     end
@@ -471,7 +330,7 @@ function Client:eval_script(script, keys, args)
   local sha = self.scripts[script]
   if sha then
     command[2] = sha
-    local replies, err, code = exchange(self, encode(command, n), 1)
+    local replies, err, code = exchange(self, resp.encode(command, n), 1)
     if not replies then
       return nil, err, code
     end
@@ -483,8 +342,8 @@ function Client:eval_script(script, keys, args)
     self.scripts[script] = nil
   end
   command[1], command[2] = "EVAL", script
-  local replies, err, code = exchange(self, encode({ "SCRIPT", "LOAD", script }, 3)
-    .. encode(command, n), 2)
+  local replies, err, code = exchange(self, resp.encode({ "SCRIPT", "LOAD", script }, 3)
+    .. resp.encode(command, n), 2)
   if not replies then
     return nil, err, code
   end

@@ -24,7 +24,6 @@
 -- LuaSec checks the chain against ca_file (default: $SSL_CERT_FILE, as for OpenSSL's own tools,
 -- else the system's bundle) and the core checks the name (core.x509_check_host: OpenSSL's
 -- matching), which LuaSec does not.
-local setmetatable = setmetatable
 local type = type
 local pcall = pcall
 local ipairs = ipairs
@@ -33,203 +32,29 @@ local require = require
 local tostring = tostring
 local io_open = io.open
 local os_getenv = os.getenv
-local os_time = os.time
-local os_execute = os.execute
-local string_format = string.format
 local string_find = string.find
-local string_sub = string.sub
-local table_concat = table.concat
-local math_min = math.min
 local math_max = math.max
+
+local connection = require "jicoo.net.connection"
+local runtime = require "jicoo.net.runtime"
 
 local _M = {}
 
--- The nginx phases in which ngx.socket.tcp works.
-local COSOCKET_PHASES = {
-  rewrite = true, server_rewrite = true, access = true, content = true, timer = true,
-  ssl_cert = true, ssl_session_fetch = true, ssl_client_hello = true, preread = true,
-}
+-- The runtime's, given here to the protocols over this module.
+_M.has_cosockets, _M.luasocket = runtime.has_cosockets, runtime.luasocket
+_M.now, _M.sleep = runtime.now, runtime.sleep
 
 -- Where Debian (and most Linux systems) keep the trusted CA certificates, one file.
 local SYSTEM_CA_FILES = { "/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt" }
-
--- Whether this code runs where nginx's cosockets work now.
-function _M.has_cosockets()
-  local ngx = rawget(_G, "ngx")
-  if ngx == nil or type(ngx.socket) ~= "table" or ngx.socket.tcp == nil then
-    return false
-  end
-  return not ngx.get_phase or COSOCKET_PHASES[ngx.get_phase()] == true
-end
-
--- LuaSocket (and, for TLS, LuaSec), or nil and what to install.
-function _M.luasocket(tls)
-  local ok, socket = pcall(require, "socket")
-  if not ok or type(socket) ~= "table" then
-    return nil, "needs LuaSocket (require \"socket\"; on Debian the package lua-socket)"
-  end
-  if tls then
-    local has_ssl, ssl = pcall(require, "ssl")
-    if not has_ssl or type(ssl) ~= "table" then
-      return nil, "needs LuaSec for TLS (require \"ssl\"; on Debian the package lua-sec)"
-    end
-    return socket, ssl
-  end
-  return socket
-end
 
 local function address_of(opts)
   return opts.path and ("unix:" .. opts.path) or (tostring(opts.host) .. ":" .. tostring(opts.port))
 end
 
 ---------------------------------------------------------------------------------------------
--- What both kinds of connection share: a deadline and a buffer the protocols read from.
---
--- Every wait is bounded by the connection's deadline (conn:set_deadline): each send and each
--- read gets the time that remains, so a peer that sends one byte at a time cannot stretch an
--- exchange past it. Lines are read from the buffer with a limit on their length, so a peer
--- that never ends a line costs at most that limit in memory.
-
-local CHUNK = 16384
-
-local Connection = {}
-
--- The exchange ends at `deadline` (seconds, socket.now()'s clock), whatever happens.
-function Connection:set_deadline(deadline)
-  self.deadline = deadline
-end
-
--- Milliseconds left before the deadline; nil once it has passed.
-function Connection:remaining()
-  local left = (self.deadline - _M.now()) * 1000
-  if left < 1 then
-    return nil
-  end
-  return left
-end
-
-function Connection:send(data)
-  local ms = self:remaining()
-  if not ms then
-    return nil, "timeout"
-  end
-  return self:send_within(data, ms)
-end
-
--- Appends what the peer sends next (at most max bytes) to the buffer: true, or nil, err.
-local function fill(self, max)
-  local ms = self:remaining()
-  if not ms then
-    return nil, "timeout"
-  end
-  local data, err = self:receive_some(max, ms)
-  if not data then
-    return nil, err
-  end
-  local pos = self.pos
-  if pos > #self.buffer then
-    self.buffer = data
-  else
-    self.buffer = string_sub(self.buffer, pos) .. data
-  end
-  self.pos = 1
-  return true
-end
-
--- The next line, without its line end (LF, or CR LF: the second value says whether a CR came
--- before the LF); nil, err when the peer closes or stalls first, or when the line runs over
--- `max` bytes (err "line too long").
-function Connection:read_line(max)
-  while true do
-    local pos = self.pos
-    local lf = string_find(self.buffer, "\n", pos, true)
-    if lf then
-      if lf - pos > max then
-        return nil, "line too long"
-      end
-      self.pos = lf + 1
-      if lf > pos and string_sub(self.buffer, lf - 1, lf - 1) == "\r" then
-        return string_sub(self.buffer, pos, lf - 2), true
-      end
-      return string_sub(self.buffer, pos, lf - 1), false
-    end
-    if #self.buffer - pos + 1 > max then
-      return nil, "line too long"
-    end
-    local ok, err = fill(self, CHUNK)
-    if not ok then
-      return nil, err
-    end
-  end
-end
-
--- Exactly n bytes; nil, err when the peer closes or stalls first.
-function Connection:read(n)
-  local buffer, pos = self.buffer, self.pos
-  local have = #buffer - pos + 1
-  if have >= n then
-    self.pos = pos + n
-    return string_sub(buffer, pos, pos + n - 1)
-  end
-  local parts, got = { string_sub(buffer, pos) }, have
-  self.buffer, self.pos = "", 1
-  while got < n do
-    local ms = self:remaining()
-    if not ms then
-      return nil, "timeout"
-    end
-    local data, err = self:receive_some(math_min(n - got, CHUNK), ms)
-    if not data then
-      return nil, err
-    end
-    parts[#parts + 1] = data
-    got = got + #data
-  end
-  return table_concat(parts)
-end
-
--- Whatever the peer sends until it closes, at most max bytes: the bytes, or nil, err (err
--- "too long" past max).
-function Connection:read_to_close(max)
-  local parts = { string_sub(self.buffer, self.pos) }
-  local got = #parts[1]
-  self.buffer, self.pos = "", 1
-  while true do
-    if got > max then
-      return nil, "too long"
-    end
-    local ms = self:remaining()
-    if not ms then
-      return nil, "timeout"
-    end
-    local data, err = self:receive_some(CHUNK, ms)
-    if not data then
-      if err == "closed" then
-        return table_concat(parts)
-      end
-      return nil, err
-    end
-    parts[#parts + 1] = data
-    got = got + #data
-  end
-end
-
--- Bytes received and not yet read: after a whole answer, a sign the peer said more than asked.
-function Connection:unread()
-  return #self.buffer - self.pos + 1
-end
-
-local function new_connection(kind, fields)
-  fields.buffer, fields.pos = "", 1
-  fields.deadline = fields.deadline or _M.now() + (fields.timeout or 60000) / 1000
-  return setmetatable(fields, kind)
-end
-
----------------------------------------------------------------------------------------------
 -- nginx's cosockets
 
-local Cosocket = setmetatable({}, { __index = Connection })
-Cosocket.__index = Cosocket
+local Cosocket = connection.kind()
 
 function Cosocket:send_within(data, ms)
   local sock = self.sock
@@ -295,14 +120,13 @@ local function cosocket_connect(opts, address, deadline)
       return nil, address .. ": TLS: " .. tostring(err)
     end
   end
-  return new_connection(Cosocket, { sock = sock, cosocket = true, deadline = deadline })
+  return connection.new(Cosocket, { sock = sock, cosocket = true, deadline = deadline })
 end
 
 ---------------------------------------------------------------------------------------------
 -- LuaSocket and LuaSec
 
-local Plain = setmetatable({}, { __index = Connection })
-Plain.__index = Plain
+local Plain = connection.kind()
 
 -- LuaSec says a TLS read or write that ran out of time "wantread" / "wantwrite": a timeout.
 local function plain_error(err)
@@ -463,7 +287,7 @@ local function luasocket_connect(opts, address, deadline)
       return nil, err
     end
   end
-  return new_connection(Plain, { sock = sock, cosocket = false, deadline = deadline })
+  return connection.new(Plain, { sock = sock, cosocket = false, deadline = deadline })
 end
 
 -- The short word a program tests for a failure this module or a protocol over it reports, from
@@ -504,37 +328,6 @@ function _M.connect(opts)
     return nil, err, _M.code_of(err)
   end
   return conn
-end
-
--- Waits, yielding to nginx where it can (ngx.sleep), else in LuaSocket's sleep.
-function _M.sleep(seconds)
-  if seconds <= 0 then
-    return
-  end
-  if _M.has_cosockets() then
-    rawget(_G, "ngx").sleep(seconds)
-    return
-  end
-  local socket = _M.luasocket()
-  if socket then
-    socket.sleep(seconds)
-    return
-  end
-  os_execute(string_format("sleep %.3f", seconds))   -- no LuaSocket (a transport of one's own)
-end
-
--- Seconds now, with a fraction where the runtime has one.
-function _M.now()
-  local ngx = rawget(_G, "ngx")
-  if ngx and ngx.now then
-    ngx.update_time()
-    return ngx.now()
-  end
-  local socket = _M.luasocket()
-  if socket then
-    return socket.gettime()
-  end
-  return os_time()
 end
 
 return _M
