@@ -78,6 +78,9 @@ local function first_error(record)
 end
 
 local function summary_line(record)
+  if record.state == "corrupt" then   -- a record the journal cannot read: where, and why
+    return "corrupt " .. field(record.file) .. ": " .. field(record.message)
+  end
   local parts = { record.state, field(record.key), "attempts=" .. tostring(record.attempts) }
   if record.state == "failed" then
     parts[#parts + 1] = "next=" .. iso_time(record.next_at)

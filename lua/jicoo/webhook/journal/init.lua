@@ -26,7 +26,7 @@
 --   due(now, limit) -> { key, ... } | nil, err     running ones past their lease, failed ones due
 --   get(key) -> record | nil (absent) | nil, err
 --   list(state) -> { record, ... } | nil, err      state: a state name or "all"; a record that
---       cannot be read is listed as { state = "corrupt", file = name, error = text }
+--       cannot be read is listed as { state = "corrupt", file = name, message = why }
 --   rearm(key, now) -> record | nil, "not found" | false, why   a failed or dead one: due now,
 --       with a fresh budget of attempts (an operator's retry)
 --   remove(key) -> true | nil, "not found" | nil, err

@@ -133,7 +133,7 @@ function _M.list(self, state)
         record, why = record_of(flat, name)
       end
       if record == nil then
-        list[#list + 1] = { state = "corrupt", file = name, error = why }
+        list[#list + 1] = { state = "corrupt", file = name, message = why }
       elseif record and (state == "all" or record.state == state) then
         list[#list + 1] = record
       end
@@ -193,7 +193,7 @@ local function add_found(self, matches, found)
     local record, why = record_of(match[3], name)
     if not record then
       -- the key and time the index holds, so that a page may end on it
-      record = { state = "corrupt", file = name, error = why or "not a hash", key = match[1],
+      record = { state = "corrupt", file = name, message = why or "not a hash", key = match[1],
         received_at = tonumber(match[2]) }
     end
     found[#found + 1] = record
