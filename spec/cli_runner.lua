@@ -1,5 +1,6 @@
 -- Runs the jicoo-webhook command as a subprocess with the interpreter running the specs
--- (shared by cli_spec and examples_spec).
+-- (shared by the cli_*_spec.lua files, examples_spec and the other specs that run the command),
+-- and names the fixtures it is run on.
 local support = require "support"
 
 local runner = {}
@@ -38,6 +39,11 @@ function runner.run(args, env, stdin)
   os.remove(out_file)
   os.remove(err_file)
   return code, stdout, stderr
+end
+
+-- The path of a fixture: spec/fixtures/<folder>/<name>.
+function runner.fixture_path(folder, name)
+  return support.fixtures .. "/" .. folder .. "/" .. name
 end
 
 -- A fresh empty folder; remove it with runner.remove_dir.

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the rock from this checkout into a fresh tree with `luarocks make` (no network),
-# then runs the parse, signature and sqlite3 specs against the installed modules alone, and the
-# installed jicoo-webhook command on the fixtures in spec/fixtures/.
+# then runs the parse, signature and sqlite3 specs (sqlite3_spec.lua, sqlite3_errors_spec.lua,
+# sqlite3_files_spec.lua) against the installed modules alone, and the installed jicoo-webhook
+# command on the fixtures in spec/fixtures/.
 # Usage: spec/installed.sh INTERPRETER LUA_VERSION LUA_INCDIR
 set -eu
 interpreter=$1 version=$2 incdir=$3
@@ -29,7 +30,7 @@ done
 LUA_PATH="$tree/share/lua/$version/?.lua;$tree/share/lua/$version/?/init.lua;spec/?.lua;;" \
 LUA_CPATH="$tree/lib/lua/$version/?.so;;" \
   "$interpreter" "$(command -v busted)" --output=TAP spec/parse_spec.lua spec/signature_spec.lua \
-  spec/sqlite3_spec.lua
+  spec/sqlite3_spec.lua spec/sqlite3_errors_spec.lua spec/sqlite3_files_spec.lua
 
 # The command, as a user runs it: valid fixtures pass, an invalid one fails with its path.
 "$tree/bin/jicoo-webhook" check "$fixtures"/valid/*.json

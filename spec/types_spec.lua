@@ -94,7 +94,6 @@ end)
 describe("typed tables parsed through the core alone", function()
   it("have their methods", function()
     local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
-    local support = require "support"
     local out, ok = support.run(interpreter .. " -e " .. support.quote(
       "local core = require('jicoo.webhook.core')"
       .. " local f = assert(io.open(" .. string.format("%q", support.fixtures

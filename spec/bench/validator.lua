@@ -3,7 +3,7 @@
 -- careful user would write it. Same result shape as webhook.parse: the document, or nil, msg,
 -- { code =, path = }.
 --
--- What cjson cannot let it check (the self-check in bench.lua lists these as known gaps):
+-- What cjson cannot let it check (the self-check in bench_selfcheck.lua lists these as known gaps):
 --   * a key repeated in one object: cjson keeps the last value, the first is gone;
 --   * `[]` against `{}`: both decode to an empty table (unless the cjson build has OpenResty's
 --     decode_array_with_array_mt, which this uses when present);

@@ -1,0 +1,211 @@
+-- What only the SQLite journal has: its files on a shared machine (0600 in a 0700 folder under
+-- any umask; a link, a FIFO, a hard link, a folder that is a link or a database another user
+-- owns refused, never followed), a folder it cannot make, its cap (max_open), its sweep of done
+-- records, a scheduler's pass read through the due index, two processes on one journal, and a
+-- full disk (a 1 MiB tmpfs, where one can be mounted).
+local journal = require "jicoo.webhook.journal"
+local support = require "support"
+local shared = require "journal_shared"
+
+local NOW, LEASE, KEY = shared.NOW, shared.LEASE, shared.KEY
+local new_delivery, temp_dir, remove_dir = shared.new_delivery, shared.temp_dir, shared.remove_dir
+
+describe("journal.sqlite on disk", function()
+  local core = require "jicoo.webhook.core"
+  local dir, j
+
+  before_each(function()
+    dir = temp_dir()
+    j = journal.sqlite({ dir = dir .. "/journal" })
+  end)
+
+  after_each(function()
+    remove_dir(dir)
+  end)
+
+  local function mode(path)
+    local info = core.file_info(path)
+    return info and string.format("%o", info.mode)
+  end
+
+  it("keeps the database and SQLite's files 0600 in a 0700 folder, whatever the umask", function()
+    -- a fresh process under umask 0, as nginx runs
+    local script = dir .. "/write.lua"
+    -- (SQLite removes -wal and -shm when the last connection closes: the child looks at them
+    -- while its connection is open)
+    support.write(script, "local j = require('jicoo.webhook.journal').sqlite({ dir = arg[1] })\n"
+      .. "assert(j:acquire('k/u/t', 1, 60, { key = 'k/u/t', event = 'e', uid = 'u', body = '{}',"
+      .. " received_at = 1 }, false))\n"
+      .. "local core = require('jicoo.webhook.core')\n"
+      .. "for _, name in ipairs({ '', '/journal.db', '/journal.db-wal', '/journal.db-shm' }) do\n"
+      .. "  local info = assert(core.file_info(arg[1] .. name))\n"
+      .. "  io.write(string.format('%s %o\\n', name, info.mode))\n"
+      .. "end\n")
+    local interpreter = rawget(_G, "jit") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+    local out, ok = support.run("umask 0; " .. interpreter .. " " .. support.quote(script) .. " "
+      .. support.quote(dir .. "/umask0") .. " 2>&1")
+    assert(ok, out)
+    assert.are.equal(" 700\n/journal.db 600\n/journal.db-wal 600\n/journal.db-shm 600\n", out)
+  end)
+
+  it("closes a folder of its own that others could read", function()
+    assert(support.run("mkdir -m 755 " .. support.quote(dir .. "/open")))
+    local opened = journal.sqlite({ dir = dir .. "/open" })
+    assert.are.equal("new", (opened:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    assert.are.equal("700", mode(dir .. "/open"))
+  end)
+
+  -- Where the journal expects its own file, something planted by someone else is refused,
+  -- named, never followed, never waited on.
+  local PLANTED = {
+    { "a link to a file", function(path, victim)
+      support.write(victim, "precious")
+      assert(support.run("ln -s " .. support.quote(victim) .. " " .. support.quote(path)))
+    end, "a symbolic link" },
+    { "a FIFO", function(path)
+      assert(support.run("mkfifo " .. support.quote(path)))
+    end, "a FIFO" },
+    { "a hard link", function(path, victim)
+      support.write(victim, "")
+      assert(support.run("ln " .. support.quote(victim) .. " " .. support.quote(path)))
+    end, "has 2 hard links" },
+  }
+  for _, case in ipairs(PLANTED) do
+    for _, name in ipairs({ "journal.db", "journal.db-wal" }) do
+      it("refuses " .. case[1] .. " at " .. name, function()
+        local folder = dir .. "/planted"
+        assert(support.run("mkdir -m 700 " .. support.quote(folder)))
+        case[2](folder .. "/" .. name, dir .. "/victim")
+        local planted = journal.sqlite({ dir = folder })
+        local outcome, err, code = planted:acquire(KEY, NOW, LEASE, new_delivery(), false)
+        assert.is_nil(outcome)
+        assert.are.equal("unsafe", code)
+        assert.truthy(err:find(folder .. "/" .. name, 1, true), err)
+        assert.truthy(err:find(case[3], 1, true), err)
+        if case[1] == "a link to a file" then
+          assert.are.equal("precious", support.read(dir .. "/victim"))
+        end
+      end)
+    end
+  end
+
+  it("refuses a folder that is a link", function()
+    assert(support.run("mkdir -m 700 " .. support.quote(dir .. "/real") .. " && ln -s "
+      .. support.quote(dir .. "/real") .. " " .. support.quote(dir .. "/link")))
+    local outcome, err, code = journal.sqlite({ dir = dir .. "/link" }):get(KEY)
+    assert.is_nil(outcome)
+    assert.are.equal("unsafe", code)
+    assert.truthy(err:find("a link, not a folder", 1, true), err)
+  end)
+
+  local as_root = support.run("id -u"):match("^0") and it or function(name)
+    pending(name .. " (needs root)")
+  end
+  as_root("refuses a database another user owns", function()
+    local folder = dir .. "/foreign"
+    journal.sqlite({ dir = folder }):get(KEY)
+    require("jicoo.webhook.journal.sqlite_db").disconnect(folder)   -- opened again below
+    assert(support.run("chown nobody " .. support.quote(folder .. "/journal.db")))
+    local outcome, err, code = journal.sqlite({ dir = folder }):get(KEY)
+    assert.is_nil(outcome)
+    assert.are.equal("unsafe", code)
+    assert.truthy(err:find("owned by uid", 1, true), err)
+  end)
+
+  it("fails, naming the folder, where it cannot make it", function()
+    support.write(dir .. "/file", "")
+    local blocked = journal.sqlite({ dir = dir .. "/file/journal" })
+    local outcome, err = blocked:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.is_nil(outcome)
+    assert.truthy(err:find(dir .. "/file/journal", 1, true), err)
+    assert.truthy(err:find("Not a directory", 1, true), err)
+    assert.is_nil(blocked:due(NOW, 10))
+  end)
+
+  it("refuses new deliveries past max_open with the code full, and takes them once some are done", function()
+    local capped = journal.sqlite({ dir = dir .. "/capped", max_open = 2 })
+    local _, first = capped:acquire("a/1/t", NOW, LEASE, new_delivery("a/1/t"), false)
+    capped:acquire("a/2/t", NOW, LEASE, new_delivery("a/2/t"), false)
+    local outcome, err, code = capped:acquire("a/3/t", NOW, LEASE, new_delivery("a/3/t"), false)
+    assert.is_nil(outcome)
+    assert.are.equal("full", code)
+    assert.truthy(err:find("2 deliveries not done (the cap is 2)", 1, true), err)
+    assert.is_true(capped:update("a/1/t", first.token, { state = "done", finished_at = NOW }, NOW))
+    assert.are.equal("new", (capped:acquire("a/3/t", NOW, LEASE, new_delivery("a/3/t"), false)))
+  end)
+
+  it("removes done records once their ttl has passed, and keeps the counts right", function()
+    local short = journal.sqlite({ dir = dir .. "/short", ttl = 10 })
+    local _, record = short:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    short:update(KEY, record.token, { state = "done", finished_at = NOW }, NOW)
+    short:due(NOW + 5, 10)
+    assert.are.equal("done", short:get(KEY).state)
+    short:due(NOW + 100, 10)   -- a scheduler's pass sweeps
+    assert.is_nil(short:get(KEY))
+    assert.is_nil(short:counts().states.done)
+  end)
+
+  it("answers a scheduler's pass by what is due, not by what is open", function()
+    -- many records far from due, one due: the pass reads one
+    for i = 1, 200 do
+      local key = "many/" .. i .. "/t"
+      local _, record = j:acquire(key, NOW, LEASE, new_delivery(key), false)
+      j:update(key, record.token, { state = "failed", next_at = NOW + 86400 }, NOW)
+    end
+    local _, record = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    j:update(KEY, record.token, { state = "failed", next_at = NOW + 5 }, NOW)
+    assert.are.same({ KEY }, (j:due(NOW + 10, 100)))
+    local db = require("jicoo.webhook.sqlite3").open(dir .. "/journal/journal.db")
+    local plan = db:prepare("EXPLAIN QUERY PLAN SELECT key FROM deliveries WHERE due_at <= ?1"
+      .. " ORDER BY due_at LIMIT ?2"):query(NOW, 100)
+    db:close()
+    local detail = {}
+    for i, row in ipairs(plan) do
+      detail[i] = row.detail
+    end
+    assert.truthy(table.concat(detail, "; "):find("USING INDEX deliveries_due", 1, true),
+      table.concat(detail, "; "))
+  end)
+
+  -- Two processes on one journal: a delivery is claimed once.
+  it("lets one of two processes claim a delivery, the other sees it busy", function()
+    local other = journal.sqlite({ dir = dir .. "/journal" })
+    assert.are.equal("new", (j:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+    assert.are.equal("busy", (other:acquire(KEY, NOW, LEASE, new_delivery(), false)))
+  end)
+
+  -- A real full disk: a 1 MiB tmpfs (root can mount one; elsewhere the case is pending).
+  it("fails, naming the cause, on a full disk, and keeps the record it had whole", function()
+    local mount = dir .. "/small"
+    assert(support.run("mkdir -p " .. support.quote(mount)))
+    local _, mounted = support.run("mount -t tmpfs -o size=1m tmpfs " .. support.quote(mount)
+      .. " 2>/dev/null")
+    if not mounted then
+      pending("cannot mount a tmpfs here (needs root)")
+      return
+    end
+    local ok, err = pcall(function()
+      local full = journal.sqlite({ dir = mount .. "/journal" })
+      local _, record = full:acquire(KEY, NOW, LEASE, new_delivery(), false)
+      assert.is_truthy(record)
+      support.run("dd if=/dev/zero of=" .. support.quote(mount .. "/filler") .. " bs=4k 2>/dev/null")
+      local big = new_delivery("big/one/t")
+      big.body = string.rep("x", 200 * 1024)
+      local outcome, write_err, code = full:acquire("big/one/t", NOW, LEASE, big, false)
+      assert.is_nil(outcome)
+      assert.are.equal("full", code)
+      assert.truthy(write_err:find("full", 1, true), write_err)
+      assert.is_nil(full:get("big/one/t"))
+      local kept = full:get(KEY)
+      assert.are.equal("running", kept.state)
+      assert.are.equal('{"a":1}\n', kept.body)
+      os.remove(mount .. "/filler")
+      local again, again_err = full:acquire("big/one/t", NOW, LEASE, big, false)
+      assert.are.equal("new", again, again_err)
+    end)
+    -- the database closed, or the mount stays busy
+    require("jicoo.webhook.journal.sqlite_db").disconnect(mount .. "/journal")
+    support.unmount(mount)
+    assert(ok, err)
+  end)
+end)
