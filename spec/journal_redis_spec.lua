@@ -437,6 +437,17 @@ describe("journal.redis in Redis", function()
     local listed = j:list("running")
     assert.are.equal("corrupt", listed[1].state)
     assert.are.equal("t:d:" .. KEY, listed[1].file)
+    assert.truthy(listed[1].message:find("lease_until is not a number", 1, true), listed[1].message)
+  end)
+
+  it("is listed by jicoo-webhook deliveries as corrupt HASH: why when a hash is not a record", function()
+    local runner = require "cli_runner"
+    cli("hset", "jicoo-webhook:d:" .. KEY, "state", "running", "key", KEY, "lease_until", "soon")
+    cli("zadd", "jicoo-webhook:s:running", "0", KEY)
+    local code, out, err = runner.run("deliveries list --redis 127.0.0.1:" .. server.port)
+    assert.are.equal(0, code, err)
+    assert.are.equal("corrupt jicoo-webhook:d:" .. KEY .. ": corrupt record jicoo-webhook:d:" .. KEY
+      .. ": lease_until is not a number\n", out)
   end)
 
   it("forgets a key whose record is gone from the sets", function()

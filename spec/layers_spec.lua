@@ -93,3 +93,31 @@ describe("the layers of lua/", function()
     assert.is_true(allowed[layer_of("jicoo.net.redis")])
   end)
 end)
+
+-- One concern a file: no Lua or C file of the library, its command or its specs runs past
+-- 500 lines (docs/internals.md).
+describe("the files", function()
+  local MAX_LINES = 500
+  local listing = support.run("cd " .. support.quote(support.root)
+    .. " && find lua src spec docs examples -type f \\( -name '*.lua' -o -name '*.c' -o -name '*.h' \\)"
+    .. " | sort")
+  local paths = {}
+  for path in listing:gmatch("[^\n]+") do
+    paths[#paths + 1] = path
+  end
+
+  it("are found", function()
+    assert.truthy(#paths > 100, #paths .. " files")
+  end)
+
+  it("hold " .. MAX_LINES .. " lines at most", function()
+    local long = {}
+    for _, path in ipairs(paths) do
+      local _, lines = support.read(support.root .. "/" .. path):gsub("\n", "")
+      if lines > MAX_LINES then
+        long[#long + 1] = path .. " (" .. lines .. ")"
+      end
+    end
+    assert.are.same({}, long)
+  end)
+end)
