@@ -1,7 +1,7 @@
 -- What only the SQLite journal has: its files on a shared machine (0600 in a 0700 folder under
 -- any umask; a link, a FIFO, a hard link, a folder that is a link or a database another user
 -- owns refused, never followed), a folder it cannot make, its cap (max_open), its sweep of done
--- records, a scheduler's pass read through the due index, two processes on one journal, and a
+-- records, a scheduler's pass read through the due index and never waiting for a writer, two processes on one journal, and a
 -- full disk (a 1 MiB tmpfs, where one can be mounted).
 local journal = require "jicoo.webhook.journal"
 local support = require "support"
@@ -143,6 +143,24 @@ describe("journal.sqlite on disk", function()
     short:due(NOW + 100, 10)   -- a scheduler's pass sweeps
     assert.is_nil(short:get(KEY))
     assert.is_nil(short:counts().states.done)
+  end)
+
+  it("answers a scheduler's pass and the operators' questions while another holds the write lock", function()
+    local waiting = journal.sqlite({ dir = dir .. "/locked", busy_timeout = 50 })
+    local _, record = waiting:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    waiting:update(KEY, record.token, { state = "failed", next_at = NOW + 5 }, NOW)
+    local other = require("jicoo.webhook.sqlite3").open(dir .. "/locked/journal.db")
+    assert(other:exec("BEGIN IMMEDIATE"))
+    assert.are.same({ KEY }, (waiting:due(NOW + 10, 10)))   -- its sweep waits, and gives up
+    assert.are.equal("failed", waiting:get(KEY).state)
+    assert.are.equal(1, waiting:counts().states.failed)
+    assert.are.equal(1, #waiting:list("all"))
+    local outcome, err, code = waiting:acquire("b/1/t", NOW, LEASE, new_delivery("b/1/t"), false)
+    assert.is_nil(outcome)
+    assert.are.equal("busy", code, err)
+    assert(other:exec("ROLLBACK"))
+    other:close()
+    assert.are.equal("new", (waiting:acquire("b/1/t", NOW, LEASE, new_delivery("b/1/t"), false)))
   end)
 
   it("answers a scheduler's pass by what is due, not by what is open", function()

@@ -30,6 +30,7 @@ local unpack = table.unpack or unpack   -- luacheck: ignore 143
 local journal = require "jicoo.webhook.journal"
 local options = require "jicoo.webhook.options"
 local sqlite_db = require "jicoo.webhook.journal.sqlite_db"
+local sqlite_ops = require "jicoo.webhook.journal.sqlite_ops"
 
 local _M = {}
 
@@ -41,6 +42,7 @@ local MODULE = "jicoo.webhook.journal.sqlite_db"
 -- One committer a worker: a second, committing while the first syncs, made batches smaller
 -- and was not faster here (spec/bench/journal.sh).
 local COMMITTERS = 1
+local SWEEP_EVERY = 60   -- seconds between two removals of done records past their time
 
 local function semaphore()
   return require "ngx.semaphore"
@@ -87,6 +89,8 @@ function _M.new(opts)
     committers = 0,    -- nginx: the committers' timers running
     work = nil,        -- nginx: the semaphore a new batch is announced on
     pool_missing = nil,
+    swept_at = -math.huge,   -- the `now` of the last sweep
+    sweep_full = false,      -- whether it removed all it may at once
   }, SQLite)
 end
 
@@ -213,7 +217,15 @@ function SQLite:update(key, token, changes, now)
   return run(self, "update", key, token, changes, now, self.ttl)
 end
 
+-- The scheduler's pass: the keys due. Every SWEEP_EVERY seconds (at once again after a full
+-- sweep) it first removes done records past their time, in a transaction of its own: the pass
+-- itself only reads, and never waits for the deliveries being written. A sweep that fails is
+-- tried again at the next one's time; what it would have removed only stays a little longer.
 function SQLite:due(now, limit)
+  if now - self.swept_at >= SWEEP_EVERY or self.sweep_full then
+    local removed = run(self, "sweep", now)
+    self.swept_at, self.sweep_full = now, removed == sqlite_ops.SWEEP_BATCH
+  end
   return run(self, "due", now, limit)
 end
 

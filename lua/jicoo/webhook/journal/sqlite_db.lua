@@ -122,7 +122,7 @@ end
 ---------------------------------------------------------------------------------------------
 -- Connections: one per database path in this Lua state, its statements prepared once.
 
-local connections = {}   -- path -> { db = , stmts = , swept_at = }
+local connections = {}   -- path -> { db = , stmts = , path = }
 
 
 -- The connection to DIR/journal.db, opened (and the schema made) on first use in this state.
@@ -169,7 +169,7 @@ function _M.connect(dir, settings)
     db:close()
     return nil, err, code
   end
-  conn = { db = db, stmts = {}, swept_at = 0, path = path }
+  conn = { db = db, stmts = {}, path = path }
   connections[path] = conn
   -- The file journal that came before, in the same folder, moves in on the first open (what
   -- cannot be read as a record stays where it is; `jicoo-webhook deliveries import` names it).
@@ -204,8 +204,12 @@ function _M.batch(dir, settings, list)
   local results = {}
   if conn then
     local db = conn.db
+    local writes = false
+    for _, op in ipairs(list) do
+      writes = writes or not sqlite_ops.READS[op[1]]
+    end
     local ok
-    ok, err, code = db:exec("BEGIN IMMEDIATE")
+    ok, err, code = db:exec(writes and "BEGIN IMMEDIATE" or "BEGIN")
     if ok then
       for i, op in ipairs(list) do
         local result = sqlite_ops.ops[op[1]](conn, unpack(op, 2, op.n or #op))
@@ -219,7 +223,7 @@ function _M.batch(dir, settings, list)
         ok, err, code = db:exec("COMMIT")
         if not ok then
           db:exec("ROLLBACK")
-        elseif settings.durability ~= "normal" then
+        elseif writes and settings.durability ~= "normal" then
           ok, err, code = db:sync_wal()   -- the commit on disk before anyone is answered
         end
       else

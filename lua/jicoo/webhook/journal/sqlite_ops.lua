@@ -14,8 +14,8 @@ local journal = require "jicoo.webhook.journal"
 
 local _M = {}
 
-local SWEEP_EVERY = 60        -- seconds between two removals of expired done records
-local SWEEP_BATCH = 1000      -- done records removed by one
+local SWEEP_BATCH = 1000      -- done records removed by one sweep
+_M.SWEEP_BATCH = SWEEP_BATCH
 
 local COLUMNS = "key, event, uid, state, received_at, attempts, handlers, errors, next_at,"
   .. " lease_until, token, finished_at, expires_at, version"
@@ -241,15 +241,17 @@ function ops.update(conn, key, token, changes, now, ttl)
   return pack(changed == 1)
 end
 
--- due: the keys due at now, soonest first; removes expired done records now and then.
-function ops.due(conn, now, limit)
-  if now - conn.swept_at >= SWEEP_EVERY then
-    local sweep, err, code = statement(conn, "sweep")
-    if not (sweep and sweep:run(now)) then
-      return failed(err, code)
-    end
-    conn.swept_at = now
+-- sweep: removes up to SWEEP_BATCH done records whose time has passed; how many it removed.
+function ops.sweep(conn, now)
+  local sweep, err, code = statement(conn, "sweep")
+  if not (sweep and sweep:run(now)) then
+    return failed(err, code)
   end
+  return pack(conn.db:changes())
+end
+
+-- due: the keys due at now, soonest first.
+function ops.due(conn, now, limit)
   local due, err, code = statement(conn, "due")
   local rows = due and due:query(now, limit)
   if not rows then
@@ -261,6 +263,11 @@ function ops.due(conn, now, limit)
   end
   return pack(keys)
 end
+
+-- The operations that only read: a batch of nothing else takes no write lock (in WAL mode a
+-- reader never waits for a writer), so the scheduler's pass and the operators' questions go on
+-- while the deliveries are written.
+_M.READS = { due = true, get = true, find = true, counts = true }
 
 function ops.get(conn, key)
   local get, err, code = statement(conn, "get")
