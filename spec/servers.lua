@@ -351,6 +351,7 @@ function servers.config(port, opts)
     "  lua_package_cpath \"" .. servers.core_dir .. "/?.so;;\";",
     "  lua_shared_dict jicoo_claims " .. (opts.claims_size or "10m") .. ";",
     "  lua_shared_dict jicoo_stats 1m;",
+    "  lua_shared_dict jicoo_metrics 1m;",
     lines_of(opts.http),
     "  init_by_lua_block { require('jicoo.webhook.receiver').configure() }",
     "  init_worker_by_lua_block { require('jicoo.webhook.receiver').init_worker() " .. (opts.init_worker or "")
@@ -364,6 +365,8 @@ function servers.config(port, opts)
     "      content_by_lua_block { require('jicoo.webhook.receiver').serve() }",
     "    }",
     "    location = /jicoo/stats { content_by_lua_block { require('jicoo.webhook.receiver').stats() } }",
+    "    location = /jicoo/metrics { content_by_lua_block { require('jicoo.webhook.receiver').metrics() } }",
+    "    location = /jicoo/health { content_by_lua_block { require('jicoo.webhook.receiver').health() } }",
     "    location @too_large { default_type application/json;",
     "      return 413 '{\"error\":\"too_large\",\"ok\":false}'; }",
     lines_of(opts.server),

@@ -40,6 +40,10 @@
 --       error's handler or message); oldest first (received_at, then key); `limit` of them
 --       after `after`, the cursor a previous page gave; `after` is nil on the last page.
 --   counts() -> { states = { [state] = n }, events = { [event] = { [state] = n } } } | nil, err
+--
+-- and, where it can fail apart from a delivery (a folder, a server), says whether it takes one:
+--
+--   check(now) -> true | nil, err, code       a write made and kept now (the health endpoint)
 local type = type
 local ipairs = ipairs
 local require = require

@@ -206,6 +206,11 @@ function Memory:counts()
   return journal.count(open_records(self))
 end
 
+-- Nothing on disk to fail: it takes writes while the process runs.
+function Memory.check()
+  return true
+end
+
 function Memory:rearm(key, now)
   local record = self.records[key]
   if not record then

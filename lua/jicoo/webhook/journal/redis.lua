@@ -282,4 +282,15 @@ end
 -- The reads of many records (journal/redis_reads.lua).
 Redis.list, Redis.find, Redis.counts = reads.list, reads.find, reads.counts
 
+-- Whether the journal takes a write now (what health asks): a key of its own set, with a
+-- minute to live (a replica, a full memory or a lost connection refuse it).
+function Redis:check(now)
+  local ok, err, code = self.client:call("SET", self.prefix .. "health", tostring(now or 0),
+    "EX", 60)
+  if not ok then
+    return nil, "redis: " .. tostring(err), code
+  end
+  return true
+end
+
 return _M

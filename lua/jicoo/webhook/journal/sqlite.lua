@@ -250,6 +250,13 @@ function SQLite:counts()
   return run(self, "counts")
 end
 
+-- Whether the journal takes a write now: the folder lets this process make files (SQLite makes
+-- its -wal and -shm there again after a restart) and a write transaction commits, its sync
+-- included. What health asks (router/status.lua).
+function SQLite:check()
+  return run(self, "check")
+end
+
 function SQLite:rearm(key, now)
   return run(self, "rearm", key, now)
 end

@@ -6,6 +6,8 @@ local ipairs = ipairs
 local tostring = tostring
 local select = select
 local string_format = string.format
+local string_match = string.match
+local math_floor = math.floor
 local table_concat = table.concat
 local unpack = table.unpack or unpack   -- luacheck: ignore 143
 
@@ -262,6 +264,39 @@ function ops.due(conn, now, limit)
     keys[i] = row.key
   end
   return pack(keys)
+end
+
+-- check: the folder takes new files for this process, and the database a write (its
+-- user_version written again as it is: one page through the WAL, synced with the batch).
+function ops.check(conn)
+  local core = require "jicoo.webhook.core"
+  local dir = string_match(conn.path, "^(.*)/[^/]*$") or "."
+  local info, err = core.file_info(dir)
+  if not info then
+    return pack(nil, "journal " .. dir .. ": " .. tostring(err), "error")
+  end
+  local uid = core.process_user()
+  local bits = uid == 0 and 2 or info.uid == uid and math_floor(info.mode / 128) % 2
+    or info.mode % 4 >= 2 and 1 or 0
+  if bits == 0 then
+    return pack(nil, "journal " .. dir .. ": the folder does not let this process (uid "
+      .. uid .. ") make files", "perm")
+  end
+  local version, code
+  version, err, code = conn.db:prepare("PRAGMA user_version")
+  local row = version and version:first()
+  if version then
+    version:finalize()
+  end
+  if not row then
+    return failed(err, code)
+  end
+  local ok
+  ok, err, code = conn.db:exec(string_format("PRAGMA user_version = %d", row.user_version))
+  if not ok then
+    return failed(err, code)
+  end
+  return pack(true)
 end
 
 -- The operations that only read: a batch of nothing else takes no write lock (in WAL mode a

@@ -189,10 +189,12 @@ local function answer_first(router, body, headers)
     local message = "cannot schedule the handlers of " .. delivery.key .. ": " .. tostring(timer_err)
       .. " (raise lua_max_pending_timers)"
     if not router.journal.durable then
+      router.meter:delivery(delivery.event.event, "busy")
       return answer.server_error("busy", message, delivery.event.event)
     end
     ngx_log(ngx.ERR, "jicoo-webhook: ", printable(message), "; the scheduler runs them instead")
   end
+  router.meter:delivery(delivery.event.event, "accepted")
   local accepted = answer.accepted(delivery.event)
   accepted.key = delivery.key
   return accepted
@@ -258,14 +260,17 @@ function _M.serve(router, opts)
   if ngx.req.get_method() ~= "POST" then
     ngx.header["Allow"] = "POST"
     res = answer.method_not_allowed(ngx.req.get_method())
+    router.meter:rejected("method_not_allowed")
   else
     local max_size = opts.max_size or router.max_size
     local headers = ngx_req.get_headers(MAX_HEADERS)
     local body, problem = read_body(headers, max_size)
     if body == nil then
       res = answer.too_large(problem, max_size)
+      router.meter:rejected("too_large")
     elseif body == false then
       res = answer.server_error("server_error", problem)
+      router.meter:rejected("server_error")
     else
       local serve_one = opts.answer_first and answer_first or router.handle
       local ok, handled = pcall(serve_one, router, body, headers)
@@ -273,6 +278,7 @@ function _M.serve(router, opts)
         res = handled
       else
         res = answer.server_error("server_error", "the router raised: " .. tostring(handled))
+        router.meter:rejected("server_error")
       end
     end
   end

@@ -121,6 +121,9 @@ http {
     lua_shared_dict jicoo_claims 10m;
     # Counts kept by examples/openresty/handlers/any.lua, shown at /jicoo/stats.
     lua_shared_dict jicoo_stats 1m;
+    # The receiver's metrics, every worker's counts in one place (GET /jicoo/metrics): about
+    # 120 bytes a series; 1m holds thousands, far more than events x results x handlers.
+    lua_shared_dict jicoo_metrics 1m;
 
     # The handler folders (JICOO_HANDLERS overrides them); nginx refuses to start without a
     # secret. Then one router per worker, with the journal's scheduler.
@@ -155,6 +158,25 @@ http {
             error_page 413 = @too_large;
             content_by_lua_block {
                 require("jicoo.webhook.receiver").serve()
+            }
+        }
+
+        # Prometheus's scrape (text format 0.0.4) and the health check (200, or 503 naming
+        # what is wrong), for this machine only: add your Prometheus's and load balancer's
+        # addresses above `deny all` to let them in.
+        location = /jicoo/metrics {
+            allow 127.0.0.1;
+            deny all;
+            content_by_lua_block {
+                require("jicoo.webhook.receiver").metrics()
+            }
+        }
+
+        location = /jicoo/health {
+            allow 127.0.0.1;
+            deny all;
+            content_by_lua_block {
+                require("jicoo.webhook.receiver").health()
             }
         }
 

@@ -7,7 +7,12 @@
 --   init_by_lua_block        { require("jicoo.webhook.nginx.receiver").configure({ handlers = { ... } }) }
 --   init_worker_by_lua_block { require("jicoo.webhook.nginx.receiver").init_worker() }
 --   location = /jicoo/webhook { content_by_lua_block { require("jicoo.webhook.nginx.receiver").serve() } }
+--   location = /jicoo/metrics { content_by_lua_block { require("jicoo.webhook.nginx.receiver").metrics() } }
+--   location = /jicoo/health  { content_by_lua_block { require("jicoo.webhook.nginx.receiver").health() } }
 --   location = /jicoo/stats   { content_by_lua_block { require("jicoo.webhook.nginx.receiver").stats() } }
+--
+-- The metrics are counted in the lua_shared_dict jicoo_metrics when nginx.conf has one (every
+-- worker's counts add up there), else in each worker apart.
 --
 --   JICOO_WEBHOOK_SECRET      the endpoint's signing secret (required)
 --   JICOO_WEBHOOK_SECRET_OLD  the previous secret while you rotate (optional)
@@ -32,6 +37,7 @@
 local openresty = require "jicoo.webhook.nginx.adapter"
 local journal = require "jicoo.webhook.journal"
 local json = require "jicoo.webhook.payload.json"
+local metrics = require "jicoo.webhook.router.metrics"
 local store = require "jicoo.webhook.journal.claims"
 
 local ngx = ngx
@@ -149,6 +155,7 @@ function _M.init_worker()
     lease = number_setting("JICOO_LEASE"),
     retry_delays = retry_delays(),
     config = { output_dir = setting("JICOO_OUTPUT_DIR") or (ngx.config.prefix() .. "out") },
+    metrics = ngx.shared.jicoo_metrics,
   })
   for _, folder in ipairs(handler_folders()) do
     local count, err, failures = router:load(folder)
@@ -172,6 +179,27 @@ end
 -- content_by_lua: one delivery.
 function _M.serve()
   return openresty.serve(router, serve_options)
+end
+
+-- content_by_lua: the metrics, in Prometheus's text format.
+function _M.metrics()
+  local text = router:metrics()
+  ngx.header["Content-Type"] = metrics.CONTENT_TYPE
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.print(text)
+end
+
+-- content_by_lua: 200 when the journal takes a write and the scheduler passed lately, else 503
+-- naming what is wrong (router:health()), said in the error log too.
+function _M.health()
+  local res = router:health()
+  if not res.ok then
+    ngx.log(ngx.WARN, "jicoo-webhook: health: ", (table.concat(res.problems, "; "):gsub("%c", " ")))
+  end
+  ngx.status = res.status
+  ngx.header["Content-Type"] = "application/json"
+  ngx.header["Cache-Control"] = "no-store"
+  ngx.say(res.body)
 end
 
 -- content_by_lua: the counts examples/openresty/handlers/any.lua keeps in the lua_shared_dict

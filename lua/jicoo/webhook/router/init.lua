@@ -23,6 +23,12 @@ local math_ceil = math.ceil
 -- as os.time: that cut the request's trace in pieces three times a delivery), else the core's.
 local ngx = rawget(_G, "ngx")
 local clock = ngx and ngx.now or require("jicoo.webhook.core").now
+-- How long a handler ran: nginx's clock brought up to date first (it is cached per event-loop
+-- turn, and a handler that does not yield would take no time on it).
+local elapsed_clock = ngx and function()
+  ngx.update_time()
+  return ngx.now()
+end or clock
 
 local answer = require "jicoo.webhook.router.answer"
 local context = require "jicoo.webhook.router.context"
@@ -90,6 +96,7 @@ function _M.new(opts)
     now_option = o.now,
     log = o.log,
     config = o.config,
+    meter = o.metrics,    -- router/metrics.lua's counters
     routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
     error_handlers = {},
     label_counts = {},    -- label -> routes registered under it
@@ -224,9 +231,11 @@ local function answer_copy(self, ev, key, outcome, record, now)
   if (outcome == "busy" or outcome == "waiting") and not self.journal.durable then
     self.log("info", "delivery " .. key .. " is " .. state .. " in this process: answered 503")
     res = answer.in_progress(ev, math_max(1, math_ceil((record.lease_until or now) - now)))
+    self.meter:delivery(ev.event, "busy")
   else
     self.log("info", "duplicate delivery " .. key .. " (" .. state .. "): handlers not run")
     res = answer.duplicate(ev, state)
+    self.meter:delivery(ev.event, "duplicate")
   end
   res.key = key
   return res
@@ -251,6 +260,7 @@ function Router:accept(body, headers)
   end
 
   if #body > self.max_size then
+    self.meter:rejected("too_large")
     return nil, answer.too_large(#body, self.max_size)
   end
 
@@ -260,12 +270,14 @@ function Router:accept(body, headers)
     local ok, msg, code = engine.verify(body, header, self.secrets,
       { tolerance = self.tolerance, now = now })
     if not ok then
+      self.meter:rejected("bad_signature")
       return nil, answer.bad_signature(code, msg)
     end
   end
 
   local ev, msg, info = engine.parse(body, self.parse_opts)
   if not ev then
+    self.meter:rejected("invalid_payload")
     return nil, answer.invalid_payload(msg, info)
   end
 
@@ -287,12 +299,14 @@ function Router:accept(body, headers)
       self.log("error", "journal: " .. tostring(record) .. "; new deliveries are answered 503"
         .. " (the sender retries) until some are done or dropped")
     end
+    self.meter:delivery(ev.event, "busy")
     local res = answer.journal_full(ev, tostring(record), FULL_RETRY_AFTER)
     res.key = key
     return nil, res
   elseif outcome == nil then
     local message = "journal: cannot record " .. key .. ": " .. tostring(record)
     report_error(self, message, ev, new_context(self, key, body, headers, now, 0))
+    self.meter:delivery(ev.event, "journal_failed")
     local res = answer.journal_failed(ev, message)
     res.key = key
     return nil, res
@@ -347,6 +361,7 @@ local function failure_changes(self, delivery, succeeded, errors, now)
   for i, e in ipairs(failures) do
     parts[i] = tostring(e.handler) .. ": " .. tostring(e.message)
   end
+  self.meter:dead_letter(delivery.event.event)
   self.log("error", "dead letter " .. delivery.key .. " after " .. attempts .. " attempt(s): "
     .. table_concat(parts, "; ") .. " (jicoo-webhook deliveries show / retry)")
   return { state = "dead", handlers = succeeded, errors = failures, finished_at = now }
@@ -373,8 +388,9 @@ local function run_route(self, delivery, i, last, ran, errors)
     return
   end
   ctx.handler = route.label
+  local started = elapsed_clock()
   local ok, err = call_handler(route.fn, ev, ctx)
-  ctx.handler = nil
+  self.meter:handler_run(route.label, ok, elapsed_clock() - started)
   if ok then
     ran[#ran + 1] = { handler = route.label, ok = true }
     succeeded[route.label] = true
@@ -388,6 +404,7 @@ local function run_route(self, delivery, i, last, ran, errors)
     errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
     report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
   end
+  ctx.handler = nil
 end
 
 -- Runs the handlers an accepted delivery still needs, in registration order; each success is
@@ -435,12 +452,17 @@ function Router:handle(body, headers)
   if not delivery then
     return res
   end
-  return self:dispatch(delivery)
+  res = self:dispatch(delivery)
+  self.meter:delivery(delivery.event.event, res.status == 200 and "handled" or "handler_failed")
+  return res
 end
 
 -- The scheduler's pass (scheduler.lua), and the helpers it shares with the receive path.
 Router.run_due = require("jicoo.webhook.router.scheduler").run_due
+-- What it tells its operators (status.lua): router:metrics() and router:health().
+local status = require "jicoo.webhook.router.status"
+Router.metrics, Router.health = status.metrics, status.health
 _M.internals = { current_time = current_time, acquire = acquire,
-  record_outcome = record_outcome, new_context = new_context }
+  record_outcome = record_outcome, new_context = new_context, elapsed_clock = elapsed_clock }
 
 return _M

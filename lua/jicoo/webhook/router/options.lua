@@ -15,6 +15,7 @@ local core = require "jicoo.webhook.core"
 local options = require "jicoo.webhook.options"
 local journal_module = require "jicoo.webhook.journal"
 local claims = require "jicoo.webhook.journal.claims"
+local metrics = require "jicoo.webhook.router.metrics"
 
 local _M = {}
 
@@ -53,6 +54,8 @@ local OWN = {
   { "log", "callable", what = "a function(level, message)" },
   { "config", "table", default = {} },
   { "http", "callable", what = "a function(request) -> response | nil, err" },
+  { "metrics", "any", check = metrics.is_dict,
+    what = "a dict with incr, set, get and get_keys (an ngx.shared dict)" },
 }
 local PARSE_OPTION_NAMES = {}
 for name, option in pairs(core.options) do
@@ -133,6 +136,7 @@ function _M.settings(opts)
     log = log,
     config = o.config,
     http = o.http,
+    metrics = metrics.new(o.metrics, log),
   }
 end
 

@@ -46,7 +46,7 @@ end
 -- time came, a running one whose lease ran out: its worker died) is taken, under a fresh lease,
 -- and its remaining handlers run. Returns how many ran, and their results. The nginx adapter
 -- calls it from a timer in every worker; a plain-Lua program calls it when it likes.
-function _M.run_due(self)
+local function run_pass(self)
   local now = router_internals().current_time(self)
   local keys, err = self.journal:due(now, DUE_PER_RUN)
   if not keys then
@@ -69,6 +69,7 @@ function _M.run_due(self)
       local delivery = journaled_delivery(self, key, record, now)
       if delivery then
         local res = self:dispatch(delivery)
+        self.meter:retry(delivery.event.event, res.status == 200 and "handled" or "handler_failed")
         self.log(res.status == 200 and "info" or "warn", "attempt " .. record.attempts .. " of "
           .. key .. ": " .. (res.status == 200 and "handled" or "failed"))
         results[#results + 1] = res
@@ -78,6 +79,16 @@ function _M.run_due(self)
     end
   end
   return #results, results
+end
+
+-- The pass, timed for the metrics (router/metrics.lua: its duration, and when it ended).
+function _M.run_due(self)
+  local elapsed_clock = router_internals().elapsed_clock
+  local started = elapsed_clock()
+  local count, results = run_pass(self)
+  local ended = elapsed_clock()
+  self.meter:scheduler_pass(ended - started, ended)
+  return count, results
 end
 
 return _M
