@@ -30,6 +30,7 @@ local elapsed_clock = ngx and function()
   return ngx.now()
 end or clock
 
+local alarm = require "jicoo.webhook.router.alarm"
 local answer = require "jicoo.webhook.router.answer"
 local context = require "jicoo.webhook.router.context"
 local engine = require "jicoo.webhook.payload"
@@ -99,6 +100,7 @@ function _M.new(opts)
     meter = o.metrics,    -- router/metrics.lua's counters
     routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
     error_handlers = {},
+    dead_handlers = {},   -- { fn, label }: the dead-letter alarms (alarm.lua)
     label_counts = {},    -- label -> routes registered under it
   }, Router)
 end
@@ -138,6 +140,16 @@ function Router:on_error(fn)
   return self
 end
 
+-- Registers fn(dead, ctx), called once when a delivery runs out of attempts (alarm.lua).
+function Router:on_dead(fn, label)
+  if not is_callable(fn) then
+    error("router:on_dead: alarm must be a function, got " .. type(fn), 2)
+  end
+  local alarms = self.dead_handlers
+  alarms[#alarms + 1] = { fn = fn, label = label or "dead-letter alarm at " .. describe_function(fn) }
+  return self
+end
+
 -- Registers the handler scripts of dir (scripts.lua). Returns the number of handlers
 -- registered, or nil, message, failures when the folder cannot be read or holds no script, or
 -- when some script failed: the scripts that did load
@@ -158,7 +170,11 @@ function Router:load(dir)
   end
   local registered, failures, lines = 0, {}, {}
   for _, script in ipairs(loaded) do
-    if script.handlers then
+    if script.alarm and script.handlers then
+      for i, fn in ipairs(script.handlers) do
+        self:on_dead(fn, #script.handlers > 1 and script.path .. "#" .. i or script.path)
+      end
+    elseif script.handlers then
       if script.unknown then
         self.log("warn", script.path .. ": '" .. script.event .. "' is not a known Jicoo event;"
           .. " its handlers run only if Jicoo sends that event name")
@@ -168,6 +184,10 @@ function Router:load(dir)
           or script.path)
         registered = registered + 1
       end
+    elseif script.alarm then
+      -- no alarm to raise: said now, and on every dead letter by the log line that names it
+      failures[#failures + 1] = { file = script.path, message = script.error }
+      lines[#lines + 1] = script.error
     else
       local message = "the script did not load: " .. tostring(script.error)
       add_route(self, script.event, function() error(message, 0) end, script.path)
@@ -425,7 +445,11 @@ function Router:dispatch(delivery)
   local now = current_time(self)
   local res
   if #errors > 0 then
-    record_outcome(self, delivery, failure_changes(self, delivery, succeeded, errors, now), now)
+    local changes = failure_changes(self, delivery, succeeded, errors, now)
+    record_outcome(self, delivery, changes, now)
+    if changes.state == "dead" and #self.dead_handlers > 0 then
+      alarm.raise(self, alarm.summary(delivery.key, record, errors, now), delivery.ctx)
+    end
     res = answer.handler_failed(ev, errors)
   else
     record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},

@@ -6,6 +6,7 @@
 local ipairs = ipairs
 local tostring = tostring
 
+local alarm = require "jicoo.webhook.router.alarm"
 local engine = require "jicoo.webhook.payload"
 
 local _M = {}
@@ -34,8 +35,13 @@ local function journaled_delivery(self, key, record, now)
   local delivery = { event = ev, key = key, record = record }
   if not ev then
     self.log("error", "dead letter " .. key .. ": its journaled body no longer parses: " .. msg)
-    record_outcome(self, delivery, { state = "dead", finished_at = now,
-      errors = { { handler = "(parse)", message = msg } } }, now)
+    local errors = { { handler = "(parse)", message = msg } }
+    record_outcome(self, delivery, { state = "dead", finished_at = now, errors = errors }, now)
+    self.meter:dead_letter(record.event)
+    if #self.dead_handlers > 0 then
+      alarm.raise(self, alarm.summary(key, record, errors, now),
+        new_context(self, key, record.body, {}, record.received_at, record.attempts))
+    end
     return nil
   end
   delivery.ctx = new_context(self, key, record.body, {}, record.received_at, record.attempts)

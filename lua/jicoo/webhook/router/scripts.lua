@@ -1,6 +1,7 @@
--- Handler scripts: a folder's dir/<event>.lua (handlers for that event) and dir/any.lua (every
--- event), each returning a function or a list of functions, each run in an environment of its
--- own. Files whose name starts with "_" or "." are left alone (helpers, editor files).
+-- Handler scripts: a folder's dir/<event>.lua (handlers for that event), dir/any.lua (every
+-- event) and dir/dead_letter.lua (the dead-letter alarm: router:on_dead), each returning a
+-- function or a list of functions, each run in an environment of its own. Files whose name
+-- starts with "_" or "." are left alone (helpers, editor files).
 local setmetatable = setmetatable
 local getmetatable = getmetatable
 local type = type
@@ -108,8 +109,9 @@ local function run_script(path, script_dir)
 end
 
 -- The scripts of a folder, any.lua first (its handlers run before the per-event ones): a list
--- of { path, event ("*" for any.lua), handlers = { fn, ... } or error = message, unknown =
--- true for an event name Jicoo does not send }; or nil, err when the folder cannot be listed.
+-- of { path, event ("*" for any.lua), alarm = true (dead_letter.lua), handlers = { fn, ... } or
+-- error = message, unknown = true for an event name Jicoo does not send }; or nil, err when
+-- the folder cannot be listed.
 function _M.load(dir)
   local listing, list_err = core.file_list(dir)
   if not listing then
@@ -126,6 +128,8 @@ function _M.load(dir)
     local event = string_match(name, "^([%w][%w_%-]*)%.lua$")
     if event == "any" then
       table_insert(scripts, 1, { path = prefix .. name, event = "*" })
+    elseif event == "dead_letter" then
+      scripts[#scripts + 1] = { path = prefix .. name, alarm = true }
     elseif event then
       scripts[#scripts + 1] = { path = prefix .. name, event = event,
         unknown = not KNOWN_EVENTS[event] or nil }
