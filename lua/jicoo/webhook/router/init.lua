@@ -440,6 +440,8 @@ end
 
 -- The scheduler's pass (scheduler.lua), and the helpers it shares with the receive path.
 Router.run_due = require("jicoo.webhook.router.scheduler").run_due
+-- A delivery this program built (jicoo-webhook reconcile), past the signature check: reconcile.lua.
+Router.deliver = require("jicoo.webhook.router.reconcile").deliver
 _M.internals = { current_time = current_time, acquire = acquire,
   record_outcome = record_outcome, new_context = new_context }
 
