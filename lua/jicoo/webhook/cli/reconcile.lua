@@ -236,8 +236,9 @@ local function delivery_router(args, journal)
   if not config then
     return nil, config_err, EXIT_USAGE
   end
+  -- (verify: router:deliver has nothing to verify, and this router serves no request)
   local router = require("jicoo.webhook").router({
-    journal = journal, config = config,
+    verify = false, journal = journal, config = config,
     log = function(level, message)
       out("  [", level, "] ", (string_gsub(message, "\n", "\n    ")))
     end,
@@ -318,7 +319,7 @@ function _M.run(args)
     out(json.encode({ missing = #missing, bookings = looked, since = iso_time(since),
       delivered = router and delivered or nil }))
   else
-    out(#missing, " missing, of ", looked, " bookings changed since ", iso_time(since),
+    out(#missing, " missing, of ", looked, " bookings listed; changes since ", iso_time(since),
       router and "; " .. delivered .. " delivered" or "")
   end
   return status
