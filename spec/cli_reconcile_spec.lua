@@ -4,6 +4,43 @@
 -- ctx.source "reconcile", and a second run finds and delivers nothing; API failures are a clear
 -- error and exit 1; what it builds passes the strict level.
 local support = require "support"
+
+-- Without servers: --since read, and the guess of a reschedule.
+describe("jicoo-webhook reconcile's reading of --since and of a booking", function()
+  local since_time = require("jicoo.webhook.cli.reconcile").since_time
+  local NOW = 1772409600   -- 2026-03-02T00:00:00Z
+  for _, case in ipairs({
+    { "45s", NOW - 45 }, { "30m", NOW - 1800 }, { "2h", NOW - 7200 }, { "3d", NOW - 3 * 86400 },
+    { "1w", NOW - 7 * 86400 }, { "2026-03-01", NOW - 86400 },
+    { "2026-03-01T09:00:00+09:00", NOW - 86400 }, { "2026-03-01T12:00:00.5Z", NOW - 43199.5 },
+    { "2h30m" }, { "-2h" }, { "2026-03-01 00:00:00Z" }, { "yesterday" }, { "2026-03-03" },
+  }) do
+    it(case[1], function()
+      local t, msg = since_time(case[1], NOW)
+      assert.are.equal(case[2], t, msg)
+      if not case[2] then
+        assert.truthy(msg:find("--since", 1, true))
+      end
+    end)
+  end
+
+  local rescheduled = require("jicoo.api").GUESSES.rescheduled
+  for _, case in ipairs({
+    { "open", "2026-03-01T00:00:00.000Z", "2026-03-01T00:00:00.000Z", false },
+    { "open", "2026-03-01T00:00:00Z", "2026-03-01T09:00:00+09:00", false },
+    { "open", "2026-03-01T00:00:00.000Z", "2026-03-01T00:00:30.000Z", false },
+    { "open", "2026-03-01T00:00:00.000Z", "2026-03-01T02:00:00.000Z", true },
+    { "cancel", "2026-03-01T00:00:00.000Z", "2026-03-01T02:00:00.000Z", false },
+    { "open", "2026-03-01T00:00:00.000Z", "not a time", false },
+    { "open", 1772323200, "2026-03-01T02:00:00.000Z", false },
+  }) do
+    it("a reschedule: " .. table.concat({ case[1], tostring(case[2]), case[3] }, " "), function()
+      assert.are.equal(case[4], rescheduled({ status = case[1], createdAt = case[2],
+        updatedAt = case[3] }))
+    end)
+  end
+end)
+
 local missing = support.missing_http_client()
 if not pcall(require, "cjson") then missing[#missing + 1] = "lua-cjson" end
 if #missing > 0 then

@@ -63,9 +63,12 @@ _M.GUESSES = {
     return booking.cancelledBy == "host" and "host_cancelled" or "guest_cancelled"
   end,
   -- Whether an open booking was rescheduled: a booking has no field saying so, so an update
-  -- after its creation is taken for one (an edit Jicoo sends no webhook for looks the same).
+  -- more than a minute after its creation is taken for one (an edit Jicoo sends no webhook
+  -- for looks the same; the minute leaves out what Jicoo adds just after a booking, a link).
   rescheduled = function(booking)
-    return booking.status == "open" and booking.updatedAt ~= booking.createdAt
+    local created = type(booking.createdAt) == "string" and core.time(booking.createdAt)
+    local updated = type(booking.updatedAt) == "string" and core.time(booking.updatedAt)
+    return booking.status == "open" and created and updated and updated - created > 60 or false
   end,
   reschedule_event = "guest_rescheduled",   -- a booking does not say who moved it
   -- A booking (GET /bookings) as a delivery's `object`: eventTypeId is the webhook's
