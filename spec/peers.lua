@@ -34,7 +34,8 @@ end
 
 -- The stand-ins of spec/standin.lua in an nginx of their own: Jicoo's API over TLS
 -- (standin.api_url, its CA standin.ca_file) and a Slack-compatible webhook
--- (standin.slack_url); standin:reset(), standin:slack_fail(n), standin:recorded(name) (the
+-- (standin.slack_url); standin:reset(), standin:set_bookings(list), standin:control(what),
+-- standin:slack_fail(n), standin:recorded(name) (the
 -- "requests", "slack" or "cancelled" lists), standin:stop().
 local Standin = {}
 Standin.__index = Standin
@@ -46,6 +47,17 @@ end
 
 function Standin:reset()
   assert(self:control("reset"):find('"ok"', 1, true), "the stand-in did not reset")
+end
+
+-- The bookings GET /bookings lists from now on (until a reset): a list of field tables, each
+-- over the stand-in's template booking.
+function Standin:set_bookings(list)
+  local file = os.tmpname()
+  support.write(file, require("cjson").encode(list))
+  local out = sh("curl -s --max-time 5 -X POST --data-binary @" .. quote(file) .. " "
+    .. quote(self.control_url .. "bookings"))
+  os.remove(file)
+  assert(out:find('"ok"', 1, true), "the stand-in did not take the bookings: " .. tostring(out))
 end
 
 function Standin:slack_fail(n)

@@ -8,7 +8,10 @@
 --   bk_missing   404 with an errors object       bk_nocontacts  404 on its contacts
 --   bk_busy      429 twice, then 200             bk_broken      500 always
 --   bk_slow      answers after 2 s               bk_truncated   a body cut short, then closed
--- GET /bookings lists 5 bookings, 2 a page (perPage changes it); a reschedule to
+-- GET /bookings lists 5 bookings, 2 a page (perPage changes it), or the bookings a spec set
+-- (POST /control/bookings with a JSON list, each the template with the fields given; the list
+-- honours status and startedAt (meetings starting at or after), and answers 500 while
+-- POST /control/bookings_broken is set); a reschedule to
 -- 2030-01-01T00:00:00.000Z is 422 (that slot is taken). A cancel turns the booking's status to
 -- "cancel" and is recorded with its body. Every request is logged ("METHOD /path?query").
 local cjson = require "cjson.safe"
@@ -93,12 +96,35 @@ local function read_json()
   return cjson.decode(ngx.req.get_body_data() or "") or {}
 end
 
-local function bookings_route(method, uid, rest, args)
-  if uid == nil then
+-- The bookings GET /bookings lists: those a spec set, else bk_list_1 to 5.
+local function listed()
+  local set = cjson.decode(dict:get("bookings") or "null")
+  if type(set) ~= "table" then
     local items = {}
     for i = 1, 5 do
-      local b = booking("bk_list_" .. i)
-      if not args.status or args.status == b.status then
+      items[i] = booking("bk_list_" .. i)
+    end
+    return items
+  end
+  for i, fields in ipairs(set) do
+    local b = booking(fields.uid)
+    for name, value in pairs(fields) do
+      b[name] = value
+    end
+    set[i] = b
+  end
+  return set
+end
+
+local function bookings_route(method, uid, rest, args)
+  if uid == nil then
+    if dict:get("bookings_broken") then
+      return answer(500, { errors = { message = "internal error" } })
+    end
+    local items = {}
+    for _, b in ipairs(listed()) do
+      if (not args.status or args.status == b.status)
+          and (not args.startedAt or b.startedAt >= args.startedAt) then
         items[#items + 1] = b
       end
     end
@@ -213,10 +239,18 @@ function _M.slack()
   ngx.print("ok")
 end
 
--- location /control/: reset, slack_fail?n=N, and what was recorded (requests, slack, cancelled).
+-- location /control/: reset, slack_fail?n=N, bookings (a JSON list to list), bookings_broken,
+-- and what was recorded (requests, slack, cancelled).
 function _M.control()
   local what = ngx.var.uri:match("^/control/(.*)$")
-  if what == "reset" then
+  if what == "bookings" then
+    ngx.req.read_body()
+    dict:set("bookings", ngx.req.get_body_data() or "[]")
+    return answer(200, { ok = true })
+  elseif what == "bookings_broken" then
+    dict:set("bookings_broken", true)
+    return answer(200, { ok = true })
+  elseif what == "reset" then
     dict:flush_all()
     return answer(200, { ok = true })
   elseif what == "slack_fail" then

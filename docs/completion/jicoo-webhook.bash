@@ -84,6 +84,11 @@ _jicoo-webhook() {
                 done
                 break
                 ;;
+            reconcile)
+                cmd="reconcile"
+                opts="$opts -h --help --since --journal --redis --json --deliver --handlers --set --api-key --api-url --ca-file --timeout"
+                break
+                ;;
             completion)
                 cmd="completion"
                 opts="$opts -h --help"
@@ -104,10 +109,10 @@ _jicoo-webhook() {
 
     case "$cmd" in
         '')
-            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man annotations" -- "$cur"))
+            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries reconcile completion man annotations" -- "$cur"))
             ;;
         'help')
-            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries completion man annotations" -- "$cur"))
+            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries reconcile completion man annotations" -- "$cur"))
             ;;
         'check')
             case "$prev" in
@@ -289,6 +294,47 @@ _jicoo-webhook() {
                     return 0
                     ;;
                 --from-files)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'reconcile')
+            case "$prev" in
+                --since)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --handlers)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --set)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --api-key)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --api-url)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --ca-file)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --timeout)
                     COMPREPLY=($(compgen -f -- "$cur"))
                     return 0
                     ;;

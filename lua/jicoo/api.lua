@@ -51,6 +51,45 @@ _M.GUESSES = {
   end,
   -- GET /event_type_hosts: the name of its event-type filter is undocumented.
   hosts_filter = "eventTypeId",
+  -- The rest is for `jicoo-webhook reconcile`, which rebuilds the deliveries a receiver missed.
+  -- GET /bookings has no filter by change time; its startedAt is taken as "meetings starting at
+  -- or after". Reconcile checks each booking's own times, so a filter Jicoo ignores costs
+  -- pages, never bookings; a meeting that began before `since` is not asked for.
+  changed_since_query = function(since)
+    return { startedAt = since, perPage = 100 }
+  end,
+  -- The event a cancelled booking's webhook had: cancelledBy "host" or not.
+  cancel_event = function(booking)
+    return booking.cancelledBy == "host" and "host_cancelled" or "guest_cancelled"
+  end,
+  -- Whether an open booking was rescheduled: a booking has no field saying so, so an update
+  -- more than a minute after its creation is taken for one (an edit Jicoo sends no webhook
+  -- for looks the same; the minute leaves out what Jicoo adds just after a booking, a link).
+  rescheduled = function(booking)
+    local created = type(booking.createdAt) == "string" and core.time(booking.createdAt)
+    local updated = type(booking.updatedAt) == "string" and core.time(booking.updatedAt)
+    return booking.status == "open" and created and updated and updated - created > 60 or false
+  end,
+  reschedule_event = "guest_rescheduled",   -- a booking does not say who moved it
+  -- A booking (GET /bookings) as a delivery's `object`: eventTypeId is the webhook's
+  -- eventTypeUid; the guest is the first of its contacts (nil: none), whose answers are the
+  -- booking's; the booking carries no UTM parameters.
+  webhook_object = function(booking, contact)
+    local null = core.null
+    contact = contact or {}
+    return {
+      uid = booking.uid, eventTypeUid = booking.eventTypeId, status = booking.status,
+      timeZone = booking.timeZone, createdAt = booking.createdAt, updatedAt = booking.updatedAt,
+      startedAt = booking.startedAt, endedAt = booking.endedAt,
+      cancelReason = booking.cancelReason or null, cancelledAt = booking.cancelledAt or null,
+      cancelledBy = booking.cancelledBy or null,
+      contact = { name = contact.name or null, email = contact.email or null },
+      answers = (type(contact.answers) == "table" and #contact.answers > 0) and contact.answers
+        or json.EMPTY_ARRAY,
+      tracking = { utm_campaign = null, utm_source = null, utm_medium = null,
+        utm_content = null, utm_term = null },
+    }
+  end,
 }
 
 -- Statuses worth another attempt: Jicoo asks for backoff on 429; 5xx are its own failures.

@@ -89,6 +89,7 @@ end
 local endpoints = {
   { name = "bare", path = "/bare" },
   { name = "receiver", path = "/jicoo/webhook", handles = true },
+  { name = "nometrics", path = "/v/receiver_nometrics", handles = true },
   { name = "sqlite", path = "/v/receiver_sqlite", handles = true, before = empty_sqlite_journal },
   redis and { name = "redis", path = "/v/receiver_redis", handles = true, before = empty_redis,
     redis = redis } or nil,
@@ -106,7 +107,7 @@ end
 local function variant_locations()
   local lines = {}
   for _, name in ipairs({ "adapter", "verify", "construct", "router_noverify", "router_nostore",
-    "receiver_sqlite", "receiver_redis" }) do
+    "receiver_nometrics", "receiver_sqlite", "receiver_redis" }) do
     lines[#lines + 1] = "    location = /v/" .. name .. " {\n      client_max_body_size 2m;"
       .. " client_body_buffer_size 128k;\n      content_by_lua_block { require('nginx_endpoints')."
       .. name .. "() }\n    }"
@@ -331,6 +332,14 @@ local function main()
           print(string.format("  %-8s %-58s %.1f", "beside", name .. " journal µs beyond bare",
             cpu - bare_cpu))
         end
+      end
+      -- what counting the metrics costs a delivery: the receiver against itself without them
+      local counted = median(results.receiver.cpu)
+      local uncounted = results.nometrics and median(results.nometrics.cpu)
+      if counted and uncounted then
+        print(string.format("  %-8s %-58s %.1f (%.3f of a bare request)", "beside",
+          "metrics: receiver minus receiver without metrics, µs", counted - uncounted,
+          bare_cpu > 0 and (counted - uncounted) / bare_cpu or 0))
       end
     end
   end)

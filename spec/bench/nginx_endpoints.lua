@@ -8,6 +8,10 @@
 --   router_noverify  the full receiver with opts.verify = false (no HMAC)
 --   router_nostore   the full receiver with a store that claims without touching a shared dict
 --
+-- and, always, the receiver without its metrics (a dict that keeps nothing), whose difference
+-- from the receiver is what counting costs a delivery:
+--
+--   receiver_nometrics
 -- and, always, the receiver on the two durable journals (the example receiver itself runs on
 -- the memory journal with its claims in the shared dict, JICOO_JOURNAL=memory):
 --
@@ -36,6 +40,14 @@ local no_store = {
   delete = function() return true end,
 }
 
+-- A metrics dict that keeps nothing: the router's path without counting.
+local no_metrics = {
+  incr = function() return 0 end,
+  set = function() return true end,
+  get = function() return nil end,
+  get_keys = function() return {} end,
+}
+
 function _M.init_worker()
   local function router(opts)
     local r = openresty.router(opts)
@@ -44,6 +56,8 @@ function _M.init_worker()
   end
   routers.noverify = router({ verify = false, store = store.shdict("bench_claims") })
   routers.nostore = router({ secrets = SECRET, store = no_store })
+  routers.nometrics = router({ secrets = SECRET, store = store.shdict("bench_claims"),
+    metrics = no_metrics })
   routers.sqlite = router({ secrets = SECRET,
     journal = journal.sqlite({ dir = os.getenv("JICOO_BENCH_JOURNAL_DIR") }) })
   local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
@@ -101,6 +115,10 @@ end
 
 function _M.router_nostore()
   return openresty.serve(routers.nostore)
+end
+
+function _M.receiver_nometrics()
+  return openresty.serve(routers.nometrics)
 end
 
 function _M.receiver_sqlite()

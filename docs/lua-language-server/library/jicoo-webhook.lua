@@ -130,6 +130,12 @@ function Router:release(delivery) end
 ---@return jicoo.webhook.Result[] results
 function Router:run_due() end
 
+---Runs a delivery this program built (jicoo-webhook reconcile), past the signature check, under
+---the key "reconcile/" .. ev:key(); its handlers get ctx.source == "reconcile".
+---@param body string
+---@return jicoo.webhook.Result
+function Router:deliver(body) end
+
 ---A handler: what router:on takes and a handler script returns.
 ---@alias jicoo.webhook.Handler fun(ev: jicoo.webhook.Event, ctx: jicoo.webhook.Context)
 
@@ -144,6 +150,7 @@ SCRIPT_DIR = nil
 ---@field received_at number Unix seconds when the delivery first arrived
 ---@field key string the delivery's idempotency key
 ---@field attempt integer 1, then 2, ... on retries
+---@field source "webhook"|"reconcile" received and signed, or built by jicoo-webhook reconcile
 ---@field config table the router's config
 ---@field handler? string the running handler's label
 ---@field log jicoo.webhook.Logger

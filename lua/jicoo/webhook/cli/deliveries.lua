@@ -48,7 +48,7 @@ end
 
 -- The journal --journal or --redis names ($JICOO_JOURNAL_DIR, $JICOO_REDIS by default); or nil
 -- and a usage message.
-local function open_journal(args)
+function _M.open_journal(args)
   local journal = require "jicoo.webhook.journal"
   local dir = args.journal or (not args.redis and os_getenv("JICOO_JOURNAL_DIR"))
   local address = args.redis or (not args.journal and os_getenv("JICOO_REDIS"))
@@ -231,7 +231,7 @@ function _M.run(args)
   if args.key == "" then
     return EXIT_USAGE, "an empty key names no delivery: give one as `deliveries list` prints it"
   end
-  local journal, why, status = open_journal(args)
+  local journal, why, status = _M.open_journal(args)
   if not journal then
     if status then
       err_out("jicoo-webhook deliveries ", args.action, ": ", why)

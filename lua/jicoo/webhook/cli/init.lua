@@ -42,6 +42,7 @@ local COMMANDS = {
   example = run_example,
   deliveries = function(args) return require("jicoo.webhook.cli.deliveries").run(args) end,
   nginx = function(args) return require("jicoo.webhook.cli.nginx").run(args) end,
+  reconcile = function(args) return require("jicoo.webhook.cli.reconcile").run(args) end,
   annotations = function() return require("jicoo.webhook.cli.editors").run() end,
 }
 

@@ -161,6 +161,28 @@ function _M.build(argparse)
   import:option("--from-files", "The file journal's folder (often the same folder)."):argname("DIR")
     :count(1)
 
+  local reconcile = parser:command("reconcile", "List the bookings created, rescheduled or"
+    .. " cancelled since a time (Jicoo's API) whose delivery the journal lacks; with --deliver,"
+    .. " run them through the handler scripts, once each.")
+  reconcile:option("--since", "How far back: a duration (30m, 2h, 3d) or a time (RFC 3339, or"
+    .. " YYYY-MM-DD in UTC)."):count(1):argname("WHEN")
+  journal_options(reconcile)
+  reconcile:flag("--json", "Print one JSON object per line, the count last.")
+  reconcile:flag("--deliver", "Run each missing delivery through the handlers in --handlers,"
+    .. " journaled under its own key (ctx.source is \"reconcile\").")
+  reconcile:option("--handlers", "Folder with <event>.lua and any.lua handler scripts, as run"
+    .. " takes it (for --deliver)."):argname("DIR")
+  reconcile:option("--set", "Set ctx.config.NAME = VALUE for the handlers (repeatable)."):args(1)
+    :count("*"):argname("NAME=VALUE")
+  reconcile:option("--api-key", "Jicoo API key (default: $JICOO_API_KEY)."):target("api_key")
+    :argname("KEY")
+  reconcile:option("--api-url", "Jicoo's API (default: $JICOO_API_URL, else"
+    .. " https://api.jicoo.com/v1)."):target("api_url"):argname("URL")
+  reconcile:option("--ca-file", "Trusted CA certificates for HTTPS (default: the system's)."):target(
+    "ca_file"):argname("FILE")
+  reconcile:option("--timeout", "Milliseconds for each request's connection and each read.",
+    "10000"):convert(tonumber)
+
   local completion = parser:command("completion", "Print a shell completion script (bash, zsh"
     .. " or fish).")
   completion:argument("shell", "The shell."):choices({ "bash", "zsh", "fish" })

@@ -15,7 +15,8 @@ local _M = {}
 
 local webhook = require "jicoo.webhook"
 
-local function parse_settings(list)
+-- --set NAME=VALUE, as ctx.config: the table, or nil and a usage message.
+function _M.parse_settings(list)
   local config = {}
   for _, item in ipairs(list or {}) do
     local name, value = string_match(item, "^([^=]+)=(.*)$")
@@ -28,7 +29,7 @@ local function parse_settings(list)
 end
 
 function _M.run(args)
-  local config, config_err = parse_settings(args.set)
+  local config, config_err = _M.parse_settings(args.set)
   if not config then
     return EXIT_USAGE, config_err
   end

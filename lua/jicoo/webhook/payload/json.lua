@@ -55,9 +55,16 @@ end
 
 local encode_value
 
+-- An empty list (an empty table is written as an object): json.EMPTY_ARRAY writes "[]".
+local EMPTY_ARRAY = {}
+_M.EMPTY_ARRAY = EMPTY_ARRAY
+
 local function encode_table(t, depth)
   if depth > 32 then
     error("json.encode: nested deeper than 32 tables (a cycle?)", depth + 2)
+  end
+  if t == EMPTY_ARRAY then
+    return "[]"
   end
   local n = #t
   local count = 0

@@ -92,7 +92,8 @@ function _M.new_meta(sink, transport)
 end
 
 -- A delivery's ctx: headers and body as received (a retry has the body, not the headers),
--- when it was first received, its key, its attempt (1, 2, ...) and the router's config.
+-- when it was first received, its key, its attempt (1, 2, ...), the router's config, and its
+-- source: "webhook" (signed, received), or "reconcile" set by router/reconcile.lua.
 function _M.new(meta, key, body, headers, received_at, attempt, config)
   return setmetatable({
     headers = headers,
@@ -101,6 +102,7 @@ function _M.new(meta, key, body, headers, received_at, attempt, config)
     key = key,
     config = config,
     attempt = attempt,
+    source = "webhook",
   }, meta)
 end
 

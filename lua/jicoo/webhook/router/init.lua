@@ -483,6 +483,8 @@ end
 
 -- The scheduler's pass (scheduler.lua), and the helpers it shares with the receive path.
 Router.run_due = require("jicoo.webhook.router.scheduler").run_due
+-- A delivery this program built (jicoo-webhook reconcile), past the signature check: reconcile.lua.
+Router.deliver = require("jicoo.webhook.router.reconcile").deliver
 -- What it tells its operators (status.lua): router:metrics() and router:health().
 local status = require "jicoo.webhook.router.status"
 Router.metrics, Router.health = status.metrics, status.health

@@ -8,6 +8,7 @@ local tostring = tostring
 
 local alarm = require "jicoo.webhook.router.alarm"
 local engine = require "jicoo.webhook.payload"
+local reconcile = require "jicoo.webhook.router.reconcile"
 
 local _M = {}
 
@@ -45,6 +46,9 @@ local function journaled_delivery(self, key, record, now)
     return nil
   end
   delivery.ctx = new_context(self, key, record.body, {}, record.received_at, record.attempts)
+  if reconcile.is_key(key) then
+    delivery.ctx.source = reconcile.SOURCE
+  end
   return delivery
 end
 
