@@ -72,7 +72,8 @@ describe("jicoo-webhook deliveries", function()
     assert.are.equal(0, code, out)
     local record = journal.sqlite({ dir = journal_dir }):get(KEY)
     assert.are.equal("failed", record.state)
-    assert.are.equal(0, record.attempts)
+    assert.are.equal(1, record.attempts)      -- kept: the attempts go on counting
+    assert.are.equal(1, record.budget_from)   -- the new budget counts from them
     assert.truthy(record.next_at <= os.time())
     code = deliveries("retry " .. q("host_cancelled/ACDADADASS/2020-11-23T17:51:19.000Z"))
     assert.are.equal(1, code)   -- done: nothing to retry
