@@ -42,7 +42,8 @@ describe("jicoo-webhook deliveries", function()
     for line in out:gmatch("[^\n]+") do
       lines[#lines + 1] = line
     end
-    assert.are.equal(1, #lines, out)
+    assert.are.equal(2, #lines, out)
+    assert.are.equal("1 delivery: 1 dead", lines[2])   -- the count line
     assert.truthy(lines[1]:find("^dead " .. KEY:gsub("%p", "%%%0") .. " attempts=1 error="), lines[1])
     assert.truthy(lines[1]:find("crm down second line", 1, true) or lines[1]:find("crm down", 1, true))
   end)

@@ -33,7 +33,8 @@ _M.STATE_CHOICES = {
   drop = { "running", "failed", "dead", "done", "all" },
 }
 
-local PAGE = 1000   -- records one find returns at most
+-- Records one find returns at most (a field, so that a spec can walk small pages).
+_M.PAGE = 1000
 
 local UNITS = { s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
 
@@ -160,7 +161,7 @@ function _M.each_match(journal, states, filter, limit, each)
     local after, first = nil, true
     while first or after do
       first = false
-      local want = limit and math_min(PAGE, limit - seen) or PAGE
+      local want = limit and math_min(_M.PAGE, limit - seen) or _M.PAGE
       if want == 0 then
         local more, err = more_match(journal, states, i, filter, after)
         if more == nil then
