@@ -42,7 +42,8 @@ describe("jicoo-webhook deliveries", function()
     for line in out:gmatch("[^\n]+") do
       lines[#lines + 1] = line
     end
-    assert.are.equal(1, #lines, out)
+    assert.are.equal(2, #lines, out)
+    assert.are.equal("1 delivery: 1 dead", lines[2])   -- the count line
     assert.truthy(lines[1]:find("^dead " .. KEY:gsub("%p", "%%%0") .. " attempts=1 error="), lines[1])
     assert.truthy(lines[1]:find("crm down second line", 1, true) or lines[1]:find("crm down", 1, true))
   end)
@@ -72,7 +73,8 @@ describe("jicoo-webhook deliveries", function()
     assert.are.equal(0, code, out)
     local record = journal.sqlite({ dir = journal_dir }):get(KEY)
     assert.are.equal("failed", record.state)
-    assert.are.equal(0, record.attempts)
+    assert.are.equal(1, record.attempts)      -- kept: the attempts go on counting
+    assert.are.equal(1, record.budget_from)   -- the new budget counts from them
     assert.truthy(record.next_at <= os.time())
     code = deliveries("retry " .. q("host_cancelled/ACDADADASS/2020-11-23T17:51:19.000Z"))
     assert.are.equal(1, code)   -- done: nothing to retry

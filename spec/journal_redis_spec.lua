@@ -447,7 +447,7 @@ describe("journal.redis in Redis", function()
     local code, out, err = runner.run("deliveries list --redis 127.0.0.1:" .. server.port)
     assert.are.equal(0, code, err)
     assert.are.equal("corrupt jicoo-webhook:d:" .. KEY .. ": corrupt record jicoo-webhook:d:" .. KEY
-      .. ": lease_until is not a number\n", out)
+      .. ": lease_until is not a number\n1 delivery: 1 corrupt\n", out)
   end)
 
   it("forgets a key whose record is gone from the sets", function()

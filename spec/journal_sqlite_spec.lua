@@ -192,6 +192,115 @@ describe("journal.sqlite on disk", function()
     assert.are.equal("busy", (other:acquire(KEY, NOW, LEASE, new_delivery(), false)))
   end)
 
+  -- A database version 1 made (before budget_from and rearmed_at): opening it adds the two
+  -- columns, once, and keeps every record; the attempts of a retry then go on counting.
+  local SCHEMA_1 = [[
+CREATE TABLE IF NOT EXISTS deliveries (
+  id INTEGER PRIMARY KEY,
+  key TEXT UNIQUE NOT NULL,
+  event TEXT NOT NULL,
+  uid TEXT NOT NULL,
+  state TEXT NOT NULL,
+  received_at REAL NOT NULL,
+  attempts INTEGER NOT NULL,
+  handlers TEXT NOT NULL,
+  errors TEXT NOT NULL,
+  next_at REAL,
+  lease_until REAL,
+  token TEXT,
+  finished_at REAL,
+  expires_at REAL,
+  version INTEGER NOT NULL,
+  due_at REAL GENERATED ALWAYS AS
+    (CASE state WHEN 'running' THEN lease_until WHEN 'failed' THEN next_at END) VIRTUAL
+);
+CREATE TABLE IF NOT EXISTS bodies (
+  id INTEGER PRIMARY KEY,
+  body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS deliveries_uid ON deliveries (uid, received_at);
+CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, received_at, key);
+CREATE INDEX IF NOT EXISTS deliveries_event ON deliveries (event, received_at, key);
+CREATE INDEX IF NOT EXISTS deliveries_received ON deliveries (received_at, key);
+CREATE INDEX IF NOT EXISTS deliveries_expiry ON deliveries (expires_at)
+  WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tally (
+  state TEXT NOT NULL,
+  event TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (state, event)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS tally_insert AFTER INSERT ON deliveries BEGIN
+  INSERT INTO tally VALUES (NEW.state, NEW.event, 1)
+    ON CONFLICT (state, event) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS tally_delete AFTER DELETE ON deliveries BEGIN
+  UPDATE tally SET n = n - 1 WHERE state = OLD.state AND event = OLD.event;
+END;
+CREATE TRIGGER IF NOT EXISTS tally_update AFTER UPDATE OF state ON deliveries
+  WHEN OLD.state <> NEW.state BEGIN
+  UPDATE tally SET n = n - 1 WHERE state = OLD.state AND event = OLD.event;
+  INSERT INTO tally VALUES (NEW.state, NEW.event, 1)
+    ON CONFLICT (state, event) DO UPDATE SET n = n + 1;
+END;
+]]
+
+  it("takes a database of schema version 1 to the current one, its records kept", function()
+    local old_dir = dir .. "/v1"
+    assert(support.run("mkdir -m 700 " .. support.quote(old_dir)))
+    local sqlite3 = require "jicoo.webhook.sqlite3"
+    local db = assert(sqlite3.open(old_dir .. "/journal.db", { create = true, mode = 384 }))
+    assert(db:exec(SCHEMA_1 .. " PRAGMA user_version = 1;"))
+    assert(db:exec("INSERT INTO deliveries (key, event, uid, state, received_at, attempts, handlers,"
+      .. " errors, finished_at, version) VALUES ('" .. KEY .. "', 'guest_booked', 'bk_1', 'dead', "
+      .. NOW .. ", 3, '{}', '[{\"handler\":\"b\",\"message\":\"down\"}]', " .. NOW .. ", 4);"
+      .. " INSERT INTO bodies (id, body) VALUES (last_insert_rowid(), '{}');"))
+    db:close()
+
+    local upgraded = journal.sqlite({ dir = old_dir })
+    local record = assert(upgraded:get(KEY))
+    assert.are.equal("dead", record.state)
+    assert.are.equal(3, record.attempts)
+    assert.are.equal(0, record.budget_from)
+    assert.are.equal("{}", record.body)
+    assert.are.equal(1, upgraded:counts().states.dead)
+    local rearmed = assert(upgraded:rearm(KEY, NOW + 10))
+    assert.are.equal(3, rearmed.budget_from)
+    local _, taken = upgraded:acquire(KEY, NOW + 10, LEASE, nil, false)
+    assert.are.equal(4, taken.attempts)
+
+    require("jicoo.webhook.journal.sqlite_db").disconnect(old_dir)
+    db = assert(sqlite3.open(old_dir .. "/journal.db"))
+    local version = assert(db:prepare("PRAGMA user_version"))
+    assert.are.equal(require("jicoo.webhook.journal.sqlite_db").SCHEMA_VERSION,
+      version:first().user_version)
+    version:finalize()
+    local columns = assert(db:prepare("SELECT name FROM pragma_table_xinfo('deliveries')"))
+    local names = {}
+    for _, row in ipairs(assert(columns:query())) do
+      names[row.name] = true
+    end
+    columns:finalize()
+    db:close()
+    assert.is_true(names.budget_from)
+    assert.is_true(names.rearmed_at)
+    -- opened again: nothing more to do
+    assert.are.equal(3, journal.sqlite({ dir = old_dir }):get(KEY).budget_from)
+  end)
+
+  it("refuses a database a newer version made", function()
+    local new_dir = dir .. "/v99"
+    assert(support.run("mkdir -m 700 " .. support.quote(new_dir)))
+    local sqlite3 = require "jicoo.webhook.sqlite3"
+    local db = assert(sqlite3.open(new_dir .. "/journal.db", { create = true, mode = 384 }))
+    assert(db:exec("PRAGMA user_version = 99"))
+    db:close()
+    local record, err = journal.sqlite({ dir = new_dir }):get(KEY)
+    assert.is_nil(record)
+    assert.truthy(err:find("made by a newer jicoo-webhook (schema 99)", 1, true), err)
+  end)
+
   -- A real full disk: a 1 MiB tmpfs (root can mount one; elsewhere the case is pending).
   it("fails, naming the cause, on a full disk, and keeps the record it had whole", function()
     local mount = dir .. "/small"

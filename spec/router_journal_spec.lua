@@ -126,12 +126,49 @@ describe("router: the journal", function()
     assert.truthy(dead_lines[1]:find("^error: dead letter " .. KEY:gsub("%p", "%%%0") .. " after 3"))
     assert.are.equal("duplicate", decode(r:handle(BOOKED)).result)
 
-    -- The service is back; an operator rearms the delivery: it runs once more, the crm alone.
+    -- The service is back; an operator rearms the delivery: it runs once more, the crm alone,
+    -- as the fourth attempt.
     fail_left.crm = 0
     assert.is_truthy(r.journal:rearm(KEY, clock))
     assert.are.equal(1, (r:run_due()))
     assert.are.same({ ledger = 1, crm = 4 }, runs)
     assert.are.equal("done", r.journal:get(KEY).state)
+    assert.are.equal(4, r.journal:get(KEY).attempts)
+  end)
+
+  -- The attempts go on counting after an operator's retry (ctx.attempt with them); what
+  -- restarts is the budget: as many attempts again as the router allows, then dead again.
+  it("keeps counting the attempts after a rearm, with a new budget of them", function()
+    local r, lines = durable_router()
+    local seen = {}
+    r:on("guest_booked", function(_, ctx)
+      seen[#seen + 1] = ctx.attempt
+      error("crm is down")
+    end)
+    r:handle(BOOKED)
+    for i = 1, 4 do
+      clock = NOW + 13 * i
+      r:run_due()
+    end
+    assert.are.same({ 1, 2, 3 }, seen)
+    assert.are.equal("dead", r.journal:get(KEY).state)
+    assert.truthy(r.journal:rearm(KEY, clock))
+    for i = 5, 9 do
+      clock = NOW + 13 * i
+      r:run_due()
+    end
+    assert.are.same({ 1, 2, 3, 4, 5, 6 }, seen)
+    local record = r.journal:get(KEY)
+    assert.are.equal("dead", record.state)
+    assert.are.equal(6, record.attempts)
+    assert.are.equal(3, record.budget_from)
+    local last = lines[#lines]
+    for _, line in ipairs(lines) do
+      if line:find("dead letter", 1, true) then
+        last = line
+      end
+    end
+    assert.truthy(last:find("after 6 attempt(s)", 1, true), last)
   end)
 
   it("takes over a delivery whose worker died mid-handler once its lease runs out, and does"

@@ -57,7 +57,7 @@ _jicoo-webhook() {
                     case "$arg" in
                         list)
                             cmd="$cmd list"
-                            opts="$opts -h --help --journal --redis --state"
+                            opts="$opts -h --help --journal --redis --state --event --uid --since --until --error --limit --json --body"
                             break
                             ;;
                         show)
@@ -67,12 +67,17 @@ _jicoo-webhook() {
                             ;;
                         retry)
                             cmd="$cmd retry"
-                            opts="$opts -h --help --journal --redis"
+                            opts="$opts -h --help --journal --redis --state --event --uid --since --until --error --limit --json --all --dry-run"
                             break
                             ;;
                         drop)
                             cmd="$cmd drop"
-                            opts="$opts -h --help --journal --redis"
+                            opts="$opts -h --help --journal --redis --state --event --uid --since --until --error --limit --json --all --dry-run --yes"
+                            break
+                            ;;
+                        stats)
+                            cmd="$cmd stats"
+                            opts="$opts -h --help --journal --redis --json"
                             break
                             ;;
                         import)
@@ -229,7 +234,7 @@ _jicoo-webhook() {
 
             ;;
         'deliveries')
-            COMPREPLY=($(compgen -W "list show retry drop import" -- "$cur"))
+            COMPREPLY=($(compgen -W "list show retry drop stats import" -- "$cur"))
             ;;
         'deliveries list')
             case "$prev" in
@@ -242,7 +247,31 @@ _jicoo-webhook() {
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -W "failed dead done running all" -- "$cur"))
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --event)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --error)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f -- "$cur"))
                     return 0
                     ;;
             esac
@@ -271,10 +300,79 @@ _jicoo-webhook() {
                     COMPREPLY=($(compgen -f -- "$cur"))
                     return 0
                     ;;
+                --state)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --event)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --error)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
             esac
 
             ;;
         'deliveries drop')
+            case "$prev" in
+                --journal)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --redis)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --event)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --uid)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --until)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --error)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+                --limit)
+                    COMPREPLY=($(compgen -f -- "$cur"))
+                    return 0
+                    ;;
+            esac
+
+            ;;
+        'deliveries stats')
             case "$prev" in
                 --journal)
                     COMPREPLY=($(compgen -f -- "$cur"))

@@ -1,20 +1,19 @@
 -- jicoo-webhook deliveries: the journal of deliveries a receiver keeps, for an operator: list,
--- show, retry (make due now) and drop, over a file journal or a Redis journal.
-local pairs = pairs
+-- show, retry (make due now), drop and stats, over the SQLite journal or a Redis journal; retry
+-- and drop act on one key, or on every delivery the filters choose (--all).
+-- deliveries_filters.lua chooses the deliveries, deliveries_view.lua writes them.
 local ipairs = ipairs
 local tostring = tostring
 local tonumber = tonumber
 local string_match = string.match
-local string_gsub = string.gsub
-local string_sub = string.sub
-local table_concat = table.concat
-local table_sort = table.sort
 local os_getenv = os.getenv
 local os_time = os.time
 
 local cli_io = require "jicoo.webhook.cli.io"
+local filters = require "jicoo.webhook.cli.deliveries_filters"
+local view = require "jicoo.webhook.cli.deliveries_print"
 
-local out, err_out, iso_time = cli_io.out, cli_io.err, cli_io.iso_time
+local out, err_out = cli_io.out, cli_io.err
 -- A field on one line: bytes from a delivery (a uid holding a line end or a terminal escape)
 -- are shown escaped, never obeyed.
 local field = cli_io.printable
@@ -69,120 +68,185 @@ function _M.open_journal(args)
   return nil, "which journal? --journal DIR (the journal's folder) or --redis HOST:PORT"
 end
 
-local function first_error(record)
-  local e = record.errors and record.errors[1]
-  if not e then
-    return nil
+-- Prints a record's line (text or JSON); `result` names what a command did to it.
+local function print_record(args, record, result, body)
+  if args.json then
+    view.json_line(record, result and { { "result", result } }, body)
+  elseif result then
+    out(result, " ", view.summary_line(record))
+  else
+    out(view.summary_line(record))
   end
-  return field((string_gsub(tostring(e.handler) .. ": " .. tostring(e.message), "\n", " ")))
 end
 
-local function summary_line(record)
-  if record.state == "corrupt" then   -- a record the journal cannot read: where, and why
-    return "corrupt " .. field(record.file) .. ": " .. field(record.message)
+-- The count line: on standard output, or on standard error with --json (standard output
+-- then holds only the JSON lines).
+local function print_count(args, n, by_state, what, notes)
+  local line = view.count_line(n, by_state, what) .. (notes or "")
+  if args.json then
+    err_out(line)
+  else
+    out(line)
   end
-  local parts = { record.state, field(record.key), "attempts=" .. tostring(record.attempts) }
-  if record.state == "failed" then
-    parts[#parts + 1] = "next=" .. iso_time(record.next_at)
-  elseif record.state == "running" then
-    parts[#parts + 1] = "lease=" .. iso_time(record.lease_until)
-  end
-  local problem = first_error(record)
-  if problem then
-    parts[#parts + 1] = "error=" .. problem
-  end
-  return table_concat(parts, " ")
 end
 
-local PAGE = 1000
-
--- Prints the records of the states asked for, a page at a time (a journal of 100,000 dead
--- letters is never all in memory): each state's, oldest first. true, or nil, err.
-local function print_states(journal, state)
-  local states = state == "open" and { "running", "failed", "dead" }
-    or state == "all" and { false } or { state }
-  for _, one in ipairs(states) do
-    local after
-    repeat
-      local page, next_after = journal:find({ state = one or nil, limit = PAGE, after = after })
-      if not page then
-        return nil, next_after
+-- list, retry and drop over the deliveries the options choose: act(record) for each match
+-- (true, or false and why it was left, or nil and a failure that stops the walk). What it
+-- says of them, and the exit status.
+local function walk(args, journal, act, what)
+  local states = args.state or filters.DEFAULT_STATES[args.action]
+  local n, by_state, left = 0, {}, 0
+  local ok, more = filters.each_match(journal, states, filters.filter_of(args), args.limit,
+    function(record)
+      local done, why = act(record)
+      if done == nil then
+        return nil, why
+      elseif done == false then
+        left = left + 1
+        err_out("left ", record.key and field(record.key) or field(record.file), ": ", field(why))
+        return true
       end
-      local lines = {}
-      for i, record in ipairs(page) do
-        lines[i] = summary_line(record)
-      end
-      if #lines > 0 then
-        out(table_concat(lines, "\n"))
-      end
-      after = next_after
-    until after == nil
+      n = n + 1
+      by_state[record.state] = (by_state[record.state] or 0) + 1
+      return true
+    end)
+  local notes = left > 0 and "; " .. left .. " left as they were" or ""
+  if ok and more then
+    notes = notes .. " (--limit " .. args.limit .. " reached: more match)"
   end
-  return true
+  print_count(args, n, by_state, what, notes)
+  if not ok then
+    err_out("jicoo-webhook deliveries ", args.action, ": ", more)
+    return EXIT_FAILURE
+  end
+  return left > 0 and EXIT_FAILURE or EXIT_OK
 end
 
 local function run_list(args, journal)
-  local ok, err = print_states(journal, args.state or "open")
-  if not ok then
-    err_out("jicoo-webhook deliveries list: ", err)
-    return EXIT_FAILURE
-  end
-  return EXIT_OK
+  return walk(args, journal, function(record)
+    local body
+    if args.body and args.json and record.key and record.state ~= "corrupt" then
+      local full, err = journal:get(record.key)
+      if full == nil and err then
+        return nil, err
+      end
+      body = full and full.body
+    end
+    print_record(args, record, nil, body)
+    return true
+  end)
 end
 
+-- show KEY|UID: the delivery of that key, else every delivery of that booking.
 local function run_show(args, journal)
   local record, err = journal:get(args.key)
-  if not record then
-    err_out("jicoo-webhook deliveries show: ", err or (args.key .. ": not found"))
+  if record then
+    view.show(record)
+    return EXIT_OK
+  elseif err then
+    err_out("jicoo-webhook deliveries show: ", err)
     return EXIT_FAILURE
   end
-  local done = {}
-  for label in pairs(record.handlers or {}) do
-    done[#done + 1] = label
-  end
-  table_sort(done)
-  out("key:          ", field(record.key))
-  out("state:        ", field(record.state))
-  out("event:        ", field(record.event))
-  out("uid:          ", field(record.uid))
-  out("received:     ", iso_time(record.received_at))
-  out("attempts:     ", tostring(record.attempts))
-  if record.state == "failed" then
-    out("next attempt: ", iso_time(record.next_at))
-  elseif record.state == "running" then
-    out("lease until:  ", iso_time(record.lease_until))
-  elseif record.finished_at then
-    out("finished:     ", iso_time(record.finished_at))
-  end
-  out("succeeded:    ", #done > 0 and field(table_concat(done, ", ")) or "-")
-  for i, e in ipairs(record.errors or {}) do
-    out(i == 1 and "errors:       " or "              ", field(e.handler), ": ",
-      (string_gsub(tostring(e.message), "\n", "\n                ")))
-  end
-  if record.body then
-    out("body:")
-    out(string_sub(record.body, -1) == "\n" and string_sub(record.body, 1, -2) or record.body)
-  end
-  return EXIT_OK
-end
-
-local function run_retry(args, journal)
-  local record, why = journal:rearm(args.key, os_time())
-  if not record then
-    err_out("jicoo-webhook deliveries retry: ", args.key, ": ", tostring(why))
-    return EXIT_FAILURE
-  end
-  out(args.key, ": due now, with a new budget of attempts; the receiver's scheduler runs it")
-  return EXIT_OK
-end
-
-local function run_drop(args, journal)
-  local ok, err = journal:remove(args.key)
+  local n, by_state = 0, {}
+  local ok, why = filters.each_match(journal, { false }, { uid = args.key }, nil, function(found)
+    local full = found
+    if found.state ~= "corrupt" then
+      local get_err
+      full, get_err = journal:get(found.key)
+      if full == nil then
+        if get_err then
+          return nil, get_err
+        end
+        return true   -- dropped meanwhile
+      end
+    end
+    if n > 0 then
+      out("")
+    end
+    view.show(full)
+    n = n + 1
+    by_state[full.state] = (by_state[full.state] or 0) + 1
+    return true
+  end)
   if not ok then
-    err_out("jicoo-webhook deliveries drop: ", args.key, ": ", tostring(err))
+    err_out("jicoo-webhook deliveries show: ", why)
+    return EXIT_FAILURE
+  elseif n == 0 then
+    err_out("jicoo-webhook deliveries show: ", args.key, ": not found (no delivery has this key"
+      .. " or this booking uid)")
     return EXIT_FAILURE
   end
-  out(args.key, ": dropped")
+  out("")
+  out(view.count_line(n, by_state, "of booking " .. field(args.key)))
+  return EXIT_OK
+end
+
+-- retry and drop: the single KEY, or every match with --all; --dry-run changes nothing.
+local ACTIONS = {
+  retry = { done = "retried", would = "would retry", line = "would be retried",
+    change = function(journal, record)
+      return journal:rearm(record.key, os_time())
+    end },
+  drop = { done = "dropped", would = "would drop", line = "would be dropped",
+    change = function(journal, record)
+      return journal:remove(record.key)
+    end },
+}
+
+-- What a retry or a drop does to one record: true, false and why it was left, or nil, err.
+local function change(args, journal, record)
+  local action = ACTIONS[args.action]
+  if record.state == "corrupt" then
+    return false, "corrupt (" .. tostring(record.message) .. ")"
+  elseif args.action == "retry" and record.state ~= "failed" and record.state ~= "dead" then
+    return false, "is " .. record.state .. ", not failed or dead"
+  end
+  if args.dry_run then
+    print_record(args, record, action.would)
+    return true
+  end
+  local ok, why = action.change(journal, record)
+  if ok then
+    print_record(args, record, action.done)
+    return true
+  elseif ok == false or why == "not found" then
+    return false, why == "not found" and "gone meanwhile" or why
+  end
+  return nil, why
+end
+
+local function run_change(args, journal)
+  local action = ACTIONS[args.action]
+  local what = args.dry_run and action.line .. " (dry run: nothing changed)" or action.done
+  if args.key then
+    local record, err = journal:get(args.key)
+    if not record then
+      print_count(args, 0, {}, what)
+      err_out("jicoo-webhook deliveries ", args.action, ": ", args.key, ": ",
+        err or "not found")
+      return EXIT_FAILURE
+    end
+    local ok, why = change(args, journal, record)
+    print_count(args, ok and 1 or 0, ok and { [record.state] = 1 } or {}, what)
+    if not ok then
+      err_out("jicoo-webhook deliveries ", args.action, ": ", args.key, ": ",
+        why and (string_match(why, "^is ") and args.key .. " " .. why or why) or "failed")
+      return EXIT_FAILURE
+    end
+    return EXIT_OK
+  end
+  return walk(args, journal, function(record)
+    return change(args, journal, record)
+  end, what)
+end
+
+local function run_stats(args, journal)
+  local counts, err = journal:counts()
+  if not counts then
+    err_out("jicoo-webhook deliveries stats: ", err)
+    return EXIT_FAILURE
+  end
+  view.stats(counts, args.json)
   return EXIT_OK
 end
 
@@ -221,15 +285,41 @@ local function run_import(args)
   return #problems > 0 and EXIT_FAILURE or EXIT_OK
 end
 
-local DELIVERY_ACTIONS = { list = run_list, show = run_show, retry = run_retry, drop = run_drop }
+local DELIVERY_ACTIONS = { list = run_list, show = run_show, retry = run_change,
+  drop = run_change, stats = run_stats }
+
+-- The arguments' mistakes argparse cannot see: a usage message, or nil.
+local function usage_problem(args)
+  if args.key == "" then
+    return "an empty key names no delivery: give one as `deliveries list` prints it"
+  elseif args.body and not args.json then
+    return "--body goes with --json (a body is shown in JSON, or by `deliveries show`)"
+  elseif args.action ~= "retry" and args.action ~= "drop" then
+    return nil
+  end
+  local chosen = filters.has_filters(args) or args.limit
+  if args.key and (args.all or chosen) then
+    return "give a KEY, or --all with filters for every match, not both"
+  elseif not args.key and not args.all then
+    if chosen then
+      return "filters choose many deliveries: add --all to " .. args.action .. " every match"
+        .. " (--dry-run first shows them)"
+    end
+    return "which delivery? give its KEY, or --all (with filters) for every match"
+  elseif args.action == "drop" and args.all and not args.yes and not args.dry_run then
+    return "drop --all removes every match for good: add --yes (--dry-run first shows them)"
+  end
+  return nil
+end
 
 -- Runs `deliveries <action>`: the exit status (and a usage message with EXIT_USAGE).
 function _M.run(args)
   if args.action == "import" then
     return run_import(args)
   end
-  if args.key == "" then
-    return EXIT_USAGE, "an empty key names no delivery: give one as `deliveries list` prints it"
+  local problem = usage_problem(args)
+  if problem then
+    return EXIT_USAGE, problem
   end
   local journal, why, status = _M.open_journal(args)
   if not journal then

@@ -54,6 +54,7 @@ end
 
 function _M.build(argparse)
   local example = require "jicoo.webhook.cli.example"
+  local filters = require "jicoo.webhook.cli.deliveries_filters"
   local parser = argparse("jicoo-webhook",
     "Check, sign, verify and send Jicoo webhook deliveries, replay them through handler"
     .. " scripts, and read the journal a receiver keeps.")
@@ -126,7 +127,8 @@ function _M.build(argparse)
   nginx:argument("prefix", "The folder nginx runs in (made if absent; an absolute path).")
 
   local deliveries = parser:command("deliveries", "The journal of deliveries a receiver accepted:"
-    .. " list failed and dead ones, show one with its body, retry or drop it.")
+    .. " list, show, retry or drop them, one by its key or every one a filter chooses; count"
+    .. " them.")
   deliveries:command_target("action")
   local function journal_options(command)
     command:option("--journal", "The journal's folder, holding its database (default:"
@@ -136,21 +138,63 @@ function _M.build(argparse)
       .. " $JICOO_REDIS_PASSWORD).")
       :argname("HOST:PORT")
   end
+  -- The options that choose deliveries, and how a command's matches are printed.
+  local function filter_options(command, action, default_states)
+    local choices = filters.STATE_CHOICES[action]
+    command:option("--state", "Which states: " .. table_concat(choices, ", ") .. ", or several"
+      .. " comma-separated (default: " .. default_states .. ").")
+      :argname("STATE"):convert(function(text) return filters.parse_states(text, choices) end)
+    command:option("--event", "Only deliveries of this event."):argname("EVENT")
+    command:option("--uid", "Only deliveries of this booking uid."):argname("UID")
+    command:option("--since", "Only deliveries received at or after TIME: ISO 8601 with a time"
+      .. " zone (2024-03-01T10:00:00Z), a date (UTC), or a duration ago (30m, 2h, 3d).")
+      :argname("TIME"):convert(function(text) return filters.parse_time("--since", text) end)
+    command:option("--until", "Only deliveries received before TIME (as --since).")
+      :target("until"):argname("TIME")
+      :convert(function(text) return filters.parse_time("--until", text) end)
+    command:option("--error", "Only deliveries with TEXT in an error's handler or message.")
+      :argname("TEXT")
+    command:option("--limit", "At most N deliveries."):argname("N"):convert(filters.parse_limit)
+    command:flag("--json", "One JSON object a delivery and line (no body); the count line goes"
+      .. " to standard error.")
+  end
+
   local list = deliveries:command("list", "One line per delivery: its state, its key, its"
-    .. " attempts, when it runs next, its last error.")
+    .. " attempts, when it runs next, its last error; then how many, by state.")
   journal_options(list)
-  list:option("--state", "Which deliveries: failed, dead, done, running or all (default: all"
-    .. " but done)."):choices({ "failed", "dead", "done", "running", "all" })
+  filter_options(list, "list", "all but done")
+  list:flag("--body", "With --json, each delivery's body too.")
+
+  local show = deliveries:command("show", "Print a delivery's record (its attempts, when it was"
+    .. " retried, its errors) and body; by booking uid, every delivery of that booking.")
+  journal_options(show)
+  show:argument("key", "The delivery's key (event/uid/createdAt), as list prints it, or a"
+    .. " booking uid."):argname("KEY|UID")
+
   for _, action in ipairs({
-    { "show", "Print one delivery's record and body." },
-    { "retry", "Make a failed or dead delivery due now, with a new budget of attempts; the"
-      .. " receiver's scheduler runs the handlers that have not succeeded." },
-    { "drop", "Remove a delivery from the journal." },
+    { "retry", "Make failed or dead deliveries due now, with a new budget of attempts (their"
+      .. " attempts go on counting); the receiver's scheduler runs the handlers that have not"
+      .. " succeeded. One by its KEY, or every match with --all.", "failed,dead" },
+    { "drop", "Remove deliveries from the journal: one by its KEY, or every match with --all"
+      .. " and --yes.", "failed,dead" },
   }) do
     local command = deliveries:command(action[1], action[2])
     journal_options(command)
     command:argument("key", "The delivery's key (event/uid/createdAt), as list prints it.")
+      :args("?")
+    filter_options(command, action[1], action[3])
+    command:flag("--all", "Act on every delivery the filters choose (default --state: "
+      .. action[3] .. ").")
+    command:flag("--dry-run", "Print what would change, and change nothing."):target("dry_run")
+    if action[1] == "drop" then
+      command:flag("--yes", "Confirm drop --all.")
+    end
   end
+
+  local stats = deliveries:command("stats", "Count the deliveries in the journal by state and"
+    .. " by event.")
+  journal_options(stats)
+  stats:flag("--json", "One JSON object: total, states, events.")
 
   local import = deliveries:command("import", "Move the records of a file journal (the journal"
     .. " before SQLite: folders open/, done/, dead/) into the journal's database, then remove"

@@ -6,7 +6,11 @@
 --   state         "running" (an attempt holds the lease), "failed" (due again at next_at),
 --                 "done" (every handler succeeded; kept until expires_at, without its body) or
 --                 "dead" (out of attempts; kept until an operator retries or drops it)
---   attempts      attempts started
+--   attempts      attempts started, counted for good (an operator's retry does not reset them)
+--   budget_from   the attempts made before the last rearm (0 or absent: never re-armed): the
+--                 router's retry budget counts the attempts since, so that a retried delivery
+--                 gets as many attempts again while its attempts go on counting
+--   rearmed_at    when an operator last re-armed it (absent: never)
 --   handlers      { [label] = true } for each handler that succeeded (never run again)
 --   errors        the last attempt's failures: { { handler = label, message = text }, ... }
 --   next_at, lease_until, token, finished_at, expires_at, version
@@ -28,7 +32,8 @@
 --   list(state) -> { record, ... } | nil, err      state: a state name or "all"; a record that
 --       cannot be read is listed as { state = "corrupt", file = name, message = why }
 --   rearm(key, now) -> record | nil, "not found" | false, why   a failed or dead one: due now,
---       with a fresh budget of attempts (an operator's retry)
+--       with a fresh budget of attempts (an operator's retry): its attempts kept, budget_from set
+--       to them and rearmed_at to now
 --   remove(key) -> true | nil, "not found" | nil, err
 --   durable       whether a record survives the process (and a machine crash)
 --
@@ -113,14 +118,17 @@ function _M.take(record, now, lease)
   return record
 end
 
--- A failed or dead record made due now with a fresh budget (rearm), or false, why.
+-- A failed or dead record made due now with a fresh budget (rearm), or false, why. The attempts
+-- go on counting; the budget counts from here (budget_from).
 function _M.rearmed(record, now)
   if record.state ~= "failed" and record.state ~= "dead" then
     return false, record.key .. " is " .. record.state .. ", not failed or dead"
   end
   record.state = "failed"
   record.next_at = now
-  record.attempts = 0
+  record.attempts = record.attempts or 0
+  record.budget_from = record.attempts
+  record.rearmed_at = now
   record.finished_at = nil
   record.version = (record.version or 0) + 1
   return record

@@ -4,9 +4,10 @@
 -- Every key of a journal starts with its prefix (PREFIX, "jicoo-webhook:" by default):
 --
 --   PREFIX d:KEY       a hash per delivery: key, event, uid, body, received_at, state, attempts,
---                      next_at, lease_until, token, version, finished_at, expires_at, handlers
---                      and errors as JSON text, and `indexed` (the entries below are kept for
---                      it; get and list leave the field out). A done one loses its body.
+--                      next_at, lease_until, token, version, finished_at, expires_at, (once
+--                      re-armed) budget_from and rearmed_at, handlers and errors as JSON text,
+--                      and `indexed` (the entries below are kept for it; get and list leave the
+--                      field out). A done one loses its body.
 --   PREFIX due         a sorted set of the keys the scheduler must look at: a running one scored
 --                      by lease_until, a failed one by next_at
 --   PREFIX dead        a sorted set of the dead letters, scored by finished_at

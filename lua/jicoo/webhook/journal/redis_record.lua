@@ -16,7 +16,7 @@ local _M = {}
 
 local NUMBER_FIELDS = {
   received_at = true, attempts = true, next_at = true, lease_until = true, version = true,
-  finished_at = true, expires_at = true,
+  finished_at = true, expires_at = true, budget_from = true, rearmed_at = true,
 }
 local JSON_FIELDS = { handlers = true, errors = true }
 local INTERNAL_FIELDS = { indexed = true }

@@ -169,7 +169,8 @@ return 1
 -- KEYS: record, due, dead. ARGV: prefix, key, now.
 _M.REARM = INDEXES .. [=[
 local record, due, dead, key, now = KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[3]
-local current = redis.call('HMGET', record, 'state', 'event', 'received_at', 'indexed')
+local current = redis.call('HMGET', record, 'state', 'event', 'received_at', 'indexed',
+  'attempts')
 local state = current[1]
 if not state then
   return { 'absent' }
@@ -184,7 +185,9 @@ if state ~= 'failed' then
   leave(key, event, state)
   enter(key, event, received_at, 'failed')
 end
-redis.call('HSET', record, 'state', 'failed', 'next_at', now, 'attempts', 0)
+-- the attempts go on counting; the retry budget counts from them (journal/init.lua)
+redis.call('HSET', record, 'state', 'failed', 'next_at', now, 'budget_from', current[5] or 0,
+  'rearmed_at', now)
 redis.call('HDEL', record, 'finished_at')
 redis.call('HINCRBY', record, 'version', 1)
 redis.call('ZREM', dead, key)
@@ -268,7 +271,8 @@ for i = 8, #ARGV - 1, 2 do
   filter[ARGV[i]] = ARGV[i + 1]
 end
 local FIELDS = { 'key', 'event', 'uid', 'state', 'received_at', 'attempts', 'handlers', 'errors',
-  'next_at', 'lease_until', 'token', 'finished_at', 'expires_at', 'version' }
+  'next_at', 'lease_until', 'token', 'finished_at', 'expires_at', 'version', 'budget_from',
+  'rearmed_at' }
 
 -- Whether a comes before b, byte by byte (as Redis orders members of equal score).
 local function before(a, b)

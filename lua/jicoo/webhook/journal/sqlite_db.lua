@@ -27,7 +27,9 @@ local sqlite_ops = require "jicoo.webhook.journal.sqlite_ops"
 local _M = {}
 
 _M.FILE = "journal.db"
-local SCHEMA_VERSION = 1
+-- 2: budget_from and rearmed_at (an operator's retry keeps the attempts; MIGRATIONS[1] adds them)
+local SCHEMA_VERSION = 2
+_M.SCHEMA_VERSION = SCHEMA_VERSION
 
 local SCHEMA = [[
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -46,6 +48,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
   finished_at REAL,
   expires_at REAL,
   version INTEGER NOT NULL,
+  budget_from INTEGER NOT NULL DEFAULT 0,
+  rearmed_at REAL,
   due_at REAL GENERATED ALWAYS AS
     (CASE state WHEN 'running' THEN lease_until WHEN 'failed' THEN next_at END) VIRTUAL
 );
@@ -80,6 +84,14 @@ CREATE TRIGGER IF NOT EXISTS tally_update AFTER UPDATE OF state ON deliveries
     ON CONFLICT (state, event) DO UPDATE SET n = n + 1;
 END;
 ]]
+
+-- What takes a database of version n to n + 1, run in the same transaction as the new
+-- user_version. A column added with ALTER TABLE goes after due_at; the statements name their
+-- columns, so the order does not matter.
+local MIGRATIONS = {
+  [1] = "ALTER TABLE deliveries ADD COLUMN budget_from INTEGER NOT NULL DEFAULT 0;"
+    .. " ALTER TABLE deliveries ADD COLUMN rearmed_at REAL;",
+}
 
 ---------------------------------------------------------------------------------------------
 -- The folder and the files
@@ -125,6 +137,62 @@ end
 local connections = {}   -- path -> { db = , stmts = , path = }
 
 
+-- The database's schema version (PRAGMA user_version), or nil, err, code.
+local function schema_version(db)
+  local stmt, err, code = db:prepare("PRAGMA user_version")
+  if not stmt then
+    return nil, err, code
+  end
+  local row
+  row, err, code = stmt:first()
+  stmt:finalize()
+  if not row then
+    return nil, err or "no user_version", code
+  end
+  return row.user_version
+end
+
+-- Makes the schema (a new database) or takes an older one to SCHEMA_VERSION, one migration at a
+-- time, each in a write transaction that reads the version again first: of two processes
+-- opening the database at once, the second finds the work done. true, or nil, err, code.
+local function upgrade(db, path)
+  local version, err, code = schema_version(db)
+  while version and version ~= SCHEMA_VERSION do
+    if version > SCHEMA_VERSION then
+      return nil, path .. ": made by a newer jicoo-webhook (schema " .. version .. ")", "error"
+    end
+    local ok
+    ok, err, code = db:exec("BEGIN IMMEDIATE")
+    if not ok then
+      return nil, err, code
+    end
+    version, err, code = schema_version(db)
+    local step
+    if version == 0 then
+      step = SCHEMA .. " PRAGMA user_version = " .. SCHEMA_VERSION .. ";"
+    elseif version and version < SCHEMA_VERSION then
+      step = MIGRATIONS[version] .. " PRAGMA user_version = " .. (version + 1) .. ";"
+    end
+    if step then
+      ok, err, code = db:exec(step)
+    else
+      ok = version ~= nil
+    end
+    if ok then
+      ok, err, code = db:exec("COMMIT")
+    end
+    if not ok then
+      db:exec("ROLLBACK")
+      return nil, err, code
+    end
+    version, err, code = schema_version(db)
+  end
+  if not version then
+    return nil, err, code
+  end
+  return true
+end
+
 -- The connection to DIR/journal.db, opened (and the schema made) on first use in this state.
 -- settings: durability ("full" | "normal"), busy_timeout (ms).
 function _M.connect(dir, settings)
@@ -149,21 +217,7 @@ function _M.connect(dir, settings)
   ok, err, code = db:exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;"
     .. " PRAGMA foreign_keys = OFF")
   if ok then
-    local version = db:prepare("PRAGMA user_version")
-    local row = version and version:first()
-    if version then
-      version:finalize()
-    end
-    if row and row.user_version == 0 then
-      ok, err, code = db:exec("BEGIN IMMEDIATE; " .. SCHEMA .. " PRAGMA user_version = "
-        .. SCHEMA_VERSION .. "; COMMIT")
-      if not ok then
-        db:exec("ROLLBACK")
-      end
-    elseif row and row.user_version > SCHEMA_VERSION then
-      ok, err, code = nil, path .. ": made by a newer jicoo-webhook (schema "
-        .. row.user_version .. ")", "error"
-    end
+    ok, err, code = upgrade(db, path)
   end
   if not ok then
     db:close()

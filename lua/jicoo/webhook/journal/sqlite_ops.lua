@@ -19,12 +19,15 @@ local _M = {}
 local SWEEP_BATCH = 1000      -- done records removed by one sweep
 _M.SWEEP_BATCH = SWEEP_BATCH
 
+-- The columns insert writes (budget_from and rearmed_at start at their defaults: only rearm
+-- sets them), and those a record is read from.
 local COLUMNS = "key, event, uid, state, received_at, attempts, handlers, errors, next_at,"
   .. " lease_until, token, finished_at, expires_at, version"
+local READ_COLUMNS = COLUMNS .. ", budget_from, rearmed_at"
 -- The same with the body, from its own table.
 local WITH_BODY = "d.key AS key, event, uid, state, received_at, attempts, handlers, errors,"
-  .. " next_at, lease_until, token, finished_at, expires_at, version, b.body AS body"
-  .. " FROM deliveries d LEFT JOIN bodies b ON b.id = d.id"
+  .. " next_at, lease_until, token, finished_at, expires_at, version, budget_from, rearmed_at,"
+  .. " b.body AS body FROM deliveries d LEFT JOIN bodies b ON b.id = d.id"
 
 -- The statements, prepared once per connection.
 local SQL = {
@@ -41,8 +44,8 @@ local SQL = {
     .. " attempts = coalesce(?9, attempts), expires_at = coalesce(?10, expires_at),"
     .. " version = version + 1 WHERE key = ?1 AND state = 'running' AND token = ?2",
   drop_body = "DELETE FROM bodies WHERE id = (SELECT id FROM deliveries WHERE key = ?1)",
-  rearm = "UPDATE deliveries SET state = 'failed', next_at = ?2, attempts = ?3,"
-    .. " finished_at = NULL, version = ?4 WHERE key = ?1",
+  rearm = "UPDATE deliveries SET state = 'failed', next_at = ?2, budget_from = ?3,"
+    .. " rearmed_at = ?2, finished_at = NULL, version = ?4 WHERE key = ?1",
   remove = "DELETE FROM deliveries WHERE key = ?1",
   due = "SELECT key FROM deliveries WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
   sweep = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
@@ -332,7 +335,7 @@ function ops.find(conn, filter)
     values[#values + 1] = filter.after.key
   end
   local limit = filter.limit
-  local sql = "SELECT " .. (filter.bodies and WITH_BODY or COLUMNS .. " FROM deliveries")
+  local sql = "SELECT " .. (filter.bodies and WITH_BODY or READ_COLUMNS .. " FROM deliveries")
     .. (#conditions > 0 and " WHERE " .. table_concat(conditions, " AND ") or "")
     .. " ORDER BY received_at, key" .. (limit and " LIMIT " .. string_format("%d", limit + 1) or "")
   local stmt, err, code = conn.db:prepare(sql)
@@ -387,7 +390,7 @@ function ops.rearm(conn, key, now)
   end
   local rearm
   rearm, err, code = statement(conn, "rearm")
-  if not (rearm and rearm:run(key, now, record.attempts, record.version)) then
+  if not (rearm and rearm:run(key, now, record.budget_from, record.version)) then
     return failed(err, code)
   end
   return pack(record)

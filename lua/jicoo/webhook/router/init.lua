@@ -367,9 +367,11 @@ local function is_pending(route, event, succeeded)
 end
 
 -- The end of an attempt that failed: due again after the retry delay, or dead (logged once).
+-- The budget counts the attempts since an operator's last retry (the journal's budget_from).
 local function failure_changes(self, delivery, succeeded, errors, now)
   local attempts = delivery.record.attempts
-  local delay = attempts < self.max_attempts and retry_delay(self, attempts)
+  local tries = attempts - (delivery.record.budget_from or 0)
+  local delay = tries < self.max_attempts and retry_delay(self, tries)
   local failures = {}
   for i, e in ipairs(errors) do
     failures[i] = { handler = e.handler, message = e.message }
