@@ -33,7 +33,9 @@ end
 function _M.raise(self, dead, ctx)
   for _, alarm in ipairs(self.dead_handlers) do
     ctx.handler = alarm.label
-    local ok, result, err = xpcall(alarm.fn, scripts.message_handler, dead, ctx)
+    -- a closure: Lua 5.1's xpcall passes no arguments on (alarms are rare)
+    local ok, result, err = xpcall(function() return alarm.fn(dead, ctx) end,
+      scripts.message_handler)
     if ok and result == nil and err ~= nil then
       ok, result = false, err
     elseif ok and result == false then
