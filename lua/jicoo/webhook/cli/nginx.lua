@@ -113,7 +113,8 @@ function _M.run(args)
   local core_dir = absolute(args.core) or (lib and luajit_core_dir(lib))
   if not core_dir or not exists(core_dir .. "/jicoo/webhook/core.so") then
     return EXIT_USAGE, "cannot find jicoo/webhook/core.so built for LuaJIT: give --core DIR (a"
-      .. " checkout's build/luajit, or the tree of `luarocks --lua-version 5.1 make`)"
+      .. " checkout's build/luajit, or the tree of `LUAROCKS_CONFIG=rockspec/luajit.lua luarocks"
+      .. " --lua-version 5.1 make`: nginx runs LuaJIT, an install for Lua 5.4 alone cannot serve)"
   end
   local handlers = args.handlers
   if #handlers == 0 then
@@ -174,6 +175,7 @@ function _M.run(args)
   out("send:   jicoo-webhook send http://", args.listen, nginx_conf.WEBHOOK_PATH, " FILE...")
   out("stop:   kill $(cat ", prefix, "/logs/nginx.pid)")
   out("journal: jicoo-webhook deliveries list --journal ", prefix, "/journal")
+  out("health: curl http://", args.listen, "/jicoo/health   (metrics: /jicoo/metrics)")
   return EXIT_OK
 end
 

@@ -8,9 +8,24 @@ local os_time = os.time
 local cli_io = require "jicoo.webhook.cli.io"
 
 local out, err_out, read = cli_io.out, cli_io.err, cli_io.read
+local printable = cli_io.printable
 local EXIT_OK, EXIT_FAILURE = cli_io.EXIT_OK, cli_io.EXIT_FAILURE
 
 local _M = {}
+
+-- An answer as one line: the body as it came (control bytes escaped), but an HTML page (a
+-- server or a proxy that is not the receiver) by its type, size and title.
+local function answer_line(res, url)
+  local content_type = res.headers and res.headers["content-type"] or ""
+  local body = res.body or ""
+  if not (content_type:find("html", 1, true) or body:find("^%s*<")) then
+    return printable(body)
+  end
+  local title = body:match("<[Tt][Ii][Tt][Ll][Ee]>([^<]*)</")
+  return "(" .. (content_type ~= "" and printable(content_type) or "no Content-Type") .. ", "
+    .. #body .. " bytes" .. (title and ': "' .. printable(title) .. '"' or "")
+    .. ": not the receiver's answer; is " .. printable(url) .. " its location?)"
+end
 
 -- Sends args.files to args.url signed with secret; the exit status: 1 when any answer is not a
 -- 2xx or any request failed.
@@ -39,7 +54,7 @@ function _M.run(args, secret)
         out(path, " -> failed: ", tostring(err))
         status = EXIT_FAILURE
       else
-        out(path, " -> ", res.status, " ", res.body)
+        out(path, " -> ", res.status, " ", answer_line(res, args.url))
         if res.status < 200 or res.status > 299 then
           status = EXIT_FAILURE
         end

@@ -126,7 +126,9 @@ http {
     lua_shared_dict jicoo_metrics 1m;
 
     # The handler folders (JICOO_HANDLERS overrides them); nginx refuses to start without a
-    # secret. Then one router per worker, with the journal's scheduler.
+    # secret. Then one router per worker, with the journal's scheduler. `nginx -t` runs no
+    # Lua: it passes without a secret, which only the start checks. nginx's master reads the
+    # JICOO_* variables once: after changing one, restart nginx (a reload keeps the old value).
     init_by_lua_block {
         require("jicoo.webhook.receiver").configure({ handlers = {
             ]] .. table_concat(handlers, ",\n            ") .. [[,
