@@ -9,7 +9,6 @@ local ipairs = ipairs
 local pcall = pcall
 local type = type
 local tostring = tostring
-local tonumber = tonumber
 local require = require
 local string_match = string.match
 local string_gsub = string.gsub
@@ -28,7 +27,6 @@ local json = require "jicoo.webhook.payload.json"
 
 local _M = {}
 
-local UNITS = { s = 1, m = 60, h = 3600, d = 86400, w = 7 * 86400 }
 -- Bookings read from the API at most (1,000 pages of 100): a list that does not end is
 -- refused, not followed.
 local MAX_BOOKINGS = 100000
@@ -37,22 +35,15 @@ local MAX_BOOKINGS = 100000
 -- much they may).
 local CLOCK_SKEW = 300
 
--- --since as Unix seconds: a duration back from now (30m, 2h, 3d, 1w), an RFC 3339 time, or a
--- date (midnight UTC); or nil and a usage message.
+-- --since as Unix seconds, read as every command reads a time (deliveries_filters.parse_time:
+-- a duration back from now, an RFC 3339 time, or a date), and not in the future; or nil and a
+-- usage message.
 function _M.since_time(text, now)
-  local n, unit = string_match(text, "^(%d+)([smhdw])$")
-  if n then
-    return now - tonumber(n) * UNITS[unit]
-  end
-  local day = string_match(text, "^%d%d%d%d%-%d%d%-%d%d$")
-  local t = core.time(day and text .. "T00:00:00Z" or text)
-  if not t then
-    return nil, "--since takes a duration (30m, 2h, 3d, 1w) or a time (RFC 3339, or YYYY-MM-DD),"
-      .. " got '" .. text .. "'"
-  elseif t > now then
+  local t, why = require("jicoo.webhook.cli.deliveries_filters").parse_time("--since", text, now)
+  if t and t > now then
     return nil, "--since " .. text .. " is in the future"
   end
-  return t
+  return t, why
 end
 
 local function time_of(value)
