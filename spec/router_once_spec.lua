@@ -138,6 +138,30 @@ describe("router: failures", function()
     assert.are.equal(500, res.status)
   end)
 
+  it("a handler that returns nil, message or false has failed, as Lua's functions fail", function()
+    for _, case in ipairs({
+      { function() return nil, "CRM said no" end, "CRM said no" },
+      { function() return false, "quota" end, "quota" },
+      { function() return false end, "returned false" },
+      { function() return nil, { code = 7 } end, "table: " },
+    }) do
+      local r = new_router()
+      r:on("guest_booked", case[1])
+      local res = r:handle(BOOKED, signed(BOOKED))
+      assert.are.equal(500, res.status)
+      assert.truthy(res.handlers[1].error:find(case[2], 1, true), res.handlers[1].error)
+      local record = r.journal:get(res.key)
+      assert.are.equal("failed", record.state)
+      assert.truthy(record.errors[1].message:find(case[2], 1, true))
+    end
+    for _, fn in ipairs({ function() return true end, function() end, function() return nil end,
+        function() return "done", "extra" end }) do
+      local r = new_router()
+      r:on("guest_booked", fn)
+      assert.are.equal(200, r:handle(BOOKED, signed(BOOKED)).status)
+    end
+  end)
+
   it("logs a handler failure when no on_error is registered", function()
     local r, lines = new_router()
     r:on("*", function()

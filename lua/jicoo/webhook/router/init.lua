@@ -11,7 +11,6 @@ local error = error
 local select = select
 local pcall = pcall
 local xpcall = xpcall
-local debug_getinfo = debug.getinfo
 local string_lower = string.lower
 local string_match = string.match
 local table_concat = table.concat
@@ -44,7 +43,6 @@ local ANY = "*"
 
 local FULL_RETRY_AFTER = 60   -- seconds a sender is asked to wait while the journal is full
 
-local is_callable = scripts.is_callable
 local message_handler = scripts.message_handler
 
 local Router = {}
@@ -68,18 +66,8 @@ local function first_line(s)
   return string_match(s, "^[^\n]*")
 end
 
-local function describe_function(fn)
-  if type(fn) == "function" then
-    local info = debug_getinfo(fn, "S")
-    if info and info.short_src and info.linedefined and info.linedefined > 0 then
-      return info.short_src .. ":" .. info.linedefined
-    end
-  end
-  return tostring(fn)
-end
-
 ---------------------------------------------------------------------------------------------
--- Construction and registration
+-- Construction (registration: routes.lua)
 
 function _M.new(opts)
   local o = options.settings(opts)
@@ -103,102 +91,6 @@ function _M.new(opts)
     dead_handlers = {},   -- { fn, label }: the dead-letter alarms (alarm.lua)
     label_counts = {},    -- label -> routes registered under it
   }, Router)
-end
-
--- A route's label names its handler in logs, answers and the journal, which records by label
--- the handlers that succeeded for a delivery: labels are unique in a router (a second handler
--- registered from the same line gets "#2"), and the same registrations give the same labels.
-local function add_route(self, name, fn, label)
-  local routes = self.routes
-  local seen = self.label_counts[label]
-  self.label_counts[label] = (seen or 0) + 1
-  if seen then
-    label = label .. "#" .. (seen + 1)
-  end
-  routes[#routes + 1] = { event = name, fn = fn, label = label }
-end
-
--- Registers fn(ev, ctx) for one event name, or for every event with "*".
-function Router:on(name, fn)
-  if type(name) ~= "string" or name == "" then
-    error("router:on: event name must be a non-empty string", 2)
-  end
-  if not is_callable(fn) then
-    error("router:on: handler must be a function, got " .. type(fn), 2)
-  end
-  add_route(self, name, fn, name .. " handler at " .. describe_function(fn))
-  return self
-end
-
--- Registers fn(message, ev, ctx), called when a handler raises or the journal fails.
-function Router:on_error(fn)
-  if not is_callable(fn) then
-    error("router:on_error: handler must be a function, got " .. type(fn), 2)
-  end
-  local handlers = self.error_handlers
-  handlers[#handlers + 1] = fn
-  return self
-end
-
--- Registers fn(dead, ctx), called once when a delivery runs out of attempts (alarm.lua).
-function Router:on_dead(fn, label)
-  if not is_callable(fn) then
-    error("router:on_dead: alarm must be a function, got " .. type(fn), 2)
-  end
-  local alarms = self.dead_handlers
-  alarms[#alarms + 1] = { fn = fn, label = label or "dead-letter alarm at " .. describe_function(fn) }
-  return self
-end
-
--- Registers the handler scripts of dir (scripts.lua). Returns the number of handlers
--- registered, or nil, message, failures when the folder cannot be read or holds no script, or
--- when some script failed: the scripts that did load
--- stay registered (one bad script never stops the others), and each broken one is replaced by
--- a handler that fails with its error, so that the deliveries it would have handled are
--- journaled as failed, retried, and run it once it is fixed.
-function Router:load(dir)
-  if type(dir) ~= "string" or dir == "" then
-    error("router:load: dir must be a non-empty string", 2)
-  end
-  local loaded, list_err = scripts.load(dir)
-  if loaded and #loaded == 0 then
-    list_err, loaded = dir .. ": no handler scripts (<event>.lua or any.lua) in this folder", nil
-  end
-  if not loaded then
-    -- Loading nothing is a failure too: deliveries would be answered as handled with no work.
-    return nil, list_err, { { file = dir, message = list_err } }
-  end
-  local registered, failures, lines = 0, {}, {}
-  for _, script in ipairs(loaded) do
-    if script.alarm and script.handlers then
-      for i, fn in ipairs(script.handlers) do
-        self:on_dead(fn, #script.handlers > 1 and script.path .. "#" .. i or script.path)
-      end
-    elseif script.handlers then
-      if script.unknown then
-        self.log("warn", script.path .. ": '" .. script.event .. "' is not a known Jicoo event;"
-          .. " its handlers run only if Jicoo sends that event name")
-      end
-      for i, fn in ipairs(script.handlers) do
-        add_route(self, script.event, fn, #script.handlers > 1 and script.path .. "#" .. i
-          or script.path)
-        registered = registered + 1
-      end
-    elseif script.alarm then
-      -- no alarm to raise: said now, and on every dead letter by the log line that names it
-      failures[#failures + 1] = { file = script.path, message = script.error }
-      lines[#lines + 1] = script.error
-    else
-      local message = "the script did not load: " .. tostring(script.error)
-      add_route(self, script.event, function() error(message, 0) end, script.path)
-      failures[#failures + 1] = { file = script.path, message = script.error }
-      lines[#lines + 1] = script.error
-    end
-  end
-  if #failures > 0 then
-    return nil, table_concat(lines, "\n"), failures
-  end
-  return registered
 end
 
 ---------------------------------------------------------------------------------------------
@@ -389,9 +281,7 @@ local function failure_changes(self, delivery, succeeded, errors, now)
   return { state = "dead", handlers = succeeded, errors = failures, finished_at = now }
 end
 
--- The last route a delivery of event still needs (0: none). The first four are looked at one
--- by one, not in a loop: a loop of a few turns on every request keeps LuaJIT from compiling
--- the request's path (its trace leaves the loop and returns below the frame it began in).
+-- The last route a delivery of event still needs (0: none).
 local function last_pending(routes, event, succeeded)
   for i = #routes, 1, -1 do
     if is_pending(routes[i], event, succeeded) then
@@ -411,7 +301,11 @@ local function run_route(self, delivery, i, last, ran, errors)
   end
   ctx.handler = route.label
   local started = elapsed_clock()
-  local ok, err = call_handler(route.fn, ev, ctx)
+  local ok, err, returned = call_handler(route.fn, ev, ctx)
+  if ok and (err == false or (err == nil and returned ~= nil)) then
+    -- Lua's own way to fail: nil, message or false[, message]
+    ok, err = false, returned ~= nil and tostring(returned) or "returned " .. tostring(err)
+  end
   self.meter:handler_run(route.label, ok, elapsed_clock() - started)
   if ok then
     ran[#ran + 1] = { handler = route.label, ok = true }
@@ -431,8 +325,9 @@ end
 
 -- Runs the handlers an accepted delivery still needs, in registration order; each success is
 -- written to the journal before the next handler starts (the last one with the outcome), so a
--- handler that succeeded never runs again for this delivery. When one raises, the others still
--- run and the answer is 500: the delivery is due again after its retry delay, or dead.
+-- handler that succeeded never runs again for this delivery. When one fails (it raises, or
+-- returns nil, message or false), the others still run and the answer is 500: the delivery is
+-- due again after its retry delay, or dead.
 function Router:dispatch(delivery)
   local ev, record = delivery.event, delivery.record
   -- The record is this attempt's own (the lease's holder's): it grows as handlers succeed.
@@ -487,6 +382,10 @@ end
 Router.run_due = require("jicoo.webhook.router.scheduler").run_due
 -- A delivery this program built (jicoo-webhook reconcile), past the signature check: reconcile.lua.
 Router.deliver = require("jicoo.webhook.router.reconcile").deliver
+-- Registration (routes.lua): router:on, on_error, on_dead, load.
+local routes = require "jicoo.webhook.router.routes"
+Router.on, Router.on_error, Router.on_dead, Router.load = routes.on, routes.on_error,
+  routes.on_dead, routes.load
 -- What it tells its operators (status.lua): router:metrics() and router:health().
 local status = require "jicoo.webhook.router.status"
 Router.metrics, Router.health = status.metrics, status.health
