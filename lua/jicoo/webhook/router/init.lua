@@ -35,6 +35,7 @@ local context = require "jicoo.webhook.router.context"
 local engine = require "jicoo.webhook.payload"
 local options = require "jicoo.webhook.router.options"
 local scripts = require "jicoo.webhook.router.scripts"
+local copy_delivery = require("jicoo.webhook.router.sandbox").copy_delivery
 
 local _M = {}
 
@@ -301,7 +302,8 @@ local function run_route(self, delivery, i, last, ran, errors)
   end
   ctx.handler = route.label
   local started = elapsed_clock()
-  local ok, err, returned = call_handler(route.fn, ev, ctx)
+  -- each handler but the last gets a copy: what one changes, the next does not see
+  local ok, err, returned = call_handler(route.fn, i < last and copy_delivery(ev) or ev, ctx)
   if ok and (err == false or (err == nil and returned ~= nil)) then
     -- Lua's own way to fail: nil, message or false[, message]
     ok, err = false, returned ~= nil and tostring(returned) or "returned " .. tostring(err)
@@ -333,10 +335,14 @@ function Router:dispatch(delivery)
   -- The record is this attempt's own (the lease's holder's): it grows as handlers succeed.
   local succeeded = record.handlers or {}
   record.handlers = succeeded
-  local last = last_pending(self.routes, ev.event, succeeded)
+  local name = ev.event
+  local last = last_pending(self.routes, name, succeeded)
   local ran, errors = {}, {}
   for i = 1, last do
     run_route(self, delivery, i, last, ran, errors)
+  end
+  if ev.event ~= name then
+    ev.event = name   -- the last handler had the delivery itself: the answer names what came
   end
 
   local now = current_time(self)

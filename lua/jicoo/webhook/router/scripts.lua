@@ -2,7 +2,6 @@
 -- event) and dir/dead_letter.lua (the dead-letter alarm: router:on_dead), each returning a
 -- function or a list of functions, each run in an environment of its own. Files whose name
 -- starts with "_" or "." are left alone (helpers, editor files).
-local setmetatable = setmetatable
 local getmetatable = getmetatable
 local type = type
 local pairs = pairs
@@ -10,19 +9,15 @@ local ipairs = ipairs
 local tostring = tostring
 local rawget = rawget
 local xpcall = xpcall
-local setfenv = rawget(_G, "setfenv")   -- Lua 5.1 and LuaJIT only
-local loadstring = rawget(_G, "loadstring") or load
-local load = load
 local traceback = debug.traceback
-local string_byte = string.byte
 local string_match = string.match
 local string_sub = string.sub
 local table_insert = table.insert
 local table_sort = table.sort
-local global_env = _G
 
 local core = require "jicoo.webhook.core"
 local types = require "jicoo.webhook.payload.types"
+local sandbox = require "jicoo.webhook.router.sandbox"
 
 local _M = {}
 
@@ -44,38 +39,13 @@ function _M.message_handler(err)
   return traceback(tostring(err), 2)
 end
 
--- A script's globals live in its own table; reads fall through to the real globals.
--- SCRIPT_DIR (the folder, ending in "/") lets scripts dofile shared "_helper.lua" files.
-local function new_env(script_dir)
-  local env = setmetatable({}, { __index = global_env })
-  -- `_G.x = 1` in a script stays in the script too.
-  env._G = env
-  env.SCRIPT_DIR = script_dir
-  return env
-end
-
-local function compile(source, chunk_name, env)
-  if string_byte(source, 1) == 27 then
-    return nil, string_sub(chunk_name, 2) .. ": binary chunks are not accepted"
-  end
-  if setfenv then
-    local fn, err = loadstring(source, chunk_name)
-    if not fn then
-      return nil, err
-    end
-    setfenv(fn, env)
-    return fn
-  end
-  return load(source, chunk_name, "t", env)
-end
-
 -- The list of handler functions one script file returns, or nil, err.
 local function run_script(path, script_dir)
   local source, read_err = core.file_read(path)
   if not source then
     return nil, read_err
   end
-  local chunk, compile_err = compile(source, "@" .. path, new_env(script_dir))
+  local chunk, compile_err = sandbox.compile(source, "@" .. path, sandbox.environment(script_dir))
   if not chunk then
     return nil, compile_err
   end
