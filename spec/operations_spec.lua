@@ -172,4 +172,51 @@ describe("operations: the setup `jicoo-webhook nginx` writes, with two workers",
         or line:find("guest_cancelled", 1, true), line)
     end
   end)
+
+  it("loads an edited script within seconds, no reload, and names a broken edit once", function()
+    local function edit(source)
+      support.write(handlers .. "/guest_booked.lua", source)
+      assert(support.run("chmod 644 " .. support.quote(handlers .. "/guest_booked.lua")))
+    end
+    edit("return function(ev, ctx)\n"
+      .. "  local f = assert(io.open(ctx.config.output_dir .. '/versions', 'a'))\n"
+      .. "  f:write('v2 ', ngx.worker.pid(), '\\n'); f:close()\nend\n")
+    -- JICOO_HANDLERS_CHECK is 2 s: both workers take the edit within a few
+    local n = 0
+    assert.is_true(wait_for(function()
+      n = n + 1
+      shared.signed_post(server, booking("reload" .. n))
+      local file = io.open(server.prefix .. "/out/versions")
+      local versions = file and file:read("*a") or ""
+      if file then
+        file:close()
+      end
+      local workers = {}
+      for pid in versions:gmatch("v2 (%d+)") do
+        workers[pid] = true
+      end
+      return next(workers) ~= nil and next(workers, next(workers)) ~= nil
+    end, 15), "the edit was not taken by both workers")
+    edit("return function( end\n")
+    assert.is_true(wait_for(function()
+      local _, body = fetch(server, "/jicoo/health")
+      return body and body:find("guest_booked.lua: ", 1, true) ~= nil
+    end, 10), "health does not name the broken script")
+    local status, body = fetch(server, "/jicoo/health")
+    assert.are.equal("200", status, body)
+    assert.are.equal("500", (shared.signed_post(server, booking("broken_edit"))))
+    support.run("sleep 3")   -- more checks, no new edit: no new log line
+    local named = 0
+    for _, line in ipairs(server:error_lines()) do
+      if line:find("broken script " .. handlers .. "/guest_booked.lua", 1, true) then
+        named = named + 1
+      end
+    end
+    assert.are.equal(2, named)   -- once in each worker
+    edit("return function() end\n")
+    assert.is_true(wait_for(function()
+      local _, health = fetch(server, "/jicoo/health")
+      return health and health:find('"scripts":"ok"', 1, true) ~= nil
+    end, 10))
+  end)
 end)

@@ -39,6 +39,11 @@ _jicoo-webhook() {
                 opts="$opts -h --help --strict --set"
                 break
                 ;;
+            check-handlers)
+                cmd="check-handlers"
+                opts="$opts -h --help"
+                break
+                ;;
             example)
                 cmd="example"
                 opts="$opts -h --help --now"
@@ -114,10 +119,10 @@ _jicoo-webhook() {
 
     case "$cmd" in
         '')
-            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries reconcile completion man annotations" -- "$cur"))
+            COMPREPLY=($(compgen -W "help check sign verify send run check-handlers example nginx deliveries reconcile completion man annotations" -- "$cur"))
             ;;
         'help')
-            COMPREPLY=($(compgen -W "help check sign verify send run example nginx deliveries reconcile completion man annotations" -- "$cur"))
+            COMPREPLY=($(compgen -W "help check sign verify send run check-handlers example nginx deliveries reconcile completion man annotations" -- "$cur"))
             ;;
         'check')
             case "$prev" in

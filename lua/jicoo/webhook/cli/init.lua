@@ -39,6 +39,7 @@ local COMMANDS = {
   verify = function(args) return require("jicoo.webhook.cli.signature").verify(args) end,
   send = run_send,
   run = function(args) return require("jicoo.webhook.cli.run").run(args) end,
+  ["check-handlers"] = function(args) return require("jicoo.webhook.cli.handlers").run(args) end,
   example = run_example,
   deliveries = function(args) return require("jicoo.webhook.cli.deliveries").run(args) end,
   nginx = function(args) return require("jicoo.webhook.cli.nginx").run(args) end,

@@ -108,6 +108,11 @@ function _M.build(argparse)
   run:argument("dir", "Folder with <event>.lua and any.lua handler scripts.")
   run:argument("files", "Payload files, replayed in order."):args("+")
 
+  local check_handlers = parser:command("check-handlers", "Load folders of handler scripts as"
+    .. " the receiver would and report each script: ok, or broken and why.")
+  check_handlers:argument("dirs", "Folders with <event>.lua, any.lua and dead_letter.lua"
+    .. " scripts."):args("+"):argname("DIR")
+
   local example_command = parser:command("example", "Print a realistic delivery of EVENT, valid"
     .. " at the strict level, to try a receiver with.")
   example_command:flag("--now", "Stamp it with the current time (default: a fixed time, so that"

@@ -34,11 +34,14 @@
 --   JICOO_RETRY_DELAYS        seconds between attempts, comma-separated; their count is the
 --                             number of retries (default 60,300,900,3600,10800,21600,43200)
 --   JICOO_ANSWER_FIRST        "1": answer 200 once journaled, run the handlers after
+--   JICOO_HANDLERS_CHECK      seconds between two looks at the handler folders (default 2; 0:
+--                             never): an edited, added or removed script is loaded again
 local openresty = require "jicoo.webhook.nginx.adapter"
 local journal = require "jicoo.webhook.journal"
 local json = require "jicoo.webhook.payload.json"
 local metrics = require "jicoo.webhook.router.metrics"
 local store = require "jicoo.webhook.journal.claims"
+local scripts = require "jicoo.webhook.router.scripts"
 
 local ngx = ngx
 local type = type
@@ -46,11 +49,13 @@ local ipairs = ipairs
 local tostring = tostring
 local tonumber = tonumber
 local error = error
+local rawget = rawget
 local os_getenv = os.getenv
 
 local _M = {}
 
 local defaults = { handlers = {} }   -- configure's, read in the master, inherited by workers
+local scripts_pool = "jicoo_journal"   -- nginx.conf's thread pool, which the journal uses too
 local router          -- this worker's
 local serve_options   -- and how it serves, both made in init_worker
 
@@ -146,6 +151,83 @@ function _M.configure(opts)
   end
 end
 
+-- Loads the handler folders into the router, in place of what it had (router:reload), and says
+-- so: each broken script once, in the log and in health (router.script_failures). The scripts
+-- that loaded run; each broken one fails its deliveries, which wait in the journal until it is
+-- fixed.
+local function load_handlers(folders, verb)
+  local count, err, failures = router:reload(folders)
+  if count then
+    ngx.log(ngx.NOTICE, "jicoo-webhook: ", verb, " ", count, " handler(s) from ",
+      table.concat(folders, ":"))
+    return
+  end
+  for _, failure in ipairs(failures or {}) do
+    local folder_problem = false
+    for _, folder in ipairs(folders) do
+      folder_problem = folder_problem or failure.file == folder
+    end
+    if folder_problem then
+      ngx.log(ngx.ERR, "jicoo-webhook: ", failure.file, ": ", (tostring(failure.message):gsub("%c", " ")))
+    else
+      ngx.log(ngx.ERR, "jicoo-webhook: broken script ", failure.file, ": ",
+        (tostring(failure.message):gsub("%c", " ")),
+        "; its deliveries are journaled as failed until it is fixed")
+    end
+  end
+  if not failures or #failures == 0 then
+    ngx.log(ngx.ERR, "jicoo-webhook: ", err)
+  end
+end
+
+-- A folder's stamp (scripts.stamp), read in nginx's thread pool; on the event loop when
+-- nginx.conf has no pool (a few small files).
+local function stamp_of(folder)
+  local run_worker_thread = rawget(ngx, "run_worker_thread")
+  if run_worker_thread then
+    local ok, stamp = run_worker_thread(scripts_pool, "jicoo.webhook.router.scripts", "stamp",
+      folder)
+    if ok then
+      return stamp
+    end
+  end
+  return scripts.stamp(folder)
+end
+
+-- Every JICOO_HANDLERS_CHECK seconds (2; 0: never), each worker looks whether a script of its
+-- folders was edited, added or removed, and loads them again if so: no `nginx -s reload`.
+local function watch_handlers(folders)
+  local interval = number_setting("JICOO_HANDLERS_CHECK") or 2
+  if interval == 0 then
+    return
+  end
+  local stamps = {}
+  for i, folder in ipairs(folders) do
+    stamps[i] = scripts.stamp(folder)   -- init_worker: the first on the event loop
+  end
+  local checking = false
+  local ok, err = ngx.timer.every(interval, function(premature)
+    if premature or checking then
+      return
+    end
+    checking = true
+    local changed = false
+    for i, folder in ipairs(folders) do
+      local stamp = stamp_of(folder)
+      if stamp ~= stamps[i] then
+        stamps[i], changed = stamp, true
+      end
+    end
+    if changed then
+      load_handlers(folders, "reloaded")
+    end
+    checking = false
+  end)
+  if not ok then
+    ngx.log(ngx.ERR, "jicoo-webhook: cannot watch the handler folders: ", err)
+  end
+end
+
 -- init_worker_by_lua: this worker's router, with every handler folder loaded, and its scheduler.
 function _M.init_worker()
   serve_options = { answer_first = setting("JICOO_ANSWER_FIRST") == "1" }
@@ -157,22 +239,9 @@ function _M.init_worker()
     config = { output_dir = setting("JICOO_OUTPUT_DIR") or (ngx.config.prefix() .. "out") },
     metrics = ngx.shared.jicoo_metrics,
   })
-  for _, folder in ipairs(handler_folders()) do
-    local count, err, failures = router:load(folder)
-    if count then
-      ngx.log(ngx.INFO, "jicoo-webhook: ", folder, ": ", count, " handler(s)")
-    elseif not failures or #failures == 0 or failures[1].file == folder then
-      ngx.log(ngx.ERR, "jicoo-webhook: ", folder, ": ", err)
-    else
-      -- The scripts that loaded run; each broken one fails its deliveries, which wait in the
-      -- journal until it is fixed and nginx reloaded.
-      for _, failure in ipairs(failures) do
-        ngx.log(ngx.ERR, "jicoo-webhook: broken script ", failure.file, ": ",
-          (tostring(failure.message):gsub("%c", " ")),
-          "; its deliveries are journaled as failed until it is fixed")
-      end
-    end
-  end
+  local folders = handler_folders()
+  load_handlers(folders, "loaded")
+  watch_handlers(folders)
   openresty.schedule(router)
 end
 

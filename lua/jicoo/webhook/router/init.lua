@@ -294,8 +294,8 @@ end
 
 -- Runs route i's handler if the delivery still needs it, noting the outcome in ran and errors;
 -- a success before the last route is written to the journal before the next one runs.
-local function run_route(self, delivery, i, last, ran, errors)
-  local route = self.routes[i]
+local function run_route(self, routes, delivery, i, last, ran, errors)
+  local route = routes[i]
   local ev, ctx, succeeded = delivery.event, delivery.ctx, delivery.record.handlers
   if not is_pending(route, ev.event, succeeded) then
     return
@@ -336,10 +336,12 @@ function Router:dispatch(delivery)
   local succeeded = record.handlers or {}
   record.handlers = succeeded
   local name = ev.event
-  local last = last_pending(self.routes, name, succeeded)
+  -- the handlers as they are now: a reload meanwhile swaps in a new list, not this one
+  local routes = self.routes
+  local last = last_pending(routes, name, succeeded)
   local ran, errors = {}, {}
   for i = 1, last do
-    run_route(self, delivery, i, last, ran, errors)
+    run_route(self, routes, delivery, i, last, ran, errors)
   end
   if ev.event ~= name then
     ev.event = name   -- the last handler had the delivery itself: the answer names what came
@@ -390,8 +392,8 @@ Router.run_due = require("jicoo.webhook.router.scheduler").run_due
 Router.deliver = require("jicoo.webhook.router.reconcile").deliver
 -- Registration (routes.lua): router:on, on_error, on_dead, load.
 local routes = require "jicoo.webhook.router.routes"
-Router.on, Router.on_error, Router.on_dead, Router.load = routes.on, routes.on_error,
-  routes.on_dead, routes.load
+Router.on, Router.on_error, Router.on_dead, Router.load, Router.reload = routes.on,
+  routes.on_error, routes.on_dead, routes.load, routes.reload
 -- What it tells its operators (status.lua): router:metrics() and router:health().
 local status = require "jicoo.webhook.router.status"
 Router.metrics, Router.health = status.metrics, status.health

@@ -91,7 +91,7 @@ function _M.load(self, dir)
   for _, script in ipairs(loaded) do
     if script.alarm and script.handlers then
       for i, fn in ipairs(script.handlers) do
-        self:on_dead(fn, #script.handlers > 1 and script.path .. "#" .. i or script.path)
+        _M.on_dead(self, fn, #script.handlers > 1 and script.path .. "#" .. i or script.path)
       end
     elseif script.handlers then
       if script.unknown then
@@ -116,6 +116,33 @@ function _M.load(self, dir)
   end
   if #failures > 0 then
     return nil, table_concat(lines, "\n"), failures
+  end
+  return registered
+end
+
+-- router:reload(dirs): the handlers of these folders in place of the ones registered before
+-- (router:on's as well), loaded apart and swapped in whole, so that a delivery being handled
+-- finishes with the handlers it began with. Returns what load returns, over every folder:
+-- the handlers registered, or nil, message, failures (also router.script_failures, which
+-- router:health names).
+function _M.reload(self, dirs)
+  local fresh = { routes = {}, label_counts = {}, dead_handlers = {}, log = self.log }
+  local registered, messages, failures = 0, {}, {}
+  for _, dir in ipairs(dirs) do
+    local count, err, problems = _M.load(fresh, dir)
+    registered = registered + (count or 0)
+    if not count then
+      messages[#messages + 1] = err
+      for _, problem in ipairs(problems or {}) do
+        failures[#failures + 1] = problem
+      end
+    end
+  end
+  self.routes, self.label_counts, self.dead_handlers = fresh.routes, fresh.label_counts,
+    fresh.dead_handlers
+  self.script_failures = failures   -- health names them
+  if #messages > 0 then
+    return nil, table_concat(messages, "\n"), failures
   end
   return registered
 end

@@ -14,6 +14,7 @@ local string_match = string.match
 local string_sub = string.sub
 local table_insert = table.insert
 local table_sort = table.sort
+local table_concat = table.concat
 
 local core = require "jicoo.webhook.core"
 local types = require "jicoo.webhook.payload.types"
@@ -109,6 +110,31 @@ function _M.load(dir)
     script.handlers, script.error = run_script(script.path, prefix)
   end
   return scripts
+end
+
+-- What the folder's Lua files are now (names and contents, helpers included), as one string:
+-- two stamps differ when a script was edited, added or removed. Reads files, so inside nginx it
+-- runs in the thread pool (ngx.run_worker_thread(pool, "jicoo.webhook.router.scripts",
+-- "stamp", dir)). nil, err when the folder cannot be listed.
+function _M.stamp(dir)
+  local listing, err = core.file_list(dir)
+  if not listing then
+    return nil, err
+  end
+  local names = {}
+  for name in pairs(listing) do
+    if string_match(name, "%.lua$") then
+      names[#names + 1] = name
+    end
+  end
+  table_sort(names)
+  local prefix = string_sub(dir, -1) == "/" and dir or dir .. "/"
+  local parts = {}
+  for i, name in ipairs(names) do
+    local source, read_err = core.file_read(prefix .. name)
+    parts[i] = name .. "\0" .. (source or "unreadable: " .. tostring(read_err))
+  end
+  return table_concat(parts, "\0\0")
 end
 
 return _M

@@ -5,6 +5,8 @@ local type = type
 local tostring = tostring
 local tonumber = tonumber
 local string_format = string.format
+local string_match = string.match
+local ipairs = ipairs
 local math_max = math.max
 
 local json = require "jicoo.webhook.payload.json"
@@ -78,14 +80,25 @@ function _M.health(self, opts)
   if scheduler_state ~= "ok" then
     problems[#problems + 1] = "scheduler " .. scheduler_state
   end
+  -- Broken handler scripts are named, but keep health at 200: the receiver still takes every
+  -- delivery (each broken script's are journaled as failed until it is fixed), and the same
+  -- broken edit on every node would otherwise take them all out of the load balancer at once.
+  local broken
+  for _, failure in ipairs(self.script_failures or {}) do
+    broken = broken or {}
+    broken[#broken + 1] = tostring(failure.file) .. ": "
+      .. string_match(tostring(failure.message), "^[^\n]*")
+  end
   local healthy = #problems == 0
   local body = json.encode({
     ok = healthy,
     journal = journal_state,
     scheduler = scheduler_state,
+    scripts = broken or "ok",
     last_pass_age = age and tonumber(string_format("%.3f", age)) or nil,
   })
-  return { status = healthy and 200 or 503, body = body, ok = healthy, problems = problems }
+  return { status = healthy and 200 or 503, body = body, ok = healthy, problems = problems,
+    broken_scripts = broken }
 end
 
 return _M
