@@ -1,6 +1,8 @@
--- store.redis between two real nginx instances sharing one redis-server (no persistence), on
+-- The Redis journal between two real nginx instances sharing one redis-server (no persistence), on
 -- 127.0.0.1: a storm of concurrent duplicates runs the handler once; with Redis stopped the
--- answer is 500 (never a skipped delivery), and the retries after it returns are handled once.
+-- answer is 500 (never a skipped delivery), and the retries after it returns are handled once; a
+-- node killed mid-handler leaves nothing the other cannot finish; a booking's changes run in
+-- order whichever node each reaches.
 -- Runs as the ctest integration-redis (JICOO_INTEGRATION=1); the per-runtime Busted passes
 -- skip it.
 if os.getenv("JICOO_INTEGRATION") ~= "1" then
@@ -224,5 +226,42 @@ describe("redis journal: a node killed mid-handler", function()
     assert.are.equal(2, lines("attempts.log")[key])
     assert.are.equal("done", state.redis:cli("HGET " .. support.quote("jicoo-webhook:d:" .. key) .. " state"))
     assert.truthy(survivor:log():find("attempt 2 of " .. key .. ": handled", 1, true))
+  end)
+end)
+
+describe("redis journal: a booking's changes in order across two nodes", function()
+  local state = with_nodes({ JICOO_HANDLERS = servers.spec_dir .. "/durability_handlers",
+    JICOO_RETRY_DELAYS = "1,1,1" }, { workers = 1 })
+
+  local function lines(name)
+    return (servers.counts(state.output .. "/" .. name))
+  end
+
+  it("runs a cancellation sent to one node only after the other node's booking succeeded", function()
+    support.write(state.output .. "/fail_times", "2")
+    local booked, booked_key = delivery(state.dir, "order1")
+    local cancelled = state.dir .. "/order1-cancelled.json"
+    support.write(cancelled, (support.read(booked):gsub('"event":"guest_booked"',
+      '"event":"guest_cancelled"'):gsub('"createdAt":"2024%-03%-01T10:00:05%+09:00"',
+      '"createdAt":"2024-03-01T10:00:35+09:00"', 1)))
+    local cancelled_key = "guest_cancelled/order1/2024-03-01T10:00:35+09:00"
+    local status = servers.post(state.nginx[1]:url(), booked, signature(booked))
+    assert.are.equal("500", status)                                   -- its first attempt failed
+    local body
+    status, body = servers.post(state.nginx[2]:url(), cancelled, signature(cancelled))
+    assert.are.equal("200", status, body)
+    assert.are.equal("waiting", cjson.decode(body).result, body)
+    -- never the cancellation's handler before the booking's success: any.log is read first
+    local ok = servers.wait_for(function()
+      local ran_cancel = lines("any.log")[cancelled_key]
+      local booked_done = lines("booked.log")[booked_key]
+      assert(not ran_cancel or booked_done, "the cancellation ran before the booking succeeded")
+      return ran_cancel == 1
+    end, 15)
+    assert.is_true(ok, state.nginx[1]:log() .. state.nginx[2]:log())
+    assert.are.equal(3, lines("attempts.log")[booked_key])
+    assert.are.equal(1, lines("any.log")[cancelled_key])
+    assert.are.equal("done", state.redis:cli("HGET " .. support.quote("jicoo-webhook:d:"
+      .. cancelled_key) .. " state"))
   end)
 end)

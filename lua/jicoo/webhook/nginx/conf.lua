@@ -68,6 +68,8 @@ env JICOO_REDIS;
 env JICOO_REDIS_PASSWORD;
 env JICOO_LEASE;
 env JICOO_RETRY_DELAYS;
+env JICOO_ORDERED;
+env JICOO_HANDLERS_CHECK;
 # The example automations' settings (each script names what it reads).
 env JICOO_API_KEY;
 env JICOO_API_URL;

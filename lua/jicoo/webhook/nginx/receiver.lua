@@ -34,6 +34,7 @@
 --   JICOO_RETRY_DELAYS        seconds between attempts, comma-separated; their count is the
 --                             number of retries (default 60,300,900,3600,10800,21600,43200)
 --   JICOO_ANSWER_FIRST        "1": answer 200 once journaled, run the handlers after
+--   JICOO_ORDERED             "0": a booking's deliveries run as they come, not in order
 --   JICOO_HANDLERS_CHECK      seconds between two looks at the handler folders (default 2; 0:
 --                             never): an edited, added or removed script is loaded again
 local openresty = require "jicoo.webhook.nginx.adapter"
@@ -238,6 +239,7 @@ function _M.init_worker()
     retry_delays = retry_delays(),
     config = { output_dir = setting("JICOO_OUTPUT_DIR") or (ngx.config.prefix() .. "out") },
     metrics = ngx.shared.jicoo_metrics,
+    ordered = setting("JICOO_ORDERED") ~= "0",
   })
   local folders = handler_folders()
   load_handlers(folders, "loaded")

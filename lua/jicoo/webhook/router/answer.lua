@@ -49,6 +49,12 @@ function _M.duplicate(ev, state)
   return res
 end
 
+-- 200: journaled, waiting for an earlier delivery of its booking (router/ordering.lua); it
+-- runs right after that one.
+function _M.waiting(ev)
+  return result(200, { ok = true, result = "waiting", event = ev.event }, ev)
+end
+
 -- 200 in answer-first mode: journaled, the handlers run after.
 function _M.accepted(ev)
   return result(200, { ok = true, result = "accepted", event = ev.event }, ev)

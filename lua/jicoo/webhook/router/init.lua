@@ -36,6 +36,8 @@ local engine = require "jicoo.webhook.payload"
 local options = require "jicoo.webhook.router.options"
 local scripts = require "jicoo.webhook.router.scripts"
 local copy_delivery = require("jicoo.webhook.router.sandbox").copy_delivery
+local ordering = require "jicoo.webhook.router.ordering"
+local scheduler = require "jicoo.webhook.router.scheduler"
 
 local _M = {}
 
@@ -87,6 +89,7 @@ function _M.new(opts)
     log = o.log,
     config = o.config,
     meter = o.metrics,    -- router/metrics.lua's counters
+    ordered = o.ordered,  -- a booking's deliveries in order (ordering.lua)
     routes = {},          -- { event = name or "*", fn = handler, label = text }, in order
     error_handlers = {},
     dead_handlers = {},   -- { fn, label }: the dead-letter alarms (alarm.lua)
@@ -330,8 +333,45 @@ end
 -- handler that succeeded never runs again for this delivery. When one fails (it raises, or
 -- returns nil, message or false), the others still run and the answer is 500: the delivery is
 -- due again after its retry delay, or dead.
+-- Runs the first waiting delivery of the booking that came after this one (it runs the next
+-- when it ends): ordering.lua.
+local function run_followers(self, delivery, state, now)
+  local keys = ordering.followers(self, delivery)
+  if #keys > 0 and state == "dead" then
+    self.log("warn", "dead letter " .. delivery.key .. " no longer holds back the " .. #keys
+      .. " later delivery(ies) of its booking")
+  end
+  for _, key in ipairs(keys) do
+    local outcome, record = acquire(self, key, now, nil, true)
+    if outcome == "taken" then
+      local follower = scheduler.journaled_delivery(self, key, record, now)
+      if follower then
+        self.log("info", "delivery " .. key .. " runs now, after " .. delivery.key)
+        self:dispatch(follower)
+      end
+      return
+    elseif outcome == "busy" then
+      return   -- another worker or node has it, and goes on from there
+    end
+  end
+end
+
+-- The handlers' outcome; and, with the booking's order kept, a delivery that ended done or dead
+-- lets the next of its booking run.
 function Router:dispatch(delivery)
   local ev, record = delivery.event, delivery.record
+  if self.ordered then
+    local earlier = ordering.earlier_open(self, delivery)
+    if earlier then
+      local now = current_time(self)
+      record_outcome(self, delivery, ordering.waiting_changes(delivery, earlier, now), now)
+      self.log("info", "delivery " .. delivery.key .. " waits for " .. earlier.key
+        .. ", an earlier one of its booking")
+      local res = answer.waiting(ev)
+      res.key, res.handlers, res.waiting = delivery.key, {}, true
+      return res
+    end
+  end
   -- The record is this attempt's own (the lease's holder's): it grows as handlers succeed.
   local succeeded = record.handlers or {}
   record.handlers = succeeded
@@ -348,21 +388,26 @@ function Router:dispatch(delivery)
   end
 
   local now = current_time(self)
-  local res
+  local res, state
   if #errors > 0 then
     local changes = failure_changes(self, delivery, succeeded, errors, now)
+    state = changes.state
     record_outcome(self, delivery, changes, now)
-    if changes.state == "dead" and #self.dead_handlers > 0 then
+    if state == "dead" and #self.dead_handlers > 0 then
       alarm.raise(self, alarm.summary(delivery.key, record, errors, now), delivery.ctx)
     end
     res = answer.handler_failed(ev, errors)
   else
+    state = "done"
     record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},
       finished_at = now }, now)
     res = answer.handled(ev, #ran)
   end
   res.key = delivery.key
   res.handlers = ran
+  if self.ordered and state ~= "failed" then
+    run_followers(self, delivery, state, now)
+  end
   return res
 end
 
@@ -382,12 +427,13 @@ function Router:handle(body, headers)
     return res
   end
   res = self:dispatch(delivery)
-  self.meter:delivery(delivery.event.event, res.status == 200 and "handled" or "handler_failed")
+  self.meter:delivery(delivery.event.event, res.waiting and "waiting"
+    or res.status == 200 and "handled" or "handler_failed")
   return res
 end
 
 -- The scheduler's pass (scheduler.lua), and the helpers it shares with the receive path.
-Router.run_due = require("jicoo.webhook.router.scheduler").run_due
+Router.run_due = scheduler.run_due
 -- A delivery this program built (jicoo-webhook reconcile), past the signature check: reconcile.lua.
 Router.deliver = require("jicoo.webhook.router.reconcile").deliver
 -- Registration (routes.lua): router:on, on_error, on_dead, load.

@@ -8,7 +8,7 @@
 -- one, each under its own le, and added up when written out). What is counted, and where:
 --
 --   jicoo_webhook_deliveries_total{event, result}     every delivery answered after its
---       signature and payload were checked: handled, accepted (answered first), duplicate,
+--       signature and payload were checked: handled, accepted (answered first), duplicate, waiting,
 --       handler_failed, journal_failed, busy (503: the journal is full, or a copy is running)
 --   jicoo_webhook_rejected_total{reason}              every request answered before that:
 --       bad_signature, invalid_payload, too_large, method_not_allowed, server_error

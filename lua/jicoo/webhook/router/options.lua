@@ -54,6 +54,7 @@ local OWN = {
   { "log", "callable", what = "a function(level, message)" },
   { "config", "table", default = {} },
   { "http", "callable", what = "a function(request) -> response | nil, err" },
+  { "ordered", "boolean", default = true },
   { "metrics", "any", check = metrics.is_dict,
     what = "a dict with incr, set, get and get_keys (an ngx.shared dict)" },
 }
@@ -137,6 +138,7 @@ function _M.settings(opts)
     config = o.config,
     http = o.http,
     metrics = metrics.new(o.metrics, log),
+    ordered = o.ordered,
   }
 end
 

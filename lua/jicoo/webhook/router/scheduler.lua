@@ -79,7 +79,8 @@ local function run_pass(self)
       local delivery = journaled_delivery(self, key, record, now)
       if delivery then
         local res = self:dispatch(delivery)
-        self.meter:retry(delivery.event.event, res.status == 200 and "handled" or "handler_failed")
+        self.meter:retry(delivery.event.event, res.waiting and "waiting"
+          or res.status == 200 and "handled" or "handler_failed")
         self.log(res.status == 200 and "info" or "warn", "attempt " .. record.attempts .. " of "
           .. key .. ": " .. (res.status == 200 and "handled" or "failed"))
         results[#results + 1] = res
@@ -90,6 +91,8 @@ local function run_pass(self)
   end
   return #results, results
 end
+
+_M.journaled_delivery = journaled_delivery
 
 -- The pass, timed for the metrics (router/metrics.lua: its duration, and when it ended).
 function _M.run_due(self)
