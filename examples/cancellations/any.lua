@@ -8,10 +8,15 @@ return function(ev, ctx)
   if booking.status ~= "open" then
     return
   end
+  if ctx.out_of_order then
+    -- The router runs a booking's changes in order; this one came after a later one ran.
+    ctx.log("not changing %s: a later change of it came first", booking.uid)
+    return
+  end
   local slots = slots_file.load(ctx)
   local slot = slots[booking.uid]
   if slot and slot.state == "freed" then
-    -- Deliveries may arrive out of order: the cancellation came first.
+    -- With the order off (or a journal that forgot the cancellation): it came first.
     ctx.log("not holding %s: already cancelled", booking.uid)
     return
   end
