@@ -1,7 +1,8 @@
 -- jicoo-webhook run, as a subprocess with the interpreter running this spec: deliveries in files
 -- replayed through a folder's handler scripts and what each handler did, --set and --strict, a
--- failing handler, a broken script or an invalid payload (exit 1), and a folder that loads
--- nothing.
+-- failing handler, a broken script or an invalid payload (exit 1), a folder that loads
+-- nothing; the scripts' `ngx` stand-in (the nginx example replayed, timers run before exit, a
+-- name it does not offer) and the process without one.
 local support = require "support"
 local runner = require "cli_runner"
 
@@ -103,6 +104,115 @@ describe("jicoo-webhook run", function()
     local code, out = jicoo("run --strict " .. q(dir) .. " " .. q(booked))
     assert.are.equal(1, code)
     assert.truthy(out:find('"code":"missing"', 1, true), out)
+  end)
+end)
+
+describe("jicoo-webhook run: the scripts' ngx", function()
+  local dir
+
+  before_each(function()
+    dir = runner.temp_dir()
+  end)
+
+  after_each(function()
+    runner.remove_dir(dir)
+  end)
+
+  local function script(name, source)
+    support.write(dir .. "/" .. name, source)
+  end
+
+  local function lines_of(out)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do
+      lines[#lines + 1] = line
+    end
+    return lines
+  end
+
+  local booked = fixture_path("lenient", "portal_guest_booked.json")
+  local cancelled = fixture_path("valid", "guest_cancelled.json")
+
+  it("replays the nginx example's handler, its shared-dict counts in the log", function()
+    local root = runner.root
+    local files = {}
+    for _, name in ipairs({ "1-guest_booked", "2-guest_booked", "3-guest_rescheduled", "4-host_cancelled" }) do
+      files[#files + 1] = q(root .. "/examples/openresty/deliveries/" .. name .. ".json")
+    end
+    local code, out, err = jicoo("run " .. q(root .. "/examples/openresty/handlers") .. " " .. table.concat(files, " "))
+    assert.are.equal(0, code, out .. err)
+    local counts = {}
+    for event, count in out:gmatch("any%.lua: ([%w_]+) #(%d+)") do
+      counts[#counts + 1] = event .. " " .. count
+    end
+    assert.are.same({ "guest_booked 1", "guest_booked 2", "guest_rescheduled 1", "host_cancelled 1" }, counts)
+    assert.falsy(out:find("FAILED", 1, true), out)
+  end)
+
+  it("ngx.log, shared dicts kept across deliveries, ngx.ctx per delivery, timers run before exit in order", function()
+    script("any.lua", [[
+      return function(ev)
+        assert(ngx.ctx.seen == nil, "ngx.ctx is fresh")
+        ngx.ctx.seen = true
+        local n = ngx.shared.stats:incr("all", 1, 0)
+        ngx.log(ngx.WARN, "delivery ", n, " ", ev.event)
+        ngx.timer.at(60 - n, function(premature, count)
+          ngx.log(ngx.INFO, "timer of delivery ", count, " premature=", tostring(premature),
+            " total=", ngx.shared.stats:get("all"))
+        end, n)
+      end]])
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(booked) .. " " .. q(cancelled))
+    assert.are.equal(0, code, out)
+    local any = dir .. "/any.lua"
+    local lines = lines_of(out)
+    local expected = {
+      "== " .. booked,
+      "  [warn] " .. any .. ":5: delivery 1 guest_booked",
+      "  ran " .. any,
+      '  -> 200 {"event":"guest_booked","handlers":1,"ok":true,"result":"handled"}',
+      "== " .. cancelled,
+      "  [warn] " .. any .. ":5: delivery 2 guest_cancelled",
+      "  ran " .. any,
+      '  -> 200 {"event":"guest_cancelled","handlers":1,"ok":true,"result":"handled"}',
+      "== timers",
+      "  [info] " .. any .. ":7: timer of delivery 2 premature=false total=2",
+      "  ran timer " .. any .. ":6 (+58s)",
+      "  [info] " .. any .. ":7: timer of delivery 1 premature=false total=2",
+      "  ran timer " .. any .. ":6 (+59s)",
+    }
+    assert.are.same(expected, lines)
+  end)
+
+  it("a failing timer: exit 1, FAILED timer shown", function()
+    script("any.lua", "return function() ngx.timer.at(0, function() error('late failure') end) end\n")
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("  FAILED timer " .. dir .. "/any.lua:1 (+0s): " .. dir .. "/any.lua:1: late failure",
+      1, true), out)
+  end)
+
+  it("a name the stand-in does not offer fails the handler, saying what it offers", function()
+    script("any.lua", "return function() return ngx.req.get_headers() end\n")
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("FAILED " .. dir .. "/any.lua: " .. dir .. "/any.lua:1: ngx.req is not available in"
+      .. " jicoo-webhook run (it offers ngx.config, ngx.ctx, ", 1, true), out)
+  end)
+
+  it("the scripts see ngx, the process does not: the library keeps to plain Lua", function()
+    -- Were the stand-in the process's global, the library's clock would be the stand-in's,
+    -- an hour ahead after ngx.sleep(3600).
+    script("any.lua", [[
+      local runtime = require "jicoo.net.runtime"
+      return function()
+        assert(type(ngx) == "table" and rawget(_G, "ngx") == ngx)
+        ngx.sleep(3600)
+        print("cosockets=" .. tostring(runtime.has_cosockets()))
+        print("library clock behind by an hour=" .. tostring(ngx.now() - runtime.now() > 3500))
+      end]])
+    local code, out = jicoo("run " .. q(dir) .. " " .. q(booked))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("cosockets=false\nlibrary clock behind by an hour=true\n", 1, true), out)
   end)
 end)
 

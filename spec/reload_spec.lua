@@ -100,13 +100,17 @@ describe("jicoo-webhook check-handlers", function()
     assert(support.run("mkdir -p " .. support.quote(folder)))
     support.write(folder .. "/guest_booked.lua", "return function( end")
     support.write(folder .. "/guest_booking.lua", "return function() end")
+    -- a script that reads nginx's ngx as it loads: the stand-in jicoo-webhook run gives
+    support.write(folder .. "/any.lua", "local stats = ngx.shared.jicoo_stats\n"
+      .. "return function(ev) stats:incr(ev.event, 1, 0) end")
     code, out = runner.run("check-handlers " .. support.quote(folder) .. " "
       .. support.quote(dir .. "/empty"))
     assert.are.equal(1, code, out)
+    assert.truthy(out:find("ok     " .. folder .. "/any.lua: 1 handler for every event\n", 1, true), out)
     assert.truthy(out:find("broken " .. folder .. "/guest_booked.lua: ", 1, true), out)
     assert.truthy(out:find("ok     " .. folder .. "/guest_booking.lua: 1 handler for"
       .. " guest_booking (not an event Jicoo is known to send", 1, true), out)
     assert.truthy(out:find("broken " .. dir .. "/empty: ", 1, true), out)
-    assert.truthy(out:find("\n3 checked: 1 ok, 2 broken\n$"), out)
+    assert.truthy(out:find("\n4 checked: 2 ok, 2 broken\n$"), out)
   end)
 end)

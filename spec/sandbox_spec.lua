@@ -128,4 +128,59 @@ describe("handler scripts in a world of their own", function()
     assert.are.equal(200, res.status, res.body)
     assert.truthy(res.body:find('"event":"guest_booked"', 1, true), res.body)
   end)
+
+  -- router:load's env option: how jicoo-webhook run gives scripts its `ngx` stand-in.
+  local function folder_with(scripts)
+    local folder = dir .. "/handlers"
+    support.run("rm -rf " .. support.quote(folder) .. " && mkdir -p " .. support.quote(folder))
+    for name, source in pairs(scripts) do
+      support.write(folder .. "/" .. name, source)
+    end
+    return folder
+  end
+
+  it("adds env's globals to every script's world, as they are, and not to the process", function()
+    local folder = folder_with({
+      ["any.lua"] = "stand_in.loaded = (stand_in.loaded or 0) + 1\nreturn function() stand_in.any = true end\n",
+      ["guest_booked.lua"] = [[
+        local at_load = rawget(_G, "stand_in")
+        return function()
+          assert(stand_in == at_load and stand_in.any, "the same table, the any.lua handler ran first")
+          stand_in.booked = true
+        end]],
+    })
+    local extra = {}
+    local router, lines = shared.new_router({})
+    assert.are.equal(2, router:load(folder, { env = { stand_in = extra } }))
+    assert.is_nil(rawget(_G, "stand_in"))
+    local res = router:handle(BODY, signed(BODY))
+    assert.are.equal(200, res.status, table.concat(lines, "\n"))
+    assert.are.same({ loaded = 1, any = true, booked = true }, extra)
+    assert.is_nil(rawget(_G, "stand_in"))
+    -- reload takes it too; a load without it gives scripts nothing more
+    assert.are.equal(2, router:reload({ folder }, { env = { stand_in = extra } }))
+    assert.are.equal(2, extra.loaded)
+    local count, err = router:reload({ folder })
+    assert.is_nil(count)
+    assert.truthy(err:find("stand_in", 1, true), err)
+  end)
+
+  local REFUSED = {
+    { { env = { require = function() end } }, "router:load: option 'env' must be a table of global names" },
+    { { env = { string = {} } }, "router:load: option 'env' must be a table of global names" },
+    { { env = { collectgarbage = collectgarbage } }, "router:load: option 'env' must be a table of global names" },
+    { { env = { [1] = true } }, "router:load: option 'env' must be a table of global names" },
+    { { env = "ngx" }, "router:load: option 'env' must be a table of global names" },
+    { { globals = {} }, "router:load: unknown option 'globals' (it takes env)" },
+    { "env", "router:load: opts must be a table, got string" },
+  }
+  for _, case in ipairs(REFUSED) do
+    it("refuses load options that would change a script's world: " .. case[2], function()
+      local folder = folder_with({ ["any.lua"] = "return function() end\n" })
+      local router = shared.new_router({})
+      local ok, err = pcall(router.load, router, folder, case[1])
+      assert.is_false(ok)
+      assert.truthy(err:find(case[2], 1, true), err)
+    end)
+  end
 end)

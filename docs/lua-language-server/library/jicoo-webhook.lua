@@ -102,10 +102,11 @@ function Router:on_error(fn) end
 
 ---Loads dir/<event>.lua and dir/any.lua.
 ---@param dir string
+---@param opts? { env: table<string, any>? } env: globals added to every script's world
 ---@return integer? registered
 ---@return string? msg
 ---@return table[]? failures { file, message }
-function Router:load(dir) end
+function Router:load(dir, opts) end
 
 ---@param body string
 ---@param headers? table<string, string|string[]>

@@ -8,6 +8,7 @@ local string_gsub = string.gsub
 
 local cli_io = require "jicoo.webhook.cli.io"
 local scripts = require "jicoo.webhook.router.scripts"
+local ngx_standin = require "jicoo.webhook.cli.ngx"
 
 local out = cli_io.out
 local field = cli_io.printable
@@ -29,8 +30,12 @@ end
 
 function _M.run(args)
   local ok_count, broken = 0, 0
+  -- a script that reads `ngx` as it loads (ngx.shared.NAME) gets the stand-in run gives
+  local stand = ngx_standin.new({ log = function(level, message)
+    out("  [", level, "] ", message)
+  end })
   for _, dir in ipairs(args.dirs) do
-    local loaded, err = scripts.load(dir)
+    local loaded, err = scripts.load(dir, { ngx = stand.ngx })
     if not loaded then
       out("broken ", field(dir), ": ", field(err))
       broken = broken + 1

@@ -101,7 +101,8 @@ function _M.build(argparse)
   send:argument("files", "Payload files, sent in order."):args("+")
 
   local run = parser:command("run", "Replay payload files through the handler scripts in DIR"
-    .. " (signature check off); print what each handler did.")
+    .. " (signature check off); print what each handler did. The scripts get a stand-in ngx"
+    .. " (ngx.log, ngx.shared dicts in memory, timers run before exit, ...).")
   run:flag("--strict", "Parse at the strict level.")
   run:option("--set", "Set ctx.config.NAME = VALUE for the handlers (repeatable)."):args(1)
     :count("*"):argname("NAME=VALUE")

@@ -9,6 +9,8 @@ local debug_getinfo = debug.getinfo
 local table_concat = table.concat
 
 local scripts = require "jicoo.webhook.router.scripts"
+local sandbox = require "jicoo.webhook.router.sandbox"
+local options = require "jicoo.webhook.options"
 
 local _M = {}
 
@@ -69,17 +71,25 @@ function _M.on_dead(self, fn, label)
   return self
 end
 
+-- load's and reload's options: env, globals added to every script's world (sandbox.lua).
+local LOAD_OPTIONS = options.schema("router:load", {
+  { "env", "table", check = sandbox.check_extra,
+    what = "a table of global names (not one a script's world makes itself: _G, require, ...)" },
+})
+
 -- Registers the handler scripts of dir (scripts.lua). Returns the number of handlers
 -- registered, or nil, message, failures when the folder cannot be read or holds no script, or
 -- when some script failed: the scripts that did load
 -- stay registered (one bad script never stops the others), and each broken one is replaced by
 -- a handler that fails with its error, so that the deliveries it would have handled are
--- journaled as failed, retried, and run it once it is fixed.
-function _M.load(self, dir)
+-- journaled as failed, retried, and run it once it is fixed. options.env: globals added to
+-- every script's world (jicoo-webhook run gives its `ngx` stand-in this way).
+function _M.load(self, dir, opts)
   if type(dir) ~= "string" or dir == "" then
     error("router:load: dir must be a non-empty string", 2)
   end
-  local loaded, list_err = scripts.load(dir)
+  local extra = LOAD_OPTIONS:check(opts, 2).env
+  local loaded, list_err = scripts.load(dir, extra)
   if loaded and #loaded == 0 then
     list_err, loaded = dir .. ": no handler scripts (<event>.lua or any.lua) in this folder", nil
   end
@@ -120,16 +130,17 @@ function _M.load(self, dir)
   return registered
 end
 
--- router:reload(dirs): the handlers of these folders in place of the ones registered before
+-- router:reload(dirs, options): the handlers of these folders in place of the ones registered before
 -- (router:on's as well), loaded apart and swapped in whole, so that a delivery being handled
 -- finishes with the handlers it began with. Returns what load returns, over every folder:
 -- the handlers registered, or nil, message, failures (also router.script_failures, which
 -- router:health names).
-function _M.reload(self, dirs)
+function _M.reload(self, dirs, opts)
+  LOAD_OPTIONS:check(opts, 2, nil, "router:reload")
   local fresh = { routes = {}, label_counts = {}, dead_handlers = {}, log = self.log }
   local registered, messages, failures = 0, {}, {}
   for _, dir in ipairs(dirs) do
-    local count, err, problems = _M.load(fresh, dir)
+    local count, err, problems = _M.load(fresh, dir, opts)
     registered = registered + (count or 0)
     if not count then
       messages[#messages + 1] = err

@@ -172,14 +172,44 @@ local function compile(source, chunk_name, env)
 end
 _M.compile = compile
 
+-- The names a script's world makes itself, which extra globals may not replace.
+local OWN = { _G = true, SCRIPT_DIR = true, require = true, package = true, load = true,
+  loadstring = true, loadfile = true, dofile = true, getmetatable = true, setmetatable = true }
+for _, name in ipairs(LIBRARIES) do
+  OWN[name] = true
+end
+for name in pairs(WITHHELD) do
+  OWN[name] = true
+end
+
+-- Whether extra (a table of globals to add to every script's world, such as the `ngx` stand-in
+-- of jicoo-webhook run) may be given: true, or nil and why.
+function _M.check_extra(extra)
+  if type(extra) ~= "table" then
+    return nil, "env must be a table of globals, got " .. type(extra)
+  end
+  for name in pairs(extra) do
+    if type(name) ~= "string" then
+      return nil, "env's keys must be global names, got a " .. type(name)
+    elseif OWN[name] then
+      return nil, "env cannot give '" .. name .. "': a script's world makes its own"
+    end
+  end
+  return true
+end
+
 -- The globals of a script in script_dir (SCRIPT_DIR, ending in "/"): a table of its own whose
--- metatable cannot be read or replaced, holding copies of the real globals as they are now.
-function _M.environment(script_dir)
+-- metatable cannot be read or replaced, holding copies of the real globals as they are now,
+-- and extra's globals (checked by check_extra: given as they are, shared by every script).
+function _M.environment(script_dir, extra)
   local env = {}
   for name, value in pairs(global_env) do
     if not WITHHELD[name] then
       env[name] = value
     end
+  end
+  for name, value in pairs(extra or {}) do
+    env[name] = value
   end
   for _, name in ipairs(LIBRARIES) do
     local library = rawget(global_env, name)

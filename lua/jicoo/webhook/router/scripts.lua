@@ -41,12 +41,12 @@ function _M.message_handler(err)
 end
 
 -- The list of handler functions one script file returns, or nil, err.
-local function run_script(path, script_dir)
+local function run_script(path, script_dir, extra)
   local source, read_err = core.file_read(path)
   if not source then
     return nil, read_err
   end
-  local chunk, compile_err = sandbox.compile(source, "@" .. path, sandbox.environment(script_dir))
+  local chunk, compile_err = sandbox.compile(source, "@" .. path, sandbox.environment(script_dir, extra))
   if not chunk then
     return nil, compile_err
   end
@@ -82,8 +82,9 @@ end
 -- The scripts of a folder, any.lua first (its handlers run before the per-event ones): a list
 -- of { path, event ("*" for any.lua), alarm = true (dead_letter.lua), handlers = { fn, ... } or
 -- error = message, unknown = true for an event name Jicoo does not send }; or nil, err when
--- the folder cannot be listed.
-function _M.load(dir)
+-- the folder cannot be listed. extra: globals added to every script's world
+-- (sandbox.check_extra).
+function _M.load(dir, extra)
   local listing, list_err = core.file_list(dir)
   if not listing then
     return nil, list_err
@@ -107,7 +108,7 @@ function _M.load(dir)
     end
   end
   for _, script in ipairs(scripts) do
-    script.handlers, script.error = run_script(script.path, prefix)
+    script.handlers, script.error = run_script(script.path, prefix, extra)
   end
   return scripts
 end
