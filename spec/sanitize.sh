@@ -35,4 +35,6 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LUA_PATH="$repo/lua/?.lua;$repo/lua/?/init.lua;$repo/spec/?.lua;;"
 export LUA_CPATH="$build/lua5.4/?.so;;"
 export JICOO_RUNTIME=lua5.4
-exec lua5.4 "$(command -v busted)" --output=TAP spec
+. spec/instrumented.sh
+# shellcheck disable=SC2046
+exec lua5.4 "$(command -v busted)" --output=TAP $(instrumented_specs)

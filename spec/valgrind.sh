@@ -3,13 +3,15 @@
 # any memory error or definite leak fails it. Valgrind does not follow the child processes some
 # specs start; they run natively.
 # Usage: spec/valgrind.sh BUILD_DIR [SPEC...]   (BUILD_DIR holds lua5.4/jicoo/webhook/core.so
-#                                                and sqlite3.so; default SPEC: the whole spec folder)
+#                                                and sqlite3.so; default SPEC: every spec but
+#                                                spec/instrumented.sh's NATIVE_ONLY)
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 build=$1
 shift
-[ $# -gt 0 ] || set -- spec
+. spec/instrumented.sh
+[ $# -gt 0 ] || set -- $(instrumented_specs)
 case $build in /*) ;; *) build=$repo/$build ;; esac
 for module in core sqlite3; do
   test -f "$build/lua5.4/jicoo/webhook/$module.so" \

@@ -1,0 +1,18 @@
+# Sourced by spec/valgrind.sh and spec/sanitize.sh: the spec files the instrumented runs take.
+# They leave out the specs whose code under test is Lua talking to other processes (the HTTP
+# client, Jicoo's API client and reconcile, the Redis client and journal) or reading the
+# project's own files (the docs, the layers, the editors' addon): no C of ours runs there that
+# the other specs do not run, and under valgrind they cost a minute. The native Busted runs
+# (busted-<runtime>) take every spec on every runtime.
+NATIVE_ONLY="http_spec api_spec cli_reconcile_spec redis_client_spec journal_redis_spec
+  readme_spec layers_spec editors_spec"
+
+instrumented_specs() {
+  for file in spec/*_spec.lua; do
+    name=$(basename "$file" .lua)
+    case " $(echo $NATIVE_ONLY) " in
+      *" $name "*) ;;
+      *) printf '%s\n' "$file" ;;
+    esac
+  done
+}
