@@ -10,6 +10,7 @@
 -- taken wherever it arrives: a worker that takes it back must claim it again first.
 local setmetatable = setmetatable
 local pairs = pairs
+local next = next
 local ipairs = ipairs
 local tostring = tostring
 
@@ -48,6 +49,7 @@ function _M.new(opts)
     ttl = o.ttl,
     max_open = o.max_entries,
     records = {},   -- key -> the record of a running, failed or dead delivery
+    by_uid = {},    -- booking uid -> { key = true }: its records
     open = 0,
     durable = false,
   }, Memory)
@@ -95,9 +97,17 @@ local function copy(record)
 end
 
 local function forget(self, key)
-  if self.records[key] then
+  local record = self.records[key]
+  if record then
     self.records[key] = nil
     self.open = self.open - 1
+    local keys = self.by_uid[record.uid]
+    if keys then
+      keys[key] = nil
+      if next(keys) == nil then
+        self.by_uid[record.uid] = nil
+      end
+    end
   end
 end
 
@@ -117,6 +127,11 @@ function Memory:acquire(key, now, lease, new, take_failed)
     record = journal.running(new, now, lease)
     self.records[key] = record
     self.open = self.open + 1
+    if record.uid ~= nil then
+      local keys = self.by_uid[record.uid] or {}
+      keys[key] = true
+      self.by_uid[record.uid] = keys
+    end
     return "new", record
   elseif outcome == "taken" then
     if record.state == "failed" then
@@ -199,7 +214,18 @@ end
 
 -- Done deliveries leave only their claims here: find and counts see the others.
 function Memory:find(filter)
-  return journal.page(open_records(self), filter or {}, summary)
+  filter = filter or {}
+  local records
+  if filter.uid ~= nil then
+    -- a booking's records, from its index (what the router's order asks of every delivery)
+    records = {}
+    for key in pairs(self.by_uid[filter.uid] or {}) do
+      records[#records + 1] = self.records[key]
+    end
+  else
+    records = open_records(self)
+  end
+  return journal.page(records, filter, summary)
 end
 
 function Memory:counts()

@@ -54,9 +54,12 @@ end
 -- Before the handlers run: nil when the delivery may run now (ctx.out_of_order set when a
 -- later delivery of its booking already ran), or the earlier record it waits for.
 function _M.earlier_open(self, delivery)
+  local records = siblings(self, delivery)
+  if not records or #records < 2 then
+    return nil   -- the booking's only delivery (the common case): nothing to order
+  end
   local mine = created_at(delivery.key)
-  local records = mine and siblings(self, delivery)
-  if not records then
+  if not mine then
     return nil
   end
   local blocking
