@@ -10,7 +10,7 @@ local function new_standin(t)
   local clock = { t = t or 1000 }
   local lines = {}
   local stand = standin.new({
-    clock = function() return clock.t end,
+    now = function() return clock.t end,
     log = function(level, message) lines[#lines + 1] = level .. " " .. message end,
     prefix = "/srv/jicoo/",
   })

@@ -56,7 +56,7 @@ local LEVEL_NAMES = { [0] = "stderr", "emerg", "alert", "crit", "error", "warn",
 
 local OPTIONS = options.schema("ngx stand-in", {
   { "log", "callable", what = "a function(level, message)" },
-  { "clock", "callable", what = "a function returning seconds" },
+  { "now", "callable", what = "a function returning seconds (the clock)" },
   { "prefix", "string" },
 })
 
@@ -309,11 +309,11 @@ local function default_log(level, message)
 end
 
 -- A stand-in: { ngx = the table scripts get, ... } with the methods above. opts: log
--- (function(level, message), stderr by default), clock (function returning seconds; the real
--- clock by default), prefix (ngx.config.prefix(); the current folder by default).
+-- (function(level, message), stderr by default), now (the clock: a function returning seconds;
+-- the real one by default), prefix (ngx.config.prefix(); the current folder by default).
 function _M.new(opts)
   opts = OPTIONS:check(opts, 1)
-  local self = setmetatable({ clock = opts.clock or core.now, log = opts.log or default_log,
+  local self = setmetatable({ clock = opts.now or core.now, log = opts.log or default_log,
     skipped = 0, queue = {}, parked = {}, seq = 0, running = 0, exiting = false }, Stand)
   self.started = self:now()
   local prefix = opts.prefix or ((os_getenv("PWD") or ".") .. "/")
