@@ -346,22 +346,21 @@ end
 -- Runs the first waiting delivery of the booking that came after this one (it runs the next
 -- when it ends): ordering.lua.
 local function run_followers(self, delivery, state, now)
-  local keys = ordering.followers(self, delivery)
-  if #keys > 0 and state == "dead" then
-    self.log("warn", "dead letter " .. delivery.key .. " no longer holds back the " .. #keys
+  local key, waiting = ordering.next_follower(self, delivery)
+  if not key then
+    return
+  end
+  if state == "dead" then
+    self.log("warn", "dead letter " .. delivery.key .. " no longer holds back the " .. waiting
       .. " later delivery(ies) of its booking")
   end
-  for _, key in ipairs(keys) do
-    local outcome, record = acquire(self, key, now, nil, true)
-    if outcome == "taken" then
-      local follower = scheduler.journaled_delivery(self, key, record, now)
-      if follower then
-        self.log("info", "delivery " .. key .. " runs now, after " .. delivery.key)
-        self:dispatch(follower)
-      end
-      return
-    elseif outcome == "busy" then
-      return   -- another worker or node has it, and goes on from there
+  -- taken unless another worker or node has it already (busy), which goes on from there
+  local outcome, record = acquire(self, key, now, nil, true)
+  if outcome == "taken" then
+    local follower = scheduler.journaled_delivery(self, key, record, now)
+    if follower then
+      self.log("info", "delivery " .. key .. " runs now, after " .. delivery.key)
+      self:dispatch(follower)
     end
   end
 end

@@ -9,7 +9,6 @@ local type = type
 local next = next
 local ipairs = ipairs
 local string_match = string.match
-local table_sort = table.sort
 local math_max = math.max
 
 local core = require "jicoo.webhook.core"
@@ -92,23 +91,28 @@ function _M.waiting_changes(delivery, earlier, now)
   }
 end
 
--- After a delivery ended done or dead: the waiting deliveries of its booking that came after
--- it, earliest first (the keys), to run now.
-function _M.followers(self, delivery)
+-- After a delivery ended done or dead: the earliest waiting delivery of its booking that came
+-- after it (its key; it runs the next one when it ends), and how many wait in all; nil, 0 when
+-- none does.
+function _M.next_follower(self, delivery)
+  local records = siblings(self, delivery)
+  if not records or #records < 2 then
+    return nil, 0
+  end
   local mine = created_at(delivery.key)
-  local records = mine and siblings(self, delivery)
-  local keys = {}
-  for _, record in ipairs(records or {}) do
-    local theirs = created_at(record.key)
-    if theirs and theirs > mine and is_waiting(record) then
-      keys[#keys + 1] = record
+  local first, first_at, waiting = nil, nil, 0
+  for _, record in ipairs(records) do
+    if is_waiting(record) then
+      local theirs = created_at(record.key)
+      if theirs and mine and theirs > mine then
+        waiting = waiting + 1
+        if not first_at or theirs < first_at then
+          first, first_at = record.key, theirs
+        end
+      end
     end
   end
-  table_sort(keys, function(a, b) return created_at(a.key) < created_at(b.key) end)
-  for i, record in ipairs(keys) do
-    keys[i] = record.key
-  end
-  return keys
+  return first, waiting
 end
 
 return _M
