@@ -95,8 +95,9 @@ end
 -- after it (its key; it runs the next one when it ends), and how many wait in all; nil, 0 when
 -- none does.
 function _M.next_follower(self, delivery)
+  -- (its own record may be gone already: the memory journal keeps no done ones)
   local records = siblings(self, delivery)
-  if not records or #records < 2 then
+  if not records or #records == 0 then
     return nil, 0
   end
   local mine = created_at(delivery.key)
