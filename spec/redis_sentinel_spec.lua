@@ -233,4 +233,15 @@ describe("redis client with sentinels: a failover", function()
     assert.are.equal("running", record.state)
     assert.are.equal(tostring(n), set.replica:cli("GET after"))
   end)
+
+  it("is what jicoo-webhook deliveries --redis sentinel://... reads", function()
+    local list, url = set:list()
+    local plain = journal.redis({ sentinels = list, master_name = set.name })   -- its prefix
+    assert.are.equal("running", select(2, plain:acquire("k3", NOW, LEASE, new_delivery("k3"),
+      false)).state)
+    local code, out, err = require("cli_runner").run("deliveries list --state running --redis "
+      .. support.quote(url), "JICOO_JOURNAL_DIR= JICOO_REDIS_PASSWORD= JICOO_REDIS_SENTINEL_PASSWORD=")
+    assert.are.equal(0, code, err)
+    assert.truthy(out:find("running k3", 1, true), out)
+  end)
 end)
