@@ -16,6 +16,10 @@
 -- connect_timeout, send_timeout, read_timeout (ms, 1000 each: the connect, the send of a
 -- request and the reading of all its replies, each as a whole), max_reply (bytes one reply may
 -- take, 64 MiB), pool_size (32) and keepalive_timeout (ms, 60000) for the nginx connection pool.
+-- Or, instead of host, port and path: sentinels (a list of { host =, port = }), master_name and
+-- sentinel_password: the client writes to the master the sentinels name and follows it through
+-- a failover (redis_sentinel.lua says how); client.address is the master's once known.
+--   redis.parse_url(s)       the options of "host:port" or "sentinel://host:port,.../name"
 --
 -- Replies: a status or a bulk string is a Lua string, an integer a number, an array a list. A nil
 -- bulk string or array is redis.null (core.null, the light userdata NULL that ngx.null and
