@@ -144,6 +144,19 @@ describe("redis client with sentinels: hostile sentinels and replicas", function
     assert.are.equal("127.0.0.1:" .. master.port, client.address)
   end)
 
+  it("sends sentinel_password to the sentinels and password to the master", function()
+    local client = redis.new({ sentinels = { { host = "127.0.0.1", port = hostile.port } },
+      master_name = "addr:127.0.0.1:" .. master.port, sentinel_password = "s3cret",
+      password = "m4ster" })
+    local reply, err = client:call("PING")
+    assert.is_nil(reply)   -- the master has no password: its AUTH fails
+    assert.truthy(err:find("AUTH failed", 1, true), err)
+    local events = table.concat(hostile:events(), "\n")
+    assert.truthy(events:find("command AUTH s3cret\ncommand SENTINEL get-master-addr-by-name addr:",
+      1, true), events)
+    assert.is_nil(events:find("m4ster", 1, true), events)
+  end)
+
   it("never writes to a server named as the master that is a replica", function()
     local client = follow("addr:127.0.0.1:" .. replica.port)
     local reply, err, code = client:call("SET", "on-replica", "1")
