@@ -203,6 +203,14 @@ describe("jicoo-webhook deliveries", function()
     assert.are.equal(2, code)
   end)
 
+  it("refuses a --redis that is no Redis address form, naming the forms", function()
+    for _, address in ipairs({ "redis://127.0.0.1:6379", "sentinel://127.0.0.1:1/", "h:99999" }) do
+      local code, _, err = jicoo("deliveries list --redis " .. q(address), "JICOO_JOURNAL_DIR=")
+      assert.are.equal(2, code, err)
+      assert.truthy(err:find("--redis: ", 1, true), err)
+    end
+  end)
+
   it("reads $JICOO_JOURNAL_DIR", function()
     local code, out = jicoo("deliveries list", "JICOO_JOURNAL_DIR=" .. q(journal_dir))
     assert.are.equal(0, code)

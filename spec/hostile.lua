@@ -8,7 +8,8 @@
 -- coroutine each), appends what it saw to LOG_FILE (one line an event: "request <line>",
 -- "raw <request head, escaped>", "sent <behaviour> <bytes>", "connection <n>") and stops by
 -- itself after SECONDS. An HTTP request's path names the behaviour (GET /drip-headers); so does
--- a Redis command's first argument (GET deep). Anything else is answered plainly.
+-- a Redis command's first argument (GET deep), and a sentinel's question its master's name
+-- (SENTINEL get-master-addr-by-name garbage-host). Anything else is answered plainly.
 local socket = require "socket"
 
 local port_file, log_file, lifetime = arg[1], arg[2], tonumber(arg[3] or "120")
@@ -233,6 +234,24 @@ local REDIS = {
   ["bare-lf"] = "+OK\n",
 }
 
+-- SENTINEL get-master-addr-by-name NAME, by the name: replies no sentinel sends (or REDIS's
+-- behaviour of that name); "addr:HOST:PORT" names that address, as a sentinel would.
+local SENTINEL = {
+  ["garbage-host"] = "*2\r\n$9\r\nno host!!\r\n$4\r\n6379\r\n",
+  ["garbage-port"] = "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n99999\r\n",
+  ["one-element"] = "*1\r\n$9\r\n127.0.0.1\r\n",
+  ["integer"] = ":6379\r\n",
+  ["unknown"] = "*-1\r\n",
+}
+
+local function sentinel_reply(name)
+  local host, port = name:match("^addr:(.+):(%d+)$")
+  if host then
+    return "*2\r\n$" .. #host .. "\r\n" .. host .. "\r\n$" .. #port .. "\r\n" .. port .. "\r\n"
+  end
+  return SENTINEL[name] or REDIS[name]
+end
+
 -- Reads the rest of a RESP command whose first line was `first`: its arguments, or nil.
 local function read_resp(p, first)
   local count = tonumber(first:match("^%*(%d+)"))
@@ -273,6 +292,9 @@ local function serve(sock)
       end
       note("command", table.concat(args, " "))
       local behaviour = REDIS[args[2] or ""] or REDIS[args[1] or ""]
+      if (args[1] or ""):upper() == "SENTINEL" then
+        behaviour = sentinel_reply(args[3] or "")
+      end
       if type(behaviour) == "function" then
         note("sent", args[2] or args[1], behaviour(p))
       elseif behaviour then

@@ -16,6 +16,10 @@
 -- connect_timeout, send_timeout, read_timeout (ms, 1000 each: the connect, the send of a
 -- request and the reading of all its replies, each as a whole), max_reply (bytes one reply may
 -- take, 64 MiB), pool_size (32) and keepalive_timeout (ms, 60000) for the nginx connection pool.
+-- Or, instead of host, port and path: sentinels (a list of { host =, port = }), master_name and
+-- sentinel_password: the client writes to the master the sentinels name and follows it through
+-- a failover (redis_sentinel.lua says how); client.address is the master's once known.
+--   redis.parse_url(s)       the options of "host:port" or "sentinel://host:port,.../name"
 --
 -- Replies: a status or a bulk string is a Lua string, an integer a number, an array a list. A nil
 -- bulk string or array is redis.null (core.null, the light userdata NULL that ngx.null and
@@ -52,6 +56,7 @@ local core = require "jicoo.webhook.core"
 local options = require "jicoo.webhook.options"
 local socket = require "jicoo.net.socket"
 local resp = require "jicoo.net.resp"
+local sentinel = require "jicoo.net.redis_sentinel"
 
 local _M = {}
 
@@ -73,6 +78,9 @@ local OPTIONS = options.schema("redis.new", {
   { "keepalive_timeout", "number", default = 60000, check = timeout.check, what = timeout.what },
   { "max_reply", "number", default = 64 * 1024 * 1024, check = options.positive,
     what = "a positive number of bytes" },
+  { "sentinels", "table" },
+  { "master_name", "string" },
+  { "sentinel_password", "string" },
 })
 
 local Client = {}
@@ -91,6 +99,7 @@ function _M.check_options(opts, who, level, allow)
   if o.username ~= nil and o.password == nil then
     error(who .. ": option 'username' needs option 'password'", level + 1)
   end
+  sentinel.check(o, who, level + 1)
   if not in_nginx() then
     local ok, why = socket.luasocket()
     if not ok then
@@ -116,14 +125,28 @@ function _M.client_options(opts, own, who, level)
   return client_opts
 end
 
+-- Points the client at a server: its address and the connection options (the nginx pool is
+-- named by the address, so that a pooled connection never serves another server).
+local function aim(self, host, port, path)
+  local address = path and ("unix:" .. path) or (host .. ":" .. port)
+  self.host, self.port, self.path, self.address = host, port, path, address
+  self.connect_opts = {
+    host = host, port = port, path = path,
+    timeout = self.connect_timeout,
+    -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
+    -- A sentinel's client checks ROLE on a new connection: it never takes one another made.
+    pool = string_format("jicoo-webhook:redis:%s:%d:%s%s", address, self.db, self.username or "",
+      self.sentinel and ":master" or ""),
+    pool_size = self.pool_size,
+  }
+end
+
+-- Parses the address forms the receiver and the command line take (redis_sentinel.lua).
+_M.parse_url = sentinel.parse_url
+
 function _M.new(opts)
   local o = _M.check_options(opts, "redis.new", 2)
-  local address = o.path and ("unix:" .. o.path) or (o.host .. ":" .. o.port)
-  return setmetatable({
-    host = o.host,
-    port = o.port,
-    path = o.path,
-    address = address,
+  local self = setmetatable({
     username = o.username,
     password = o.password,
     db = o.db,
@@ -133,16 +156,18 @@ function _M.new(opts)
     keepalive_timeout = o.keepalive_timeout,
     max_reply = o.max_reply,
     pool_size = o.pool_size,
-    connect_opts = {
-      host = o.host, port = o.port, path = o.path,
-      timeout = o.connect_timeout,
-      -- AUTH and SELECT stay on a pooled connection: one pool per address, db and user.
-      pool = string_format("jicoo-webhook:redis:%s:%d:%s", address, o.db, o.username or ""),
-      pool_size = o.pool_size,
-    },
     conn = nil,      -- plain Lua: the open connection
     scripts = {},    -- script text -> its SHA1, as SCRIPT LOAD gave it
   }, Client)
+  if o.sentinels then
+    -- The master is asked for on the first call, and again once it is forgotten.
+    self.sentinel = sentinel.new(o, _M.new)
+    self.address = "master '" .. o.master_name .. "'"
+    self.master_known = false
+  else
+    aim(self, o.host, o.port, o.path)
+  end
+  return self
 end
 
 ---------------------------------------------------------------------------------------------
@@ -187,6 +212,10 @@ local function handshake(self, conn)
     commands[#commands + 1] = resp.encode({ "SELECT", self.db }, 2)
     names[#names + 1] = "SELECT " .. self.db
   end
+  if self.sentinel then
+    commands[#commands + 1] = resp.encode({ "ROLE" }, 1)
+    names[#names + 1] = "ROLE"
+  end
   if #commands == 0 then
     return true
   end
@@ -197,6 +226,10 @@ local function handshake(self, conn)
   for i, reply in ipairs(replies) do
     if type(reply) == "table" and reply.err then
       return nil, "redis " .. self.address .. ": " .. names[i] .. " failed: " .. reply.err
+    elseif names[i] == "ROLE" and (type(reply) ~= "table" or reply[1] ~= "master") then
+      return nil, "redis " .. self.address .. ": not the master (ROLE says "
+        .. (type(reply) == "table" and type(reply[1]) == "string" and reply[1]
+          or "something else") .. ")"
     end
   end
   return true
@@ -235,11 +268,12 @@ local function connection(self)
 end
 
 -- Sends request (count commands) and returns the replies, or nil, err, code (socket.code_of:
--- timeout, closed, refused, limit, protocol; the connection is closed).
-local function exchange(self, request, count)
+-- timeout, closed, refused, limit, protocol; the connection is closed), and `true` when nothing
+-- was sent (no connection could be made).
+local function exchange_with(self, request, count)
   local conn, err = connection(self)
   if not conn then
-    return nil, err, socket.code_of(err)
+    return nil, err, socket.code_of(err), true
   end
   local replies
   replies, err = round_trip(self, conn, request, count)
@@ -256,6 +290,50 @@ local function exchange(self, request, count)
     self.conn = conn
   end
   return replies
+end
+
+-- Forgets the master: the next call asks the sentinels again.
+local function forget(self)
+  self.master_known = false
+  if self.conn then
+    self.conn:close()
+    self.conn = nil
+  end
+end
+
+-- exchange_with, to the master the sentinels name when the client follows one. A failure of
+-- the connection, or a -READONLY (the server is a replica now), forgets the master; the request
+-- goes once more, to the master the sentinels name then, when it certainly changed nothing: no
+-- connection was made, or the server refused every write as a replica.
+local function exchange(self, request, count)
+  local state = self.sentinel
+  if not state then
+    return exchange_with(self, request, count)
+  end
+  local replies, err, code, unsent
+  for attempt = 1, 2 do
+    if not self.master_known then
+      local host, port
+      host, port, code = sentinel.master(state, _M.null)
+      if not host then
+        return nil, port, code
+      end
+      aim(self, host, port)
+      self.master_known = true
+    end
+    replies, err, code, unsent = exchange_with(self, request, count)
+    local readonly = replies and sentinel.is_readonly(replies)
+    if replies and not readonly then
+      return replies
+    end
+    if readonly or code == "closed" or code == "refused" or code == "timeout" then
+      forget(self)
+    end
+    if attempt == 2 or not (readonly or unsent) then
+      break
+    end
+  end
+  return replies, err, code
 end
 
 local function single(replies)
@@ -358,6 +436,11 @@ function Client:close()
   if self.conn then
     self.conn:close()
     self.conn = nil
+  end
+  if self.sentinel then
+    for _, client in ipairs(self.sentinel.clients) do
+      client:close()
+    end
   end
   return true
 end

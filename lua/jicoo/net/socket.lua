@@ -300,7 +300,7 @@ local CODES = {
   { "over max_", "limit" }, { "more than", "limit" }, { "run over", "limit" },
   { "nested deeper", "limit" },
   { "needs LuaSocket", "refused" }, { "needs LuaSec", "tls" }, { "AUTH failed", "refused" },
-  { "SELECT", "refused" },
+  { "SELECT", "refused" }, { "not the master", "refused" },
 }
 
 function _M.code_of(message)

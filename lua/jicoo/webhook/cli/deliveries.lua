@@ -4,7 +4,6 @@
 -- deliveries_filters.lua chooses the deliveries, deliveries_view.lua writes them.
 local ipairs = ipairs
 local tostring = tostring
-local tonumber = tonumber
 local string_match = string.match
 local os_getenv = os.getenv
 local os_time = os.time
@@ -60,12 +59,20 @@ function _M.open_journal(args)
     end
     return journal.sqlite({ dir = dir })
   elseif address and address ~= "" then
-    local host, port = string_match(address, "^(.-):(%d+)$")
+    local opts, why = require("jicoo.net.redis").parse_url(address)
+    if not opts then
+      return nil, "--redis: " .. why
+    end
     local password = os_getenv("JICOO_REDIS_PASSWORD")
-    return journal.redis({ host = host or address, port = tonumber(port) or 6379,
-      password = password ~= "" and password or nil })
+    opts.password = password ~= "" and password or nil
+    if opts.sentinels then
+      password = os_getenv("JICOO_REDIS_SENTINEL_PASSWORD")
+      opts.sentinel_password = password ~= "" and password or nil
+    end
+    return journal.redis(opts)
   end
   return nil, "which journal? --journal DIR (the journal's folder) or --redis HOST:PORT"
+    .. " (or sentinel://HOST:PORT,.../NAME)"
 end
 
 -- Prints a record's line (text or JSON); `result` names what a command did to it.

@@ -46,7 +46,8 @@
 --
 -- Options: prefix ("jicoo-webhook:"), ttl (the seconds a done record is kept, journal.DEFAULT_TTL),
 -- and the client's (lua/jicoo/net/redis.lua): host, port, path, password, username, db, the
--- timeouts and the nginx pool's size and keepalive. A record that cannot be read is listed (and
+-- timeouts and the nginx pool's size and keepalive, or sentinels, master_name and
+-- sentinel_password for a master Redis Sentinel watches. A record that cannot be read is listed (and
 -- found) as { state = "corrupt", file = the hash's name, message = why }.
 --
 -- Scripts name the record, due and dead keys in KEYS and build the index keys from the prefix

@@ -26,8 +26,11 @@
 --   JICOO_JOURNAL_MAX_OPEN    deliveries not done the journal holds at most (1000000); past it
 --                             new ones are answered 503
 --   JICOO_REDIS               host:port of a redis-server shared by several nginx machines:
---                             the journal (and so the claims) live there instead
+--                             the journal (and so the claims) live there instead; or
+--                             sentinel://host:port,host:port/NAME: the master Redis Sentinel
+--                             knows as NAME, followed through a failover
 --   JICOO_REDIS_PASSWORD      its password (optional)
+--   JICOO_REDIS_SENTINEL_PASSWORD  the sentinels' password (optional)
 --   JICOO_JOURNAL             "memory": no journal on disk, claims in the lua_shared_dict
 --                             jicoo_claims (not durable; for benchmarks and trials)
 --   JICOO_LEASE               seconds an attempt holds a delivery (default 300)
@@ -39,6 +42,7 @@
 --                             never): an edited, added or removed script is loaded again
 local openresty = require "jicoo.webhook.nginx.adapter"
 local journal = require "jicoo.webhook.journal"
+local redis = require "jicoo.net.redis"
 local json = require "jicoo.webhook.payload.json"
 local metrics = require "jicoo.webhook.router.metrics"
 local store = require "jicoo.webhook.journal.claims"
@@ -100,14 +104,15 @@ local function number_setting(name)
 end
 
 local function deliveries_journal()
-  local redis = setting("JICOO_REDIS")
-  if redis then
-    local host, port = redis:match("^(.-):(%d+)$")
-    return journal.redis({
-      host = host or redis,
-      port = tonumber(port) or 6379,
-      password = setting("JICOO_REDIS_PASSWORD"),
-    })
+  local address = setting("JICOO_REDIS")
+  if address then
+    local opts, why = redis.parse_url(address)
+    if not opts then
+      error("JICOO_REDIS: " .. why)
+    end
+    opts.password = setting("JICOO_REDIS_PASSWORD")
+    opts.sentinel_password = opts.sentinels and setting("JICOO_REDIS_SENTINEL_PASSWORD")
+    return journal.redis(opts)
   elseif setting("JICOO_JOURNAL") == "memory" then
     return journal.memory({ claims = store.shdict("jicoo_claims") })
   end
