@@ -137,20 +137,7 @@ end
 local connections = {}   -- path -> { db = , stmts = , path = }
 
 
--- The database's schema version (PRAGMA user_version), or nil, err, code.
-local function schema_version(db)
-  local stmt, err, code = db:prepare("PRAGMA user_version")
-  if not stmt then
-    return nil, err, code
-  end
-  local row
-  row, err, code = stmt:first()
-  stmt:finalize()
-  if not row then
-    return nil, err or "no user_version", code
-  end
-  return row.user_version
-end
+local schema_version = sqlite_ops.schema_version
 
 -- Makes the schema (a new database) or takes an older one to SCHEMA_VERSION, one migration at a
 -- time, each in a write transaction that reads the version again first: of two processes

@@ -269,6 +269,22 @@ function ops.due(conn, now, limit)
   return pack(keys)
 end
 
+-- The database's schema version (PRAGMA user_version), or nil, err, code (sqlite_db.lua's
+-- upgrade reads it too).
+function _M.schema_version(db)
+  local stmt, err, code = db:prepare("PRAGMA user_version")
+  if not stmt then
+    return nil, err, code
+  end
+  local row
+  row, err, code = stmt:first()
+  stmt:finalize()
+  if not row then
+    return nil, err or "no user_version", code
+  end
+  return row.user_version
+end
+
 -- check: the folder takes new files for this process, and the database a write (its
 -- user_version written again as it is: one page through the WAL, synced with the batch).
 function ops.check(conn)
@@ -286,16 +302,12 @@ function ops.check(conn)
       .. uid .. ") make files", "perm")
   end
   local version, code
-  version, err, code = conn.db:prepare("PRAGMA user_version")
-  local row = version and version:first()
-  if version then
-    version:finalize()
-  end
-  if not row then
+  version, err, code = _M.schema_version(conn.db)
+  if not version then
     return failed(err, code)
   end
   local ok
-  ok, err, code = conn.db:exec(string_format("PRAGMA user_version = %d", row.user_version))
+  ok, err, code = conn.db:exec(string_format("PRAGMA user_version = %d", version))
   if not ok then
     return failed(err, code)
   end

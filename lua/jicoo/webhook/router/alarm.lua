@@ -34,13 +34,8 @@ function _M.raise(self, dead, ctx)
   for _, alarm in ipairs(self.dead_handlers) do
     ctx.handler = alarm.label
     -- a closure: Lua 5.1's xpcall passes no arguments on (alarms are rare)
-    local ok, result, err = xpcall(function() return alarm.fn(dead, ctx) end,
-      scripts.message_handler)
-    if ok and result == nil and err ~= nil then
-      ok, result = false, err
-    elseif ok and result == false then
-      ok, result = false, err or "returned false"
-    end
+    local ok, result = scripts.outcome(xpcall(function() return alarm.fn(dead, ctx) end,
+      scripts.message_handler))
     if not ok then
       self.log("error", "dead-letter alarm " .. alarm.label .. " failed for " .. dead.key .. ": "
         .. (string_match(tostring(result), "^[^\n]*")) .. " (not retried)")

@@ -315,12 +315,8 @@ local function run_route(self, routes, delivery, i, last, ran, errors)
   ctx.handler = route.label
   local started = elapsed_clock()
   -- each handler but the last gets its own: what one changes, the next does not see
-  local ok, err, returned = call_handler(route.fn, i < last and own_event(self, delivery) or ev,
-    ctx)
-  if ok and (err == false or (err == nil and returned ~= nil)) then
-    -- Lua's own way to fail: nil, message or false[, message]
-    ok, err = false, returned ~= nil and tostring(returned) or "returned " .. tostring(err)
-  end
+  local ok, err = scripts.outcome(call_handler(route.fn,
+    i < last and own_event(self, delivery) or ev, ctx))
   self.meter:handler_run(route.label, ok, elapsed_clock() - started)
   if ok then
     ran[#ran + 1] = { handler = route.label, ok = true }

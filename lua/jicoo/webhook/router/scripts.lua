@@ -40,6 +40,16 @@ function _M.message_handler(err)
   return traceback(tostring(err), 2)
 end
 
+-- A handler's or an alarm's call, as xpcall gave it, judged by Lua's own convention: it failed
+-- when it raised, or returned nil, message or false[, message]. true, or false and the error
+-- (the message, or "returned false").
+function _M.outcome(ok, result, message)
+  if ok and (result == false or (result == nil and message ~= nil)) then
+    return false, message ~= nil and tostring(message) or "returned " .. tostring(result)
+  end
+  return ok, result
+end
+
 -- The list of handler functions one script file returns, or nil, err.
 local function run_script(path, script_dir, extra)
   local source, read_err = core.file_read(path)
