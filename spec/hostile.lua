@@ -22,8 +22,9 @@ end
 
 local server = assert(socket.bind("127.0.0.1", 0))
 server:settimeout(0)
+local _, own_port = server:getsockname()
 do
-  local _, port = server:getsockname()
+  local port = own_port
   local file = assert(io.open(port_file .. ".tmp", "wb"))
   file:write(port)
   file:close()
@@ -232,6 +233,25 @@ local REDIS = {
     return p:flood("+", KB64, 700 * MiB, "\r\n")
   end,
   ["bare-lf"] = "+OK\n",
+  -- as a node of a Redis Cluster whose one node it is (CLUSTER SLOTS says so): redirects that
+  -- never end
+  ["moved-self"] = function(p)
+    local reply = "-MOVED 3999 127.0.0.1:" .. own_port .. "\r\n"
+    p:send(reply)
+    return #reply
+  end,
+  ["ask-self"] = function(p)
+    local reply = "-ASK 3999 :" .. own_port .. "\r\n"   -- an empty host: this one
+    p:send(reply)
+    return #reply
+  end,
+  ["try-again"] = "-TRYAGAIN Multiple keys request during rehashing of slot\r\n",
+  ASKING = "+OK\r\n",
+  SLOTS = function(p)
+    local reply = "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:" .. own_port .. "\r\n"
+    p:send(reply)
+    return #reply
+  end,
 }
 
 -- SENTINEL get-master-addr-by-name NAME, by the name: replies no sentinel sends (or REDIS's

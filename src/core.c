@@ -11,6 +11,7 @@
 #include "core_options.h"
 #include "datetime.h"
 #include "files.h"
+#include "hash_slot.h"
 #include "identity.h"
 #include "x509.h"
 #include "signature.h"
@@ -365,6 +366,7 @@ int luaopen_jicoo_webhook_core(lua_State *L)
 
     lua_pushvalue(L, module);
     files_register(L);
+    hash_slot_register(L);
     identity_register(L);
     x509_register(L);
     signature_register(L);       /* module, metatables, cache, module, template */

@@ -2,7 +2,7 @@
 -- <output_dir>/handled.log per run (one write on an O_APPEND file, so lines never mix). With
 -- JICOO_TEST_SLEEP it first sleeps that long (a yield: concurrent duplicates overlap it); with
 -- JICOO_REDIS (host:port) it also counts the run in Redis through a cosocket (handled:<key>);
--- behind sentinel://, the log alone counts.
+-- behind sentinel:// or cluster://, the log alone counts.
 -- luacheck: read globals ngx
 local function redis_client()
   for _, name in ipairs({ "resty.redis", "nginx.redis" }) do
@@ -20,7 +20,7 @@ return function(ev, ctx)
     ngx.sleep(pause)
   end
   local address = os.getenv("JICOO_REDIS")
-  if address and address ~= "" and not address:find("^sentinel://") then
+  if address and address ~= "" and not address:find("^%a+://") then
     local host, port = address:match("^(.-):(%d+)$")
     local red = redis_client():new()
     red:set_timeout(1000)

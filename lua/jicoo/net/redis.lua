@@ -19,7 +19,12 @@
 -- Or, instead of host, port and path: sentinels (a list of { host =, port = }), master_name and
 -- sentinel_password: the client writes to the master the sentinels name and follows it through
 -- a failover (redis_sentinel.lua says how); client.address is the master's once known.
---   redis.parse_url(s)       the options of "host:port" or "sentinel://host:port,.../name"
+-- Or cluster (a list of { host =, port = }, some of a Redis Cluster's nodes): the client sends
+-- each command to the node serving its key's hash slot and follows MOVED and ASK
+-- (redis_cluster.lua says how); a pipeline's keys must then share a slot (a hash tag).
+--   redis.parse_url(s)       the options of "host:port", "sentinel://host:port,.../name" or
+--                            "cluster://host:port,..." (redis_address.lua)
+--   redis.slot(key)          a key's hash slot in a cluster
 --
 -- Replies: a status or a bulk string is a Lua string, an integer a number, an array a list. A nil
 -- bulk string or array is redis.null (core.null, the light userdata NULL that ngx.null and
@@ -57,6 +62,8 @@ local options = require "jicoo.webhook.options"
 local socket = require "jicoo.net.socket"
 local resp = require "jicoo.net.resp"
 local sentinel = require "jicoo.net.redis_sentinel"
+local cluster = require "jicoo.net.redis_cluster"
+local redis_address = require "jicoo.net.redis_address"
 
 local _M = {}
 
@@ -81,6 +88,7 @@ local OPTIONS = options.schema("redis.new", {
   { "sentinels", "table" },
   { "master_name", "string" },
   { "sentinel_password", "string" },
+  { "cluster", "table" },
 })
 
 local Client = {}
@@ -100,6 +108,7 @@ function _M.check_options(opts, who, level, allow)
     error(who .. ": option 'username' needs option 'password'", level + 1)
   end
   sentinel.check(o, who, level + 1)
+  cluster.check(o, who, level + 1)
   if not in_nginx() then
     local ok, why = socket.luasocket()
     if not ok then
@@ -141,8 +150,9 @@ local function aim(self, host, port, path)
   }
 end
 
--- Parses the address forms the receiver and the command line take (redis_sentinel.lua).
-_M.parse_url = sentinel.parse_url
+-- Parses the address forms the receiver and the command line take.
+_M.parse_url = redis_address.parse_url
+_M.slot = cluster.slot
 
 function _M.new(opts)
   local o = _M.check_options(opts, "redis.new", 2)
@@ -164,6 +174,9 @@ function _M.new(opts)
     self.sentinel = sentinel.new(o, _M.new)
     self.address = "master '" .. o.master_name .. "'"
     self.master_known = false
+  elseif o.cluster then
+    self.cluster = cluster.new(o, _M.new)
+    self.address = "cluster " .. table_concat(self.cluster.seeds, ",")
   else
     aim(self, o.host, o.port, o.path)
   end
@@ -301,15 +314,12 @@ local function forget(self)
   end
 end
 
--- exchange_with, to the master the sentinels name when the client follows one. A failure of
--- the connection, or a -READONLY (the server is a replica now), forgets the master; the request
--- goes once more, to the master the sentinels name then, when it certainly changed nothing: no
--- connection was made, or the server refused every write as a replica.
-local function exchange(self, request, count)
+-- exchange_with, to the master the sentinels name. A failure of the connection, or a
+-- -READONLY (the server is a replica now), forgets the master; the request goes once more, to
+-- the master the sentinels name then, when it certainly changed nothing: no connection was
+-- made, or the server refused every write as a replica.
+local function master_exchange(self, request, count)
   local state = self.sentinel
-  if not state then
-    return exchange_with(self, request, count)
-  end
   local replies, err, code, unsent
   for attempt = 1, 2 do
     if not self.master_known then
@@ -336,6 +346,17 @@ local function exchange(self, request, count)
   return replies, err, code
 end
 
+-- Sends parts (a list of encoded commands, whose keys are in `slot` in a cluster) to the server
+-- the client talks to: the list of replies, or nil, err, code.
+local function exchange(self, parts, slot)
+  if self.cluster then
+    return cluster.exchange(self.cluster, parts, slot, exchange_with)
+  elseif self.sentinel then
+    return master_exchange(self, table_concat(parts), #parts)
+  end
+  return exchange_with(self, table_concat(parts), #parts)
+end
+
 local function single(replies)
   local reply = replies[1]
   if type(reply) == "table" and reply.err then
@@ -353,11 +374,12 @@ function Client:call(...)
   if n == 0 then
     error("redis:call: a command is required", 2)
   end
-  local request, why = resp.encode({ ... }, n)
+  local command = { ... }
+  local request, why = resp.encode(command, n)
   if not request then
     error("redis:call: " .. why, 2)
   end
-  local replies, err, code = exchange(self, request, 1)
+  local replies, err, code = exchange(self, { request }, self.cluster and cluster.slot_of(command, n))
   if not replies then
     return nil, err, code
   end
@@ -370,7 +392,7 @@ function Client:pipeline(commands)
   if type(commands) ~= "table" or #commands == 0 then
     error("redis:pipeline: commands must be a non-empty list of commands", 2)
   end
-  local requests = {}
+  local requests, slot = {}, nil
   for i, command in ipairs(commands) do
     if type(command) ~= "table" or #command == 0 then
       error("redis:pipeline: command " .. i .. " must be a non-empty list", 2)
@@ -380,8 +402,14 @@ function Client:pipeline(commands)
       error("redis:pipeline: command " .. i .. ": " .. why, 2)
     end
     requests[i] = request
+    local its = self.cluster and cluster.slot_of(command, #command)
+    if its and slot and its ~= slot then
+      error("redis:pipeline: in a cluster, a pipeline's keys must share a hash slot (command "
+        .. i .. " is in slot " .. its .. ", an earlier one in " .. slot .. ")", 2)
+    end
+    slot = slot or its
   end
-  return exchange(self, table_concat(requests), #requests)
+  return exchange(self, requests, slot)
 end
 
 -- Runs a Lua script on the server: EVALSHA once its SHA1 is known, else (the first time, and
@@ -404,11 +432,12 @@ function Client:eval_script(script, keys, args)
     end
   end
   local n = #command
+  local slot = self.cluster and #keys > 0 and cluster.slot(tostring(keys[1])) or nil
 
   local sha = self.scripts[script]
   if sha then
     command[2] = sha
-    local replies, err, code = exchange(self, resp.encode(command, n), 1)
+    local replies, err, code = exchange(self, { resp.encode(command, n) }, slot)
     if not replies then
       return nil, err, code
     end
@@ -420,8 +449,8 @@ function Client:eval_script(script, keys, args)
     self.scripts[script] = nil
   end
   command[1], command[2] = "EVAL", script
-  local replies, err, code = exchange(self, resp.encode({ "SCRIPT", "LOAD", script }, 3)
-    .. resp.encode(command, n), 2)
+  local replies, err, code = exchange(self, { resp.encode({ "SCRIPT", "LOAD", script }, 3),
+    resp.encode(command, n) }, slot)
   if not replies then
     return nil, err, code
   end
@@ -439,6 +468,11 @@ function Client:close()
   end
   if self.sentinel then
     for _, client in ipairs(self.sentinel.clients) do
+      client:close()
+    end
+  end
+  if self.cluster then
+    for _, client in pairs(self.cluster.nodes) do
       client:close()
     end
   end

@@ -47,12 +47,13 @@
 -- Options: prefix ("jicoo-webhook:"), ttl (the seconds a done record is kept, journal.DEFAULT_TTL),
 -- and the client's (lua/jicoo/net/redis.lua): host, port, path, password, username, db, the
 -- timeouts and the nginx pool's size and keepalive, or sentinels, master_name and
--- sentinel_password for a master Redis Sentinel watches. A record that cannot be read is listed (and
+-- sentinel_password for a master Redis Sentinel watches, or cluster for a Redis Cluster. A record that cannot be read is listed (and
 -- found) as { state = "corrupt", file = the hash's name, message = why }.
 --
 -- Scripts name the record, due and dead keys in KEYS and build the index keys from the prefix
--- (they depend on the record's uid and event): a Redis Cluster cannot serve this journal unless
--- its prefix holds a hash tag; one server (with replicas) can.
+-- (they depend on the record's uid and event), so in a Redis Cluster (option cluster) every key
+-- of a journal must be in one slot: the prefix must hold a hash tag there, and its default is
+-- "{jicoo-webhook}:". One journal lives on one shard, its replicas giving the availability.
 local setmetatable = setmetatable
 local type = type
 local error = error
@@ -73,6 +74,7 @@ local options = require "jicoo.webhook.options"
 local _M = {}
 
 local DEFAULT_PREFIX = "jicoo-webhook:"
+local CLUSTER_PREFIX = "{jicoo-webhook}:"   -- a hash tag: the journal's keys share a slot
 local SWEEP_EVERY = 5       -- seconds between two sweeps of expired done records
 local SWEEP_BATCH = 500     -- done records one sweep removes at most
 local BACKSTOP = 86400      -- seconds a done record's hash outlives its ttl should no sweep run
@@ -97,6 +99,14 @@ function _M.new(opts)
   local o = OPTIONS:check(opts, 3, CLIENT_OPTIONS)
   local client = redis.new(redis.client_options(opts, OPTIONS:name_set(), "journal.redis", 3))
   local prefix, ttl = o.prefix, o.ttl
+  if opts.cluster then
+    if opts.prefix == nil then
+      prefix = CLUSTER_PREFIX
+    elseif not prefix:match("^[^{]*{[^}]+}") then
+      error("journal.redis: option 'prefix': in a cluster it must hold a hash tag (as in '"
+        .. CLUSTER_PREFIX .. "'), so that all of a journal's keys are in one slot", 3)
+    end
+  end
   return setmetatable({
     client = client,
     address = client.address,
