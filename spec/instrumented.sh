@@ -5,7 +5,7 @@
 # the other specs do not run, and under valgrind they cost a minute. The native Busted runs
 # (busted-<runtime>) take every spec on every runtime.
 NATIVE_ONLY="http_spec api_spec cli_reconcile_spec redis_client_spec journal_redis_spec redis_sentinel_spec
-  redis_cluster_spec   readme_spec layers_spec editors_spec"
+  readme_spec layers_spec editors_spec"
 
 instrumented_specs() {
   for file in spec/*_spec.lua; do

@@ -187,7 +187,7 @@ describe("redis client", function()
       -- the core's message shapes (jicoo.webhook.options)
       { { hots = "x" }, "redis.new: unknown option 'hots' (it takes host, port, path, username,"
         .. " password, db, connect_timeout, send_timeout, read_timeout, pool_size,"
-        .. " keepalive_timeout, max_reply, sentinels, master_name, sentinel_password)" },
+        .. " keepalive_timeout, max_reply, sentinels, master_name, sentinel_password, cluster)" },
       { { port = "6379" }, 'redis.new: option \'port\' must be a port number, got "6379"' },
       { { read_timeout = 0 }, "redis.new: option 'read_timeout' must be a positive number of"
         .. " milliseconds, got 0" },

@@ -72,7 +72,7 @@ function _M.open_journal(args)
     return journal.redis(opts)
   end
   return nil, "which journal? --journal DIR (the journal's folder) or --redis HOST:PORT"
-    .. " (or sentinel://HOST:PORT,.../NAME)"
+    .. " (or sentinel://HOST:PORT,.../NAME, cluster://HOST:PORT,...)"
 end
 
 -- Prints a record's line (text or JSON); `result` names what a command did to it.

@@ -140,9 +140,10 @@ function _M.build(argparse)
     command:option("--journal", "The journal's folder, holding its database (default:"
       .. " $JICOO_JOURNAL_DIR).")
       :argname("DIR")
-    command:option("--redis", "The Redis journal's server, or sentinel://HOST:PORT,.../NAME for"
-      .. " the master Redis Sentinel knows as NAME (default: $JICOO_REDIS; passwords in"
-      .. " $JICOO_REDIS_PASSWORD and $JICOO_REDIS_SENTINEL_PASSWORD).")
+    command:option("--redis", "The Redis journal's server, sentinel://HOST:PORT,.../NAME for"
+      .. " the master Redis Sentinel knows as NAME, or cluster://HOST:PORT,... for a Redis"
+      .. " Cluster (default: $JICOO_REDIS; passwords in $JICOO_REDIS_PASSWORD and"
+      .. " $JICOO_REDIS_SENTINEL_PASSWORD).")
       :argname("HOST:PORT")
   end
   -- The options that choose deliveries, and how a command's matches are printed.

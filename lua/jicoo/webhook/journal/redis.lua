@@ -47,8 +47,9 @@
 -- Options: prefix ("jicoo-webhook:"), ttl (the seconds a done record is kept, journal.DEFAULT_TTL),
 -- and the client's (lua/jicoo/net/redis.lua): host, port, path, password, username, db, the
 -- timeouts and the nginx pool's size and keepalive, or sentinels, master_name and
--- sentinel_password for a master Redis Sentinel watches, or cluster for a Redis Cluster. A record that cannot be read is listed (and
--- found) as { state = "corrupt", file = the hash's name, message = why }.
+-- sentinel_password for a master Redis Sentinel watches, or cluster for a Redis Cluster. A
+-- record that cannot be read is listed (and found) as { state = "corrupt", file = the hash's
+-- name, message = why }.
 --
 -- Scripts name the record, due and dead keys in KEYS and build the index keys from the prefix
 -- (they depend on the record's uid and event), so in a Redis Cluster (option cluster) every key
