@@ -283,6 +283,32 @@ describe("journal." .. backend.name, function()
     assert.is_nil(counts.states.dead)
   end)
 
+  it("says, on acquire and update, whether the booking has no other record", function()
+    local _, first, alone = j:acquire(KEY, NOW, LEASE, new_delivery(), false)
+    assert.is_true(alone)
+    local ok, still = j:update(KEY, first.token, { handlers = { a = true } }, NOW)
+    assert.is_true(ok)
+    assert.is_true(still)
+    local later = "guest_cancelled/bk_1/2024-03-02T10:00:05+09:00"
+    local _, second
+    _, second, alone = j:acquire(later, NOW, LEASE, new_delivery(later), false)
+    assert.is_false(alone)
+    ok, still = j:update(KEY, first.token, { state = "failed", next_at = NOW }, NOW)
+    assert.is_true(ok)
+    assert.is_false(still)
+    -- taken again: the other record is still there
+    _, _, alone = j:acquire(KEY, NOW, LEASE, nil, true)
+    assert.is_false(alone)
+    local other = new_delivery("guest_booked/bk_2/t")
+    other.uid = "bk_2"
+    _, _, alone = j:acquire(other.key, NOW, LEASE, other, false)
+    assert.is_true(alone)
+    assert.is_false((j:update(later, "not its token", { state = "done", finished_at = NOW }, NOW)))
+    ok, still = j:update(later, second.token, { state = "done", finished_at = NOW }, NOW)
+    assert.is_true(ok)
+    assert.is_false(still)   -- KEY is still running
+  end)
+
   it("takes keys holding any byte, and long ones", function()
     -- A key is valid UTF-8, as every string parse gives (uids included).
   local keys = { "guest_booked/a%2Fb c\n\0\195\169/2024", "x/" .. string.rep("u", 5000) .. "/t" }

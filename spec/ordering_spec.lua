@@ -56,6 +56,25 @@ describe("a booking's deliveries in order", function()
     return router:handle(body, signed(body, now))
   end
 
+  for _, kind in ipairs({ "sqlite", "memory" }) do
+    it("asks the " .. kind .. " journal for a booking's records only when it has others", function()
+      local j = kind == "sqlite" and journal.sqlite({ dir = dir .. "/journal" }) or journal.memory()
+      local finds = 0
+      local find = j.find
+      j.find = function(self, filter)
+        finds = finds + 1
+        return find(self, filter)
+      end
+      local router = new_router({ journal = j })
+      assert.are.equal(200, send(router, "guest_booked", 0).status)
+      assert.are.equal(0, finds)   -- the booking's only delivery: nothing to order
+      assert.are.equal(200, send(router, "guest_cancelled", 60).status)
+      -- the SQLite journal keeps the done one: the second looks before and after its handlers
+      assert.are.equal(kind == "sqlite" and 2 or 0, finds)
+      assert.are.same({ "guest_booked", "guest_cancelled" }, calls)
+    end)
+  end
+
   it("runs a cancellation only after the booking's handler succeeded, however many tries", function()
     local router, lines = new_router()
     fail_booked = 2

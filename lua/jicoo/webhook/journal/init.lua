@@ -17,16 +17,20 @@
 --
 -- A journal is any table with these methods (the backends: memory.lua, sqlite.lua, redis.lua):
 --
---   acquire(key, now, lease, new, take_failed) -> outcome, record | nil, err
+--   acquire(key, now, lease, new, take_failed) -> outcome, record, alone | nil, err
 --       Atomically, as decide() below says: "new" (no record: `new` written as a running one),
 --       "taken" (a running one whose lease ran out, or a failed one that is due, or any failed
 --       one with take_failed) or "absent" (no record and no `new`) change the record; "busy",
 --       "waiting", "done" and "dead" leave it. For new and taken the record comes back running,
---       under a fresh token, its lease until now + lease, its attempts one more.
---   update(key, token, changes, now) -> true | false (the lease is not this token's) | nil, err
+--       under a fresh token, its lease until now + lease, its attempts one more, and `alone`
+--       says whether the journal holds no other record of its booking (its uid): true, false,
+--       or nil when it cannot say. The router's booking order skips its look at the booking's
+--       records (find) when alone is true.
+--   update(key, token, changes, now) -> true, alone | false (the lease is not this token's) |
+--       nil, err
 --       Sets the fields in `changes` (among state, handlers, errors, next_at, lease_until,
 --       finished_at, attempts, expires_at) on the running record `token` holds; version goes
---       up; a done record keeps no body.
+--       up; a done record keeps no body. `alone` as acquire's, after the change.
 --   due(now, limit) -> { key, ... } | nil, err     running ones past their lease, failed ones due
 --   get(key) -> record | nil (absent) | nil, err
 --   list(state) -> { record, ... } | nil, err      state: a state name or "all"; a record that

@@ -111,6 +111,20 @@ local function forget(self, key)
   end
 end
 
+-- Whether the journal holds no record of record's booking but (perhaps) record itself.
+local function alone(self, record)
+  if record.uid == nil then
+    return true   -- nothing to order it by
+  end
+  local keys = self.by_uid[record.uid]
+  if keys == nil then
+    return true
+  end
+  local first = next(keys)
+  local second = next(keys, first)
+  return second == nil and (first == nil or first == record.key)
+end
+
 function Memory:acquire(key, now, lease, new, take_failed)
   local record = self.records[key]
   local outcome = journal.decide(record, now, new ~= nil, take_failed)
@@ -132,7 +146,7 @@ function Memory:acquire(key, now, lease, new, take_failed)
       keys[key] = true
       self.by_uid[record.uid] = keys
     end
-    return "new", record
+    return "new", record, alone(self, record)
   elseif outcome == "taken" then
     if record.state == "failed" then
       -- its claim was given back: whoever claims it again runs it
@@ -146,7 +160,7 @@ function Memory:acquire(key, now, lease, new, take_failed)
     end
     record = journal.take(copy(record), now, lease)
     self.records[key] = record
-    return "taken", record
+    return "taken", record, alone(self, record)
   end
   return outcome, copy(record)
 end
@@ -166,9 +180,12 @@ function Memory:update(key, token, changes)
   if record.state == "done" then
     forget(self, key)   -- its claim stays, for the ttl
   elseif record.state == "failed" or record.state == "dead" then
-    return release(self, key)
+    local ok, err = release(self, key)
+    if not ok then
+      return ok, err
+    end
   end
-  return true
+  return true, alone(self, record)
 end
 
 function Memory:due(now, limit)

@@ -139,6 +139,17 @@ local function check_number(value, what, method)
 end
 
 
+-- A script's word on whether a booking has no other record (redis_scripts.lua's alone): true,
+-- false, or nil when it gave none.
+local function alone(flag)
+  if flag == 1 then
+    return true
+  elseif flag == 0 then
+    return false
+  end
+  return nil
+end
+
 -- Runs a script on one record: KEYS record, due, dead; ARGV the prefix, then args.
 local function run(self, script, key, args)
   return self.client:eval_script(script, { record_key(self, key), self.due_key, self.dead_key },
@@ -172,14 +183,14 @@ function Redis:acquire(key, now, lease, new, take_failed)
   elseif reply[1] == "absent" then
     return "absent"
   elseif reply[1] == "new" then
-    return "new", fresh
+    return "new", fresh, alone(reply[2])
   end
   local record
   record, err = record_of(reply[2], record_key(self, key))
   if not record then
     return nil, err or ("redis " .. self.address .. ": " .. key .. " vanished")
   end
-  return reply[1], record
+  return reply[1], record, alone(reply[3])
 end
 
 function Redis:update(key, token, changes, now)
@@ -208,8 +219,10 @@ function Redis:update(key, token, changes, now)
   local reply, err, code = run(self, scripts.UPDATE, key, args)
   if reply == nil then
     return failure(self, err, code)
+  elseif type(reply) ~= "table" then
+    return false   -- 0: the lease is not the token's
   end
-  return reply == 1
+  return reply[1] == 1, alone(reply[2])
 end
 
 -- Removes the done records whose time has come (see the header): true, or nil, err.

@@ -22,6 +22,14 @@ local function add(key, uid, received_at)
   end
 end
 
+-- 1 when the booking's set holds no key but (perhaps) the record's own, else 0.
+local function alone(uid)
+  if not uid or uid == '' then
+    return 1
+  end
+  return redis.call('ZCARD', prefix .. 'u:' .. uid) <= 1 and 1 or 0
+end
+
 local function drop(key, uid)
   redis.call('ZREM', prefix .. 'received', key)
   if uid and uid ~= '' then
@@ -86,7 +94,7 @@ if not state then
   redis.call('ZADD', due, lease_until, key)
   add(key, ARGV[8], ARGV[9])
   enter(key, ARGV[7], ARGV[9], 'running')
-  return { 'new' }   -- the caller has the record it wrote
+  return { 'new', alone(ARGV[8]) }   -- the caller has the record it wrote
 end
 local outcome
 if state == 'running' or state == 'failed' then
@@ -120,6 +128,7 @@ if outcome == 'taken' then
   redis.call('HINCRBY', record, 'version', 1)
   redis.call('HDEL', record, 'next_at')
   redis.call('ZADD', due, lease_until, key)
+  return { outcome, redis.call('HGETALL', record), alone(redis.call('HGET', record, 'uid')) }
 end
 return { outcome, redis.call('HGETALL', record) }
 ]=]
@@ -130,7 +139,7 @@ return { outcome, redis.call('HGETALL', record) }
 _M.UPDATE = INDEXES .. [=[
 local record, due, dead, key, now = KEYS[1], KEYS[2], KEYS[3], ARGV[2], ARGV[4]
 local current = redis.call('HMGET', record, 'state', 'token', 'version', 'event', 'received_at',
-  'indexed', 'lease_until', 'next_at', 'finished_at', 'expires_at')
+  'indexed', 'lease_until', 'next_at', 'finished_at', 'expires_at', 'uid')
 if current[1] ~= 'running' or current[2] ~= ARGV[3] then
   return 0
 end
@@ -163,7 +172,7 @@ elseif state == 'dead' then
   redis.call('ZREM', due, key)
   redis.call('ZADD', dead, f.finished_at or now, key)
 end
-return 1
+return { 1, alone(current[11]) }
 ]=]
 
 -- KEYS: record, due, dead. ARGV: prefix, key, now.

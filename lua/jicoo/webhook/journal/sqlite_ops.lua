@@ -51,6 +51,9 @@ local SQL = {
   sweep = "DELETE FROM deliveries WHERE id IN (SELECT id FROM deliveries"
     .. " WHERE expires_at <= ?1 LIMIT " .. SWEEP_BATCH .. ")",
   open_count = "SELECT total(n) AS n FROM tally WHERE state <> 'done'",
+  -- whether the booking of record ?1 has another record (through the index on uid)
+  others = "SELECT EXISTS (SELECT 1 FROM deliveries WHERE uid = (SELECT uid FROM deliveries"
+    .. " WHERE key = ?1 AND uid <> '') AND key <> ?1) AS n",
   tally = "SELECT state, event, n FROM tally WHERE n > 0",
 }
 
@@ -172,6 +175,17 @@ local function drop_body(conn, key)
   return true
 end
 
+-- Whether the journal holds no other record of record key's booking: true, false, or nil when
+-- it cannot say (a failed read: the router then looks at the booking's records itself).
+local function alone(conn, key)
+  local others = statement(conn, "others")
+  local row = others and others:first(key)
+  if not row then
+    return nil
+  end
+  return row.n == 0
+end
+
 local ops = {}
 
 -- acquire: as journal.decide says; `token` is the lease's, made by the caller.
@@ -203,7 +217,7 @@ function ops.acquire(conn, key, now, lease, new, take_failed, token, max_open)
       return failed(err, code)
     end
     record.body = nil   -- the caller has it: not copied back from the thread pool
-    return pack("new", record)
+    return pack("new", record, alone(conn, key))
   elseif outcome == "taken" then
     record = journal.take(record, now, lease)
     record.token = token
@@ -214,7 +228,7 @@ function ops.acquire(conn, key, now, lease, new, take_failed, token, max_open)
     if not changed then
       return failed(err, code)
     end
-    return pack("taken", record)
+    return pack("taken", record, alone(conn, key))
   end
   return pack(outcome, record)
 end
@@ -243,7 +257,10 @@ function ops.update(conn, key, token, changes, now, ttl)
       return failed(err, code)
     end
   end
-  return pack(changed == 1)
+  if changed ~= 1 then
+    return pack(false)
+  end
+  return pack(true, alone(conn, key))
 end
 
 -- sweep: removes up to SWEEP_BATCH done records whose time has passed; how many it removed.

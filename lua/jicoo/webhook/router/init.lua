@@ -198,6 +198,7 @@ function Router:accept(body, headers)
   end
 
   local key = ev:key()
+  -- code: the failure's, or for new and taken whether the booking has no other record
   local outcome, record, code = acquire(self, key, now, {
     key = key, event = ev.event, uid = ev.object.uid, body = body, received_at = now,
   }, not self.journal.durable)
@@ -206,7 +207,7 @@ function Router:accept(body, headers)
       self.full = nil
       self.log("info", "journal: taking new deliveries again")
     end
-    return { event = ev, key = key, record = record,
+    return { event = ev, key = key, record = record, alone = code,
       ctx = new_context(self, key, body, headers, record.received_at, record.attempts) }
   elseif outcome == nil and code == "full" then
     -- once while it lasts, not once a delivery
@@ -245,6 +246,7 @@ end
 
 -- Writes changes to the delivery's record under its lease; a record that cannot be written is
 -- logged (the delivery stays running, and is taken over once its lease runs out).
+-- true and the journal's `alone` (journal/init.lua), false or nil as the journal's update.
 local function record_outcome(self, delivery, changes, now)
   local ok, err = self.journal:update(delivery.key, delivery.record.token, changes, now)
   if ok == false then
@@ -254,7 +256,7 @@ local function record_outcome(self, delivery, changes, now)
     self.log("error", "journal: cannot record how " .. delivery.key .. " went (it runs again"
       .. " once its lease runs out): " .. tostring(err))
   end
-  return ok
+  return ok, ok and err
 end
 
 -- Whether route still has to run for a delivery of event whose succeeded handlers are these.
@@ -341,7 +343,10 @@ end
 -- due again after its retry delay, or dead.
 -- Runs the first waiting delivery of the booking that came after this one (it runs the next
 -- when it ends): ordering.lua.
-local function run_followers(self, delivery, state, now)
+local function run_followers(self, delivery, state, now, alone)
+  if alone then
+    return   -- the journal holds no other record of the booking: none waits
+  end
   local key, waiting = ordering.next_follower(self, delivery)
   if not key then
     return
@@ -351,10 +356,11 @@ local function run_followers(self, delivery, state, now)
       .. " later delivery(ies) of its booking")
   end
   -- taken unless another worker or node has it already (busy), which goes on from there
-  local outcome, record = acquire(self, key, now, nil, true)
+  local outcome, record, alone_now = acquire(self, key, now, nil, true)
   if outcome == "taken" then
     local follower = scheduler.journaled_delivery(self, key, record, now)
     if follower then
+      follower.alone = alone_now
       self.log("info", "delivery " .. key .. " runs now, after " .. delivery.key)
       self:dispatch(follower)
     end
@@ -365,7 +371,8 @@ end
 -- lets the next of its booking run.
 function Router:dispatch(delivery)
   local ev, record = delivery.event, delivery.record
-  if self.ordered then
+  -- (a delivery whose booking has no other record in the journal has nothing to wait for)
+  if self.ordered and delivery.alone ~= true then
     local earlier = ordering.earlier_open(self, delivery)
     if earlier then
       local now = current_time(self)
@@ -393,25 +400,27 @@ function Router:dispatch(delivery)
   end
 
   local now = current_time(self)
-  local res, state
+  local res, state, alone
   if #errors > 0 then
     local changes = failure_changes(self, delivery, succeeded, errors, now)
     state = changes.state
-    record_outcome(self, delivery, changes, now)
+    local _
+    _, alone = record_outcome(self, delivery, changes, now)
     if state == "dead" and #self.dead_handlers > 0 then
       alarm.raise(self, alarm.summary(delivery.key, record, errors, now), delivery.ctx)
     end
     res = answer.handler_failed(ev, errors)
   else
     state = "done"
-    record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},
+    local _
+    _, alone = record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},
       finished_at = now }, now)
     res = answer.handled(ev, #ran)
   end
   res.key = delivery.key
   res.handlers = ran
   if self.ordered and state ~= "failed" then
-    run_followers(self, delivery, state, now)
+    run_followers(self, delivery, state, now, alone)
   end
   return res
 end

@@ -60,7 +60,7 @@ function _M.deliver(self, body)
   if outcome == "new" or outcome == "taken" then
     local ctx = helpers.new_context(self, key, body, {}, record.received_at, record.attempts)
     ctx.source = _M.SOURCE
-    return self:dispatch({ event = ev, key = key, record = record, ctx = ctx })
+    return self:dispatch({ event = ev, key = key, record = record, ctx = ctx, alone = code })
   elseif outcome == nil then
     local message = "journal: cannot record " .. key .. ": " .. tostring(record)
     self.log("error", message)

@@ -74,10 +74,11 @@ local function run_pass(self)
   end
   local results = {}
   for _, key in ipairs(keys) do
-    local outcome, record = router_internals().acquire(self, key, now, nil, false)
+    local outcome, record, alone = router_internals().acquire(self, key, now, nil, false)
     if outcome == "taken" then
       local delivery = journaled_delivery(self, key, record, now)
       if delivery then
+        delivery.alone = alone
         local res = self:dispatch(delivery)
         self.meter:retry(delivery.event.event, res.waiting and "waiting"
           or res.status == 200 and "handled" or "handler_failed")
