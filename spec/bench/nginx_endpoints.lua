@@ -9,9 +9,15 @@
 --   router_nostore   the full receiver with a store that claims without touching a shared dict
 --
 -- and, always, the receiver without its metrics (a dict that keeps nothing), whose difference
--- from the receiver is what counting costs a delivery:
+-- from the receiver is what counting costs a delivery, the receiver with one handler that does
+-- nothing in place of the example's (its counters and log line), and what a user might write
+-- by hand instead of the library:
 --
 --   receiver_nometrics
+--   receiver_minimal     the receiver (memory journal, shared-dict claims), one empty handler
+--   handwritten          HMAC-SHA256 through LuaJIT's FFI to nginx's own libcrypto, cjson and a
+--                        Lua validator of the same contract (spec/bench/validator.lua), a
+--                        shared-dict add for duplicates, one empty handler, a cjson answer
 -- and, always, the receiver on the two durable journals (the example receiver itself runs on
 -- the memory journal with its claims in the shared dict, JICOO_JOURNAL=memory):
 --
@@ -30,6 +36,7 @@ local _M = {}
 
 local HERE = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 local HANDLERS = HERE .. "../../examples/openresty/handlers"
+local MINIMAL_HANDLERS = HERE .. "minimal_handlers"
 local SECRET = os.getenv("JICOO_WEBHOOK_SECRET")
 
 local routers = {}
@@ -49,12 +56,17 @@ local no_metrics = {
 }
 
 function _M.init_worker()
-  local function router(opts)
+  -- the receiver's tolerance (nginx.sh raises it: a long run outlives the default 300 s)
+  local tolerance = tonumber(os.getenv("JICOO_WEBHOOK_TOLERANCE") or "")
+  local function router(opts, handlers)
+    opts.tolerance = tolerance
     local r = openresty.router(opts)
-    assert(r:load(HANDLERS))
+    assert(r:load(handlers or HANDLERS))
     return r
   end
   routers.noverify = router({ verify = false, store = store.shdict("bench_claims") })
+  routers.minimal = router({ secrets = SECRET, store = store.shdict("bench_claims") },
+    MINIMAL_HANDLERS)
   routers.nostore = router({ secrets = SECRET, store = no_store })
   routers.nometrics = router({ secrets = SECRET, store = store.shdict("bench_claims"),
     metrics = no_metrics })
@@ -119,6 +131,14 @@ end
 
 function _M.receiver_nometrics()
   return openresty.serve(routers.nometrics)
+end
+
+function _M.receiver_minimal()
+  return openresty.serve(routers.minimal)
+end
+
+function _M.handwritten()
+  return require("handwritten").serve(SECRET)
 end
 
 function _M.receiver_sqlite()

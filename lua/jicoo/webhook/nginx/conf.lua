@@ -58,6 +58,7 @@ thread_pool jicoo_journal threads=4;
 # nginx hands its workers only the variables named here (receiver.lua says what each does).
 env JICOO_WEBHOOK_SECRET;
 env JICOO_WEBHOOK_SECRET_OLD;
+env JICOO_WEBHOOK_TOLERANCE;
 env JICOO_HANDLERS;
 env JICOO_OUTPUT_DIR;
 env JICOO_JOURNAL_DIR;

@@ -239,6 +239,7 @@ function _M.init_worker()
   serve_options = { answer_first = setting("JICOO_ANSWER_FIRST") == "1" }
   router = openresty.router({
     secrets = secrets(),
+    tolerance = number_setting("JICOO_WEBHOOK_TOLERANCE"),
     journal = deliveries_journal(),
     lease = number_setting("JICOO_LEASE"),
     retry_delays = retry_delays(),
