@@ -4,7 +4,7 @@
 # 127.0.0.1, a free port), wrk in interleaved rounds (docs/performance.md).
 #
 #   sh spec/bench/nginx.sh [--quick] [--variants] [--rounds N] [--seconds S] [--threads T]
-#                          [--connections C] [--deliveries N] [--log-level L]
+#                          [--connections C] [--deliveries N] [--log-level L] [--only A,B]
 #
 # Run from anywhere after the CMake build (nginx loads build/luajit/jicoo/webhook/core.so;
 # JICOO_CORE_DIR names another folder). Full run: 3 rounds x 5 s per endpoint, about 40 s;

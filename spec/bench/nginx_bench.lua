@@ -17,6 +17,7 @@ usage: spec/bench/nginx.sh [--quick] [--variants] [--rounds N] [--seconds S]
   --variants     also the partial receivers (adapter, verify, construct, router without
                  verify, router without the shared dict), to split the receiver's cost
   --log-level L  nginx's error_log level (default notice; the example's is info)
+  --only A,B     only these endpoints (names as the table prints them), e.g. to profile one
 ]])
   os.exit(2)
 end
@@ -24,7 +25,7 @@ end
 local dir, sign_dir = arg[1], arg[2]
 local opts = {
   rounds = 3, seconds = 5, threads = 1, connections = 16, deliveries = nil, warmup = 1,
-  variants = false, log_level = "notice", quick = false,
+  variants = false, log_level = "notice", quick = false, only = nil,
 }
 do
   local i = 3
@@ -36,6 +37,12 @@ do
       opts.rounds, opts.seconds, opts.warmup, opts.quick = 1, 1, 0, true
     elseif a == "--variants" then
       opts.variants = true
+    elseif a == "--only" then
+      i = i + 1
+      opts.only = {}
+      for name in (arg[i] or usage("--only needs a list of endpoints")):gmatch("[^,]+") do
+        opts.only[name] = true
+      end
     elseif a == "--log-level" then
       i = i + 1
       opts.log_level = arg[i] or usage("--log-level needs a value")
@@ -102,6 +109,19 @@ if opts.variants then
   table.insert(endpoints, 3, { name = "verify", path = "/v/verify" })
   table.insert(endpoints, 4, { name = "router_noverify", path = "/v/router_noverify", handles = true })
   table.insert(endpoints, 5, { name = "router_nostore", path = "/v/router_nostore", handles = true })
+end
+
+if opts.only then
+  local kept = {}
+  for _, ep in ipairs(endpoints) do
+    if opts.only[ep.name] then
+      kept[#kept + 1] = ep
+    end
+  end
+  if #kept == 0 then
+    usage("--only names no endpoint")
+  end
+  endpoints = kept
 end
 
 -- One exact location per partial receiver (no regex capture: a read of ngx.var is a trace LuaJIT
@@ -298,7 +318,7 @@ local function main()
       problem(#errors .. " [error] line(s) in nginx's error log, the first: " .. errors[1])
     end
 
-    local bare = median(results.bare.rates)
+    local bare = results.bare and median(results.bare.rates)
     print("")
     print(string.format("nginx, 1 worker, wrk -t%d -c%d, %d x %d s per endpoint, medians"
       .. " (load after: %s)", opts.threads, opts.connections, opts.rounds, opts.seconds,
@@ -327,7 +347,7 @@ local function main()
           ep.name, trips))
       end
     end
-    local receiver = median(results.receiver.rates)
+    local receiver = results.receiver and median(results.receiver.rates)
     if receiver and bare then
       print(string.format("\nratio receiver/bare: %.3f; worker CPU a request beyond bare's:"
         .. " %.1f us; nginx error log: %d [error] line(s)", receiver / bare,

@@ -186,7 +186,15 @@ local function add(self, key, n)
   end
 end
 
+-- A series' labels in braces: `labels` (or none) and `extra` (or none); "" when neither.
+local function braced(labels, extra)
+  local all = labels and (extra and labels .. "," .. extra or labels) or extra
+  return all and "{" .. all .. "}" or ""
+end
+
 -- The keys of one histogram's series: its buckets (one per bound, the last +Inf), sum, count.
+-- (No closure in here: closing an upvalue on return is a bytecode LuaJIT does not compile, and
+-- the traces of every request through it would stop there.)
 local function histogram_keys(self, name, label, value)
   local cache = self.histograms[name]
   if not cache then
@@ -197,15 +205,11 @@ local function histogram_keys(self, name, label, value)
   local keys = cache[index]
   if not keys then
     local labels = label and label .. "=" .. quote(value) or nil
-    local function with(extra)
-      local all = labels and (extra and labels .. "," .. extra or labels) or extra
-      return all and "{" .. all .. "}" or ""
-    end
-    keys = { sum = name .. "_sum" .. with(nil), count = name .. "_count" .. with(nil) }
+    keys = { sum = name .. "_sum" .. braced(labels), count = name .. "_count" .. braced(labels) }
     for i, text in ipairs(BUCKET_TEXT) do
-      keys[i] = name .. "_bucket" .. with('le="' .. text .. '"')
+      keys[i] = name .. "_bucket" .. braced(labels, 'le="' .. text .. '"')
     end
-    keys[#BUCKETS + 1] = name .. "_bucket" .. with('le="+Inf"')
+    keys[#BUCKETS + 1] = name .. "_bucket" .. braced(labels, 'le="+Inf"')
     cache[index] = keys
   end
   return keys
