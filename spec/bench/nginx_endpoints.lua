@@ -40,6 +40,9 @@ local MINIMAL_HANDLERS = HERE .. "minimal_handlers"
 local SECRET = os.getenv("JICOO_WEBHOOK_SECRET")
 
 local routers = {}
+-- the receiver's tolerance (nginx.sh raises it: a long run outlives the default 300 s)
+local TOLERANCE = tonumber(os.getenv("JICOO_WEBHOOK_TOLERANCE") or "")
+local CHECK = { tolerance = TOLERANCE }
 
 -- A store that always claims: the router's path without the shared dict.
 local no_store = {
@@ -56,10 +59,8 @@ local no_metrics = {
 }
 
 function _M.init_worker()
-  -- the receiver's tolerance (nginx.sh raises it: a long run outlives the default 300 s)
-  local tolerance = tonumber(os.getenv("JICOO_WEBHOOK_TOLERANCE") or "")
   local function router(opts, handlers)
-    opts.tolerance = tolerance
+    opts.tolerance = TOLERANCE
     local r = openresty.router(opts)
     assert(r:load(handlers or HANDLERS))
     return r
@@ -113,12 +114,12 @@ end
 
 function _M.verify()
   local body, headers = read()
-  answer(webhook.verify(body, headers["jicoo-webhook-signature"], SECRET))
+  answer(webhook.verify(body, headers["jicoo-webhook-signature"], SECRET, CHECK))
 end
 
 function _M.construct()
   local body, headers = read()
-  answer(webhook.construct(body, headers["jicoo-webhook-signature"], SECRET) ~= nil)
+  answer(webhook.construct(body, headers["jicoo-webhook-signature"], SECRET, CHECK) ~= nil)
 end
 
 function _M.router_noverify()
