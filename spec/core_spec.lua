@@ -214,3 +214,25 @@ describe("core.utf8_repair", function()
     assert.has_error(function() core.utf8_repair({}) end)
   end)
 end)
+
+-- The hash slot the Redis Cluster client routes by (src/hash_slot.c; its vectors against a real
+-- cluster's CLUSTER KEYSLOT are in redis_cluster_spec.lua): here under valgrind and the
+-- sanitizers too, with the edges of the hash-tag rule and a key of a megabyte.
+describe("core.redis_slot", function()
+  it("is CRC16/XMODEM mod 16384 of the key, or of its hash tag", function()
+    local slot = core.redis_slot
+    assert.are.equal(0x31C3, slot("123456789"))
+    assert.are.equal(12182, slot("foo"))
+    assert.are.equal(slot("tag"), slot("a{tag}b"))
+    assert.are.equal(slot("{"), slot("{"))
+    assert.are.equal(slot("x{}y"), slot("x{}y"))
+    assert.are_not.equal(slot("y"), slot("x{}y"))
+    assert.are.equal(slot("{b"), slot("a{{b}c"))
+    assert.are.equal(slot("a{b"), slot("a{b"))
+    assert.are.equal(0, slot(""))
+    local big = string.rep("k", 1024 * 1024)
+    assert.is_true(slot(big) >= 0 and slot(big) < 16384)
+    assert.are.equal(slot("t"), slot(big .. "{t}"))
+    assert.has_error(function() slot({}) end)
+  end)
+end)

@@ -4,14 +4,15 @@
 # specs start; they run natively.
 # Usage: spec/valgrind.sh BUILD_DIR [SPEC...]   (BUILD_DIR holds lua5.4/jicoo/webhook/core.so
 #                                                and sqlite3.so; default SPEC: every spec but
-#                                                spec/instrumented.sh's NATIVE_ONLY)
+#                                                spec/instrumented.sh's NATIVE_ONLY and
+#                                                CHILDREN_ONLY)
 set -eu
 cd "$(dirname "$0")/.."
 repo=$(pwd)
 build=$1
 shift
 . spec/instrumented.sh
-[ $# -gt 0 ] || set -- $(instrumented_specs)
+[ $# -gt 0 ] || set -- $(instrumented_specs "$CHILDREN_ONLY")
 case $build in /*) ;; *) build=$repo/$build ;; esac
 for module in core sqlite3; do
   test -f "$build/lua5.4/jicoo/webhook/$module.so" \
