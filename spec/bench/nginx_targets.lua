@@ -1,20 +1,9 @@
 -- The nginx benchmark's targets (docs/performance.md "Targets"), each printed with its figure
 -- and met or not, from the medians of nginx_bench.lua's rounds: worker CPU per request (µs),
 -- requests/s, and redis-server's CPU per delivery.
-local _M = {}
+local median = require("nginx_tools").median
 
-local function median(list)
-  if not list or #list == 0 then
-    return nil
-  end
-  local sorted = {}
-  for i, v in ipairs(list) do
-    sorted[i] = v
-  end
-  table.sort(sorted)
-  local n = #sorted
-  return n % 2 == 1 and sorted[(n + 1) / 2] or (sorted[n / 2] + sorted[n / 2 + 1]) / 2
-end
+local _M = {}
 
 local function line(met, what, figure, goal)
   local verdict = met == nil and "beside" or met and "met" or "NOT MET"

@@ -52,15 +52,15 @@ function _M.from_reply(host, port, default)
   return host, port
 end
 
--- "host:port" or "[v6]:port": host, port; nil when it is neither.
-local function host_port(item)
+-- "host:port" or "[v6]:port": host, port (a number, not yet checked to be a port); nil when it
+-- is neither.
+local function split(item)
   local host, port = string_match(item, "^%[(.+)%]:(%d+)$")
   if not host then
     host, port = string_match(item, "^([^:]+):(%d+)$")
   end
-  port = tonumber(port)
-  if host and is_port(port) then
-    return host, port
+  if host then
+    return host, tonumber(port)
   end
 end
 
@@ -68,8 +68,8 @@ end
 local function address_list(url, list)
   local out = {}
   for item in string_gmatch(list, "[^,]+") do
-    local host, port = host_port(item)
-    if not host then
+    local host, port = split(item)
+    if not host or not is_port(port) then
       return nil, "'" .. url .. "': '" .. item .. "' is not host:port"
     end
     out[#out + 1] = { host = host, port = port }
@@ -106,17 +106,13 @@ function _M.parse_url(url)
   if string_match(url, "^%a[%w+.-]*://") then
     return nil, "'" .. url .. "': the address forms are " .. FORMS
   end
-  local host, port = string_match(url, "^%[(.+)%]:(%d+)$")
-  if not host then
-    host, port = string_match(url, "^([^:]+):(%d+)$")
-  end
+  local host, port = split(url)
   if not host then
     if string_match(url, ":") and not string_match(url, "^%[") then
       return nil, "'" .. url .. "' is not host:port"
     end
     return { host = string_match(url, "^%[(.+)%]$") or url, port = 6379 }
   end
-  port = tonumber(port)
   if not is_port(port) then
     return nil, "'" .. url .. "': port " .. port .. " is out of range"
   end

@@ -77,7 +77,7 @@ end
 _M.ACQUIRE = INDEXES .. [=[
 local record, due, dead, key = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
 local now, lease_until = tonumber(ARGV[3]), ARGV[4]
-local current = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'indexed')
+local current = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'indexed', 'uid')
 local state = current[1]
 if not state then
   if #ARGV < 10 then
@@ -128,7 +128,7 @@ if outcome == 'taken' then
   redis.call('HINCRBY', record, 'version', 1)
   redis.call('HDEL', record, 'next_at')
   redis.call('ZADD', due, lease_until, key)
-  return { outcome, redis.call('HGETALL', record), alone(redis.call('HGET', record, 'uid')) }
+  return { outcome, redis.call('HGETALL', record), alone(current[5]) }
 end
 return { outcome, redis.call('HGETALL', record) }
 ]=]

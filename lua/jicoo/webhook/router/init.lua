@@ -248,15 +248,15 @@ end
 -- logged (the delivery stays running, and is taken over once its lease runs out).
 -- true and the journal's `alone` (journal/init.lua), false or nil as the journal's update.
 local function record_outcome(self, delivery, changes, now)
-  local ok, err = self.journal:update(delivery.key, delivery.record.token, changes, now)
+  local ok, alone_or_err = self.journal:update(delivery.key, delivery.record.token, changes, now)
   if ok == false then
     self.log("warn", "journal: the lease on " .. delivery.key .. " ran out and another attempt"
       .. " took it over; this attempt's outcome is not recorded")
   elseif ok == nil then
     self.log("error", "journal: cannot record how " .. delivery.key .. " went (it runs again"
-      .. " once its lease runs out): " .. tostring(err))
+      .. " once its lease runs out): " .. tostring(alone_or_err))
   end
-  return ok, ok and err
+  return ok, ok and alone_or_err
 end
 
 -- Whether route still has to run for a delivery of event whose succeeded handlers are these.
