@@ -270,6 +270,53 @@ describe("durability: the journal in nginx", function()
     end
   end)
 
+  -- The journal's syncs failing (fdatasync and fsync answer EIO through spec/fail_sync.c, loaded
+  -- with LD_PRELOAD, while a flag file exists): a delivery whose record is committed but not on
+  -- disk is never answered 200. Once the disk syncs again the sender's retries are answered, and
+  -- each delivery is handled once (the records written meanwhile are taken over by the lease).
+  it("never answers 200 for a delivery whose record could not be synced to the disk", function()
+    local shim = dir .. "/fail_sync.so"
+    local out, built = support.run("cc -shared -fPIC -o " .. support.quote(shim) .. " "
+      .. support.quote(servers.spec_dir .. "/fail_sync.c") .. " -ldl 2>&1")
+    assert(built, "cannot build the sync-failing library: " .. tostring(out))
+    local flag = dir .. "/fail-syncs"
+    local server = start("unsynced", { LD_PRELOAD = shim, JICOO_TEST_FAIL_SYNC = flag }, nil, 1)
+    local first, first_key = delivery("unsynced0")
+    assert.are.equal("200", (post(server, first)))
+    support.write(flag, "")
+    local refused = {}
+    for i = 1, 4 do
+      local path = delivery("unsynced" .. i)
+      local status, body = post(server, path)
+      assert.are.equal("500", status, body)
+      assert.are.equal("store_failed", cjson.decode(body).error)
+      refused[i] = path
+    end
+    assert.truthy(server:log():find("cannot sync the journal's WAL", 1, true), server:log())
+    os.remove(flag)
+    for _, path in ipairs(refused) do   -- the sender's retries
+      local status, body = post(server, path)
+      assert.are.equal("200", status, body)
+    end
+    local keys = { first_key }
+    for i = 1, 4 do
+      keys[#keys + 1] = select(2, delivery("unsynced" .. i))
+    end
+    assert.is_true(wait_for(function()
+      local booked = counts(server.output .. "/booked.log")
+      for _, key in ipairs(keys) do
+        if not booked[key] then
+          return false
+        end
+      end
+      return true
+    end, 15), server:log())
+    local booked = counts(server.output .. "/booked.log")
+    for _, key in ipairs(keys) do
+      assert.are.equal(1, booked[key], key)
+    end
+  end)
+
   -- Answered first, its handlers asleep when nginx, master and workers, is killed with kill -9:
   -- started again on the same journal, every delivery answered 200 is handled, once.
   it("handles every delivery it answered 200 after nginx itself was killed with kill -9", function()

@@ -9,7 +9,10 @@
 --     loop: they wait on a semaphore while the worker's committer (a timer) hands their
 --     operations to nginx's thread pool (ngx.run_worker_thread; nginx.conf needs
 --     `thread_pool NAME threads=N;`), and every call made while one transaction is on its way
---     shares the next one, and its one sync (group commit). A call waits at most wait_timeout,
+--     shares the next one (group commit). With durability "full" a committed transaction's
+--     calls then wait for the worker's syncer (another timer), whose one sync of the WAL covers
+--     every transaction committed before it began, while the committer goes on with the next
+--     transaction: the sync and the next commit overlap. A call waits at most wait_timeout,
 --     then fails (the router answers 500 and the sender retries).
 --   - inside nginx without the thread pool (none in nginx.conf, or a phase that cannot yield),
 --     the call runs where it is made, blocking the worker, and says so in the log once.
@@ -25,6 +28,7 @@ local type = type
 local tostring = tostring
 local rawget = rawget
 local select = select
+local ipairs = ipairs
 local unpack = table.unpack or unpack   -- luacheck: ignore 143
 
 local journal = require "jicoo.webhook.journal"
@@ -39,8 +43,8 @@ _M.DEFAULT_BUSY_TIMEOUT = 2000
 _M.DEFAULT_WAIT_TIMEOUT = 5000
 _M.DEFAULT_THREAD_POOL = "jicoo_journal"
 local MODULE = "jicoo.webhook.journal.sqlite_db"
--- One committer a worker: a second, committing while the first syncs, made batches smaller
--- and was not faster here (spec/bench/journal.sh).
+-- One committer a worker: a second made batches smaller and was not faster here
+-- (spec/bench/journal.sh); what overlaps is one transaction's sync and the next one's commit.
 local COMMITTERS = 1
 local SWEEP_EVERY = 60   -- seconds between two removals of done records past their time
 
@@ -88,6 +92,8 @@ function _M.new(opts)
     filling = nil,     -- nginx: the batch the next call joins
     committers = 0,    -- nginx: the committers' timers running
     work = nil,        -- nginx: the semaphore a new batch is announced on
+    unsynced = {},     -- nginx: the batches committed, their sync not yet begun
+    syncing = nil,     -- nginx: the semaphore a committed batch is announced on (its syncer's)
     pool_missing = nil,
     swept_at = -math.huge,   -- the `now` of the last sweep
     sweep_full = false,      -- whether it removed all it may at once
@@ -120,13 +126,25 @@ local function fail_batch(batch, message)
   end
 end
 
--- Hands one batch to the thread pool and wakes its callers.
+local function wake(batch)
+  batch.done = true
+  batch.sema:post(batch.waiting)
+end
+
+-- Hands one batch to the thread pool: its transaction commits there, unsynced. Its callers are
+-- woken then when it only read, or when the journal does not sync (durability "normal"); else
+-- the syncer wakes them once the sync after the commit is done.
 local function commit(self, batch)
   local ngx = rawget(_G, "ngx")
   local ok, results = ngx.run_worker_thread(self.thread_pool, MODULE, "batch", self.dir,
-    self.settings, batch.ops)
+    self.settings, batch.ops, true)
   if ok then
     batch.results = results
+    if results.unsynced then
+      self.unsynced[#self.unsynced + 1] = batch
+      self.syncing:post(1)
+      return
+    end
   elseif type(results) == "string" and results:find("not found", 1, true) then
     self.pool_missing = results
     ngx.log(ngx.WARN, "jicoo-webhook: no `thread_pool ", self.thread_pool, "` in nginx.conf (",
@@ -135,8 +153,35 @@ local function commit(self, batch)
   else
     fail_batch(batch, "journal " .. self.dir .. ": the thread pool failed: " .. tostring(results))
   end
-  batch.done = true
-  batch.sema:post(batch.waiting)
+  wake(batch)
+end
+
+-- The worker's syncer, a timer for as long as the worker runs: syncs the WAL once for every
+-- batch committed before the sync begins, then wakes their callers (a failed sync fails them
+-- all: their records are written but may not be on disk, and the sender retries). It sleeps on
+-- `syncing` while nothing waits, and ends when nginx exits with nothing left to sync.
+local function syncer(premature, self)
+  local ngx = rawget(_G, "ngx")
+  while true do
+    local batches = self.unsynced
+    if #batches > 0 then
+      self.unsynced = {}
+      local ok, synced, err = ngx.run_worker_thread(self.thread_pool, MODULE, "sync", self.dir,
+        self.settings)
+      for _, batch in ipairs(batches) do
+        if not (ok and synced) then
+          fail_batch(batch, "journal " .. self.dir .. ": " .. tostring(ok and err
+            or "the thread pool failed: " .. tostring(synced)))
+        end
+        wake(batch)
+      end
+    elseif premature or ngx.worker.exiting() then
+      break
+    else
+      self.syncing:wait(1)
+    end
+  end
+  self.syncing = nil
 end
 
 -- The worker's committers, COMMITTERS timers for as long as the worker runs: each commits the
@@ -159,8 +204,7 @@ local function committer(premature, self)
     local batch = self.filling
     self.filling = nil
     fail_batch(batch, "journal " .. self.dir .. ": nginx is exiting")
-    batch.done = true
-    batch.sema:post(batch.waiting)
+    wake(batch)
   end
   self.committers = self.committers - 1
 end
@@ -174,6 +218,13 @@ local function run_pooled(self, op)
     i = #batch.ops + 1
     batch.ops[i] = op
   else
+    if not self.syncing then
+      local ok, err = ngx.timer.at(0, syncer, self)
+      if not ok then
+        return nil, "journal " .. self.dir .. ": cannot start its timer: " .. tostring(err), "error"
+      end
+      self.syncing = semaphore().new()
+    end
     batch = { ops = { op }, results = {}, waiting = 0, sema = semaphore().new() }
     self.filling = batch
     self.work = self.work or semaphore().new()

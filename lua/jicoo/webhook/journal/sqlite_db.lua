@@ -238,9 +238,11 @@ end
 -- Runs ops (a list of { name, arg1, ..., n = count of arguments + 1 }) in one transaction on
 -- DIR's database: the list of their results (each what the journal's method returns, packed
 -- with its count n). When the database fails, every op gets that failure: the transaction is
--- rolled back whole. This is what nginx's thread pool runs
+-- rolled back whole. With durability "full" a transaction that wrote is synced before this
+-- returns; with `later`, it is not, and the results say `unsynced = true`: the caller syncs
+-- (_M.sync) before it answers anyone. This is what nginx's thread pool runs
 -- (ngx.run_worker_thread(pool, "jicoo.webhook.journal.sqlite_db", "batch", ...)).
-function _M.batch(dir, settings, list)
+function _M.batch(dir, settings, list, later)
   local conn, err, code = _M.connect(dir, settings)
   local results = {}
   if conn then
@@ -265,7 +267,11 @@ function _M.batch(dir, settings, list)
         if not ok then
           db:exec("ROLLBACK")
         elseif writes and settings.durability ~= "normal" then
-          ok, err, code = db:sync_wal()   -- the commit on disk before anyone is answered
+          if later then
+            results.unsynced = true
+          else
+            ok, err, code = db:sync_wal()   -- the commit on disk before anyone is answered
+          end
         end
       else
         db:exec("ROLLBACK")
@@ -283,6 +289,22 @@ function _M.batch(dir, settings, list)
     results[i] = failure
   end
   return results
+end
+
+-- Syncs DIR's WAL to the disk: every transaction committed before, by any connection, is on
+-- disk when it returns true (nil, message, code when it fails). nginx's thread pool runs it
+-- after the batches it commits unsynced.
+function _M.sync(dir, settings)
+  local conn, err, code = _M.connect(dir, settings)
+  local ok
+  if conn then
+    ok, err, code = conn.db:sync_wal()
+    if ok then
+      return true
+    end
+    _M.disconnect(dir)
+  end
+  return nil, "journal " .. dir .. "/" .. _M.FILE .. ": " .. tostring(err), code
 end
 
 return _M
