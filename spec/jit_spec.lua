@@ -77,4 +77,26 @@ describe("LuaJIT traces of the request path", function()
     assert.is_true(#aborts > 0, "no abort reported")
     assert.matches("^ours:1: blacklisted at helper:1$", jit_trace.describe({ aborts[1] }))
   end)
+
+  -- As inside nginx, where the router is entered from C: a function of ours called from code
+  -- LuaJIT does not compile (here a caller that makes a closure) is compiled from its own
+  -- entry, and a tail call of a built-in at its end is a return LuaJIT gives up on. The same
+  -- function keeping the result in a local first is compiled.
+  it("would report a trace from a function's entry given up at a tail call of a built-in", function()
+    local function run(body)
+      local stop = jit_trace.collect({ "^ours:" })
+      local ours = assert(loadstring("local mt = {} return function(t) " .. body .. " end", "=ours"))()
+      local caller = assert(loadstring("local f = ... return function(i) local g = function()"
+        .. " return i end local t = f({ g }) return t end", "=caller"))(ours)
+      for i = 1, 3000 do
+        coroutine.wrap(caller)(i)
+      end
+      return stop()
+    end
+    local aborts = run("return setmetatable(t, mt)")
+    assert.is_true(#aborts > 0, "no abort reported")
+    assert.matches("^ours:1: leaving loop in root trace at setmetatable$",
+      jit_trace.describe({ aborts[1] }))
+    assert.are.same({}, run("local r = setmetatable(t, mt) return r"))
+  end)
 end)

@@ -1,9 +1,16 @@
 -- What LuaJIT's trace compiler gives up on, for the specs that guard the request path's shape:
 -- trace aborts whose reason is NYI (not yet implemented: a bytecode, a built-in or a return it
--- cannot compile), located by file and line, and traces of ours given up because they ran into
+-- cannot compile), located by file and line; traces of ours given up because they ran into
 -- code LuaJIT has blacklisted (after it gave up on it too often): one blacklisted function, such
 -- as resty.core's ngx.var getter, takes every trace through it down, and the request path with
--- them. The unrolled route calls, counted options and
+-- them; and traces begun at the entry of one of our functions that LuaJIT gives up when the
+-- function ends in a tail call of a built-in (`return setmetatable(...)`, `return xpcall(...)`:
+-- "leaving loop in root trace"): inside nginx each request enters the router from C, with no
+-- loop of ours around it, so its functions are compiled from their own entries, and after a
+-- few such aborts LuaJIT blacklists the function, which then runs in the interpreter for the
+-- worker's life. (A loop of a few turns met from a function's entry, "inner loop in root
+-- trace", costs the same, but LuaJIT also gives up on it at random while a loop warms up: the
+-- request path keeps none, and this does not look for them.) The unrolled route calls, counted options and
 -- callable-table loggers of the request path exist because such aborts cost it its speed.
 local jit_trace = {}
 
@@ -15,13 +22,18 @@ function jit_trace.collect(sources)
   local jutil = require "jit.util"
   local vmdef = require "jit.vmdef"
   local aborts, starts = {}, {}
+  -- "path/file.lua:line" (funcinfo's own `loc` has the file's name only, which the patterns
+  -- by folder never matched), a built-in's name, or the chunk's name.
   local function location(func, pc)
     local info = jutil.funcinfo(func, pc)
-    return info.loc or tostring(info.source)
+    if info.source and info.currentline then
+      return info.source:gsub("^[@=]", "") .. ":" .. info.currentline
+    end
+    return info.ffid and vmdef.ffnames[info.ffid] or tostring(info.loc or info.source)
   end
   local function on_trace(what, tr, func, pc, otr, oex)
     if what == "start" then
-      starts[tr] = location(func, pc)
+      starts[tr] = { where = location(func, pc), entry = pc == 0 }
       return
     elseif what ~= "abort" then
       return
@@ -36,10 +48,12 @@ function jit_trace.collect(sources)
       reason = reason:format(tostring(oex))
     end
     local where
+    local start = starts[tr]
     if reason:find("^NYI") then
       where = location(func, pc)
-    elseif reason == "blacklisted" and starts[tr] then
-      where = starts[tr]
+    elseif start and (reason == "blacklisted"
+        or (start.entry and reason == "leaving loop in root trace")) then
+      where = start.where
       reason = reason .. " at " .. location(func, pc)
     else
       return

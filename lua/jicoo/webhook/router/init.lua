@@ -23,10 +23,14 @@ local math_ceil = math.ceil
 local ngx = rawget(_G, "ngx")
 local clock = ngx and ngx.now or require("jicoo.webhook.core").now
 -- How long a handler ran: nginx's clock brought up to date first (it is cached per event-loop
--- turn, and a handler that does not yield would take no time on it).
+-- turn, and a handler that does not yield would take no time on it). No function on the
+-- request path ends in a tail call of a built-in (`return ngx.now()`, `return xpcall(...)`):
+-- inside nginx LuaJIT gives up on a trace that begins at such a function and returns that way,
+-- and after a few times leaves the function to the interpreter (spec/jit_trace.lua).
 local elapsed_clock = ngx and function()
   ngx.update_time()
-  return ngx.now()
+  local now = ngx.now()
+  return now
 end or clock
 
 local alarm = require "jicoo.webhook.router.alarm"
@@ -103,11 +107,11 @@ end
 local function current_time(self)
   local now = self.now_option
   if now == nil then
-    return clock()
-  elseif type(now) == "number" then
-    return now
+    now = clock()
+  elseif type(now) ~= "number" then
+    now = now()
   end
-  return now()
+  return now
 end
 
 local function report_error(self, message, ev, ctx)
@@ -236,7 +240,8 @@ end
 local call_handler
 if select(2, xpcall(function(x) return x end, message_handler, true)) then
   call_handler = function(fn, ev, ctx)
-    return xpcall(fn, message_handler, ev, ctx)
+    local ok, result, message = xpcall(fn, message_handler, ev, ctx)
+    return ok, result, message
   end
 else
   call_handler = function(fn, ev, ctx)
@@ -287,9 +292,16 @@ local function failure_changes(self, delivery, succeeded, errors, now)
   return { state = "dead", handlers = succeeded, errors = failures, finished_at = now }
 end
 
--- The last route a delivery of event still needs (0: none).
+-- The last route a delivery of event still needs (0: none). Without a loop when that is the
+-- event's last route (a first attempt): a loop of a few turns stops the traces through dispatch
+-- inside nginx (spec/jit_trace.lua).
 local function last_pending(routes, event, succeeded)
-  for i = #routes, 1, -1 do
+  local last_of = routes.last_of
+  local last = last_of and math_max(last_of[event] or 0, last_of[ANY] or 0) or 0
+  if last == 0 or not succeeded[routes[last].label] then
+    return last
+  end
+  for i = last - 1, 1, -1 do
     if is_pending(routes[i], event, succeeded) then
       return i
     end

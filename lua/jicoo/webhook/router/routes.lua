@@ -37,6 +37,10 @@ local function add_route(self, name, fn, label)
     label = label .. "#" .. (seen + 1)
   end
   routes[#routes + 1] = { event = name, fn = fn, label = label }
+  -- the position of each event name's last route ("*" too): what the router's dispatch reads
+  -- on a delivery's first attempt, rather than a loop over the routes
+  routes.last_of = routes.last_of or {}
+  routes.last_of[name] = #routes
 end
 
 -- Registers fn(ev, ctx) for one event name, or for every event with "*".
