@@ -1,6 +1,8 @@
 -- What LuaJIT's trace compiler gives up on, for the specs that guard the request path's shape:
--- trace aborts whose reason is NYI (not yet implemented: a bytecode, a built-in or a return it
--- cannot compile), located by file and line; traces of ours given up because they ran into
+-- trace aborts whose reason is NYI (not yet implemented: a bytecode or a built-in it cannot
+-- compile), located by file and line, but for "return to lower frame" (a side trace that
+-- follows the request's returns out towards nginx's C frames, which is where every request
+-- ends, and which LuaJIT gives up on by chance of where the side trace began); traces of ours given up because they ran into
 -- code LuaJIT has blacklisted (after it gave up on it too often): one blacklisted function, such
 -- as resty.core's ngx.var getter, takes every trace through it down, and the request path with
 -- them; and traces begun at the entry of one of our functions that LuaJIT gives up when the
@@ -49,7 +51,7 @@ function jit_trace.collect(sources)
     end
     local where
     local start = starts[tr]
-    if reason:find("^NYI") then
+    if reason:find("^NYI") and reason ~= "NYI: return to lower frame" then
       where = location(func, pc)
     elseif start and (reason == "blacklisted"
         or (start.entry and reason == "leaving loop in root trace")) then
