@@ -131,6 +131,22 @@ local function wake(batch)
   batch.sema:post(batch.waiting)
 end
 
+-- Syncs the WAL in the thread pool, then wakes the callers of batches, committed before (a
+-- failed sync fails them all: their records are written but may not be on disk, and the sender
+-- retries).
+local function sync(self, batches)
+  local ngx = rawget(_G, "ngx")
+  local ok, synced, err = ngx.run_worker_thread(self.thread_pool, MODULE, "sync", self.dir,
+    self.settings)
+  for _, batch in ipairs(batches) do
+    if not (ok and synced) then
+      fail_batch(batch, "journal " .. self.dir .. ": " .. tostring(ok and err
+        or "the thread pool failed: " .. tostring(synced)))
+    end
+    wake(batch)
+  end
+end
+
 -- Hands one batch to the thread pool: its transaction commits there, unsynced. Its callers are
 -- woken then when it only read, or when the journal does not sync (durability "normal"); else
 -- the syncer wakes them once the sync after the commit is done.
@@ -141,8 +157,12 @@ local function commit(self, batch)
   if ok then
     batch.results = results
     if results.unsynced then
-      self.unsynced[#self.unsynced + 1] = batch
-      self.syncing:post(1)
+      if self.syncing then
+        self.unsynced[#self.unsynced + 1] = batch
+        self.syncing:post(1)
+      else
+        sync(self, { batch })   -- the syncer has ended (nginx is exiting): synced here
+      end
       return
     end
   elseif type(results) == "string" and results:find("not found", 1, true) then
@@ -157,25 +177,16 @@ local function commit(self, batch)
 end
 
 -- The worker's syncer, a timer for as long as the worker runs: syncs the WAL once for every
--- batch committed before the sync begins, then wakes their callers (a failed sync fails them
--- all: their records are written but may not be on disk, and the sender retries). It sleeps on
--- `syncing` while nothing waits, and ends when nginx exits with nothing left to sync.
+-- batch committed before the sync begins. It sleeps on `syncing` while nothing waits, and ends
+-- when nginx exits, once nothing is left to sync and the committers have ended.
 local function syncer(premature, self)
   local ngx = rawget(_G, "ngx")
   while true do
     local batches = self.unsynced
     if #batches > 0 then
       self.unsynced = {}
-      local ok, synced, err = ngx.run_worker_thread(self.thread_pool, MODULE, "sync", self.dir,
-        self.settings)
-      for _, batch in ipairs(batches) do
-        if not (ok and synced) then
-          fail_batch(batch, "journal " .. self.dir .. ": " .. tostring(ok and err
-            or "the thread pool failed: " .. tostring(synced)))
-        end
-        wake(batch)
-      end
-    elseif premature or ngx.worker.exiting() then
+      sync(self, batches)
+    elseif (premature or ngx.worker.exiting()) and self.committers == 0 then
       break
     else
       self.syncing:wait(1)
