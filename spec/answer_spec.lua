@@ -20,6 +20,20 @@ describe("answer", function()
     end
   end)
 
+  it("writes the duplicate, waiting and accepted answers as json.encode would, byte for byte", function()
+    for _, c in ipairs({ { "guest_booked", false }, { 'we"ird\1\255', true } }) do
+      local ev = event(c[1], not c[2])
+      assert.are.equal(json.encode({ ok = true, result = "duplicate", state = "dead", event = c[1],
+        unknown = c[2] or nil }), answer.duplicate(ev, "dead").body)
+      assert.is_true(answer.duplicate(ev, "dead").duplicate)
+      -- (these two never said "unknown")
+      assert.are.equal(json.encode({ ok = true, result = "waiting", event = c[1] }),
+        answer.waiting(ev).body)
+      assert.are.equal(json.encode({ ok = true, result = "accepted", event = c[1] }),
+        answer.accepted(ev).body)
+    end
+  end)
+
   local ev = event("guest_booked", true)
   local cases = {
     { "duplicate", answer.duplicate(ev, "done"), 200,

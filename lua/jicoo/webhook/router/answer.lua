@@ -28,23 +28,24 @@ end
 
 -- The 200 answers of the receive path are written out rather than through json.encode (the
 -- same bytes, the keys in order): json.encode's loops would keep LuaJIT from compiling the
--- request path. `before` goes between "event" and "ok", `after` after "result".
-local function ok_answer(ev, before, result_text, after)
+-- request path. `before` goes between "event" and "ok", `after` after "result"; `unknown`:
+-- whether the answer says "unknown":true for an event name this version does not know.
+local function ok_answer(ev, before, result_text, after, unknown)
   local body = '{"event":' .. (EVENT_JSON[ev.event] or encode_string(ev.event)) .. before
     .. ',"ok":true,"result":"' .. result_text .. '"' .. after
-    .. (ev:is_known() and "}" or ',"unknown":true}')
+    .. ((unknown and not ev:is_known()) and ',"unknown":true}' or "}")
   local res = { status = 200, body = body, event = ev, errors = {} }
   return res
 end
 
 -- 200: every handler the delivery needed succeeded (ran: how many ran now).
 function _M.handled(ev, ran)
-  return ok_answer(ev, ',"handlers":' .. encode_number(ran), "handled", "")
+  return ok_answer(ev, ',"handlers":' .. encode_number(ran), "handled", "", true)
 end
 
 -- 200: a copy of a delivery the journal has (done, dead, or running/failed in a durable one).
 function _M.duplicate(ev, state)
-  local res = ok_answer(ev, "", "duplicate", ',"state":' .. encode_string(state))
+  local res = ok_answer(ev, "", "duplicate", ',"state":' .. encode_string(state), true)
   res.duplicate = true
   return res
 end
@@ -52,12 +53,12 @@ end
 -- 200: journaled, waiting for an earlier delivery of its booking (router/ordering.lua); it
 -- runs right after that one.
 function _M.waiting(ev)
-  return ok_answer(ev, "", "waiting", "")
+  return ok_answer(ev, "", "waiting", "", false)
 end
 
 -- 200 in answer-first mode: journaled, the handlers run after.
 function _M.accepted(ev)
-  return ok_answer(ev, "", "accepted", "")
+  return ok_answer(ev, "", "accepted", "", false)
 end
 
 -- 503: a copy of a delivery still running in a journal that is not durable.
