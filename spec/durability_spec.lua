@@ -89,6 +89,20 @@ describe("durability: the journal in nginx", function()
     support.write(server.output .. "/" .. name, value)
   end
 
+  -- Waits up to `seconds` until the output log `name` of server counts every one of keys
+  -- (exactly `times` each, when given).
+  local function all_counted(server, name, keys, seconds, times)
+    return wait_for(function()
+      local seen = counts(server.output .. "/" .. name)
+      for _, key in ipairs(keys) do
+        if seen[key] == nil or (times and seen[key] ~= times) then
+          return false
+        end
+      end
+      return true
+    end, seconds)
+  end
+
   local function deliveries(args, server)
     return runner.run("deliveries " .. args .. " --journal " .. support.quote(server.journal))
   end
@@ -208,10 +222,7 @@ describe("durability: the journal in nginx", function()
     end
     support.run("cp " .. support.quote(HANDLERS .. "/guest_booked.lua") .. " " .. support.quote(handlers))
     assert(support.run("kill -HUP " .. server.pid))
-    assert.is_true(wait_for(function()
-      local booked = counts(server.output .. "/booked.log")
-      return booked[keys[1]] == 1 and booked[keys[2]] == 1 and booked[keys[3]] == 1
-    end, 15), server:log())
+    assert.is_true(all_counted(server, "booked.log", keys, 15, 1), server:log())
     for _, key in ipairs(keys) do
       assert.are.equal(1, counts(server.output .. "/any.log")[key])
     end
@@ -302,15 +313,7 @@ describe("durability: the journal in nginx", function()
     for i = 1, 4 do
       keys[#keys + 1] = select(2, delivery("unsynced" .. i))
     end
-    assert.is_true(wait_for(function()
-      local booked = counts(server.output .. "/booked.log")
-      for _, key in ipairs(keys) do
-        if not booked[key] then
-          return false
-        end
-      end
-      return true
-    end, 15), server:log())
+    assert.is_true(all_counted(server, "booked.log", keys, 15), server:log())
     local booked = counts(server.output .. "/booked.log")
     for _, key in ipairs(keys) do
       assert.are.equal(1, booked[key], key)
@@ -331,30 +334,14 @@ describe("durability: the journal in nginx", function()
       assert.are.equal("accepted", cjson.decode(body).result)
       keys[i] = key
     end
-    assert.is_true(wait_for(function()
-      local attempts = counts(server.output .. "/attempts.log")
-      for _, key in ipairs(keys) do
-        if attempts[key] ~= 1 then
-          return false
-        end
-      end
-      return true
-    end, 10), server:log())
+    assert.is_true(all_counted(server, "attempts.log", keys, 10, 1), server:log())
     -- stopped first, so that the master cannot start a worker in the place of one killed
     support.run("kill -STOP " .. server.pid .. "; pkill -KILL -P " .. server.pid .. "; kill -KILL "
       .. server.pid)
     assert.is_true(wait_for(function() return not servers.is_alive(server.pid) end, 5))
     os.remove(server.output .. "/sleep")
     local again = start("crash", env)   -- the same journal and output folders
-    assert.is_true(wait_for(function()
-      local booked = counts(again.output .. "/booked.log")
-      for _, key in ipairs(keys) do
-        if booked[key] ~= 1 then
-          return false
-        end
-      end
-      return true
-    end, 20), again:log())
+    assert.is_true(all_counted(again, "booked.log", keys, 20, 1), again:log())
     local any = counts(again.output .. "/any.log")
     for _, key in ipairs(keys) do
       assert.are.equal(1, any[key], key)   -- it had succeeded before the crash: not run again
@@ -409,15 +396,7 @@ describe("durability: the journal in nginx", function()
       for _, path in ipairs(refused) do
         keys[#keys + 1] = select(2, delivery(path:match("([^/]+)%.json$")))
       end
-      assert.is_true(wait_for(function()
-        local booked = counts(server.output .. "/booked.log")
-        for _, key in ipairs(keys) do
-          if not booked[key] then
-            return false
-          end
-        end
-        return true
-      end, 15), server:log())
+      assert.is_true(all_counted(server, "booked.log", keys, 15), server:log())
       local booked = counts(server.output .. "/booked.log")
       for _, key in ipairs(keys) do
         assert.truthy(booked[key] == 1 or (unrecorded[key] and booked[key] == 2), key)

@@ -23,26 +23,26 @@ static int failing(void)
     return flag[0] != '\0' && access(flag, F_OK) == 0;
 }
 
-int fdatasync(int fd)
+/* The call `name` of the C library, or EIO while the flag file exists. */
+static int sync_or_fail(int fd, const char *name, int (**real)(int))
 {
-    static int (*real)(int);
     if (failing()) {
         errno = EIO;
         return -1;
     }
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
-    return real(fd);
+    if (!*real)
+        *real = (int (*)(int))dlsym(RTLD_NEXT, name);
+    return (*real)(fd);
+}
+
+int fdatasync(int fd)
+{
+    static int (*real)(int);
+    return sync_or_fail(fd, "fdatasync", &real);
 }
 
 int fsync(int fd)
 {
     static int (*real)(int);
-    if (failing()) {
-        errno = EIO;
-        return -1;
-    }
-    if (!real)
-        real = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
-    return real(fd);
+    return sync_or_fail(fd, "fsync", &real);
 }

@@ -119,8 +119,8 @@ local function can_wait(self)
   return YIELDING_PHASES[ngx.get_phase()] == true
 end
 
-local function fail_batch(batch, message)
-  local failure = { n = 3, nil, message, "error" }
+local function fail_batch(batch, message, code)
+  local failure = { n = 3, nil, message, code or "error" }
   for i = 1, #batch.ops do
     batch.results[i] = failure
   end
@@ -136,12 +136,14 @@ end
 -- retries).
 local function sync(self, batches)
   local ngx = rawget(_G, "ngx")
-  local ok, synced, err = ngx.run_worker_thread(self.thread_pool, MODULE, "sync", self.dir,
+  local ok, synced, err, code = ngx.run_worker_thread(self.thread_pool, MODULE, "sync", self.dir,
     self.settings)
+  if not ok then   -- the pool's own failure (sync's names the journal's file)
+    err = "journal " .. self.dir .. ": the thread pool failed: " .. tostring(synced)
+  end
   for _, batch in ipairs(batches) do
     if not (ok and synced) then
-      fail_batch(batch, "journal " .. self.dir .. ": " .. tostring(ok and err
-        or "the thread pool failed: " .. tostring(synced)))
+      fail_batch(batch, err, code)
     end
     wake(batch)
   end

@@ -412,22 +412,18 @@ function Router:dispatch(delivery)
   end
 
   local now = current_time(self)
-  local res, state, alone
+  local changes, res
   if #errors > 0 then
-    local changes = failure_changes(self, delivery, succeeded, errors, now)
-    state = changes.state
-    local _
-    _, alone = record_outcome(self, delivery, changes, now)
-    if state == "dead" and #self.dead_handlers > 0 then
-      alarm.raise(self, alarm.summary(delivery.key, record, errors, now), delivery.ctx)
-    end
+    changes = failure_changes(self, delivery, succeeded, errors, now)
     res = answer.handler_failed(ev, errors)
   else
-    state = "done"
-    local _
-    _, alone = record_outcome(self, delivery, { state = "done", handlers = succeeded, errors = {},
-      finished_at = now }, now)
+    changes = { state = "done", handlers = succeeded, errors = {}, finished_at = now }
     res = answer.handled(ev, #ran)
+  end
+  local state = changes.state
+  local _, alone = record_outcome(self, delivery, changes, now)
+  if state == "dead" and #self.dead_handlers > 0 then
+    alarm.raise(self, alarm.summary(delivery.key, record, errors, now), delivery.ctx)
   end
   res.key = delivery.key
   res.handlers = ran
