@@ -83,20 +83,26 @@ describe("LuaJIT traces of the request path", function()
   -- entry, and a tail call of a built-in at its end is a return LuaJIT gives up on. The same
   -- function keeping the result in a local first is compiled.
   it("would report a trace from a function's entry given up at a tail call of a built-in", function()
-    local function run(body)
-      local stop = jit_trace.collect({ "^ours:" })
-      local ours = assert(loadstring("local mt = {} return function(t) " .. body .. " end", "=ours"))()
+    local function run(name, body)
+      -- A clean trace cache and penalty list: what earlier specs compiled or gave up on decides
+      -- nothing here.
+      jit.flush()
+      local stop = jit_trace.collect({ "^" .. name .. ":" })
+      local ours = assert(loadstring("local mt = {} return function(t) " .. body .. " end", "=" .. name))()
       local caller = assert(loadstring("local f = ... return function(i) local g = function()"
         .. " return i end local t = f({ g }) return t end", "=caller"))(ours)
       for i = 1, 3000 do
         coroutine.wrap(caller)(i)
       end
-      return stop()
+      return jit_trace.describe(stop())
     end
-    local aborts = run("return setmetatable(t, mt)")
-    assert.is_true(#aborts > 0, "no abort reported")
-    assert.matches("^ours:1: leaving loop in root trace at setmetatable$",
-      jit_trace.describe({ aborts[1] }))
-    assert.are.same({}, run("local r = setmetatable(t, mt) return r"))
+    local reported = run("tailcalled", "return setmetatable(t, mt)")
+    local expected = "tailcalled:1: leaving loop in root trace at setmetatable"
+    local found = false
+    for line in reported:gmatch("[^\n]+") do
+      found = found or line == expected
+    end
+    assert.is_true(found, "expected " .. expected .. ", got: " .. reported)
+    assert.are.equal("", run("kept", "local r = setmetatable(t, mt) return r"))
   end)
 end)
