@@ -30,7 +30,9 @@
 --       nil, err
 --       Sets the fields in `changes` (among state, handlers, errors, next_at, lease_until,
 --       finished_at, attempts, expires_at) on the running record `token` holds; version goes
---       up; a done record keeps no body. `alone` as acquire's, after the change.
+--       up; a done record keeps no body. `alone` as acquire's, after a change that ends the
+--       record's running (a state other than running: what the router's booking order looks
+--       at); nil after one that leaves it running, which looks at no other record.
 --   due(now, limit) -> { key, ... } | nil, err     running ones past their lease, failed ones due
 --   get(key) -> record | nil (absent) | nil, err
 --   list(state) -> { record, ... } | nil, err      state: a state name or "all"; a record that

@@ -185,6 +185,9 @@ function Memory:update(key, token, changes)
       return ok, err
     end
   end
+  if record.state == "running" then
+    return true
+  end
   return true, alone(self, record)
 end
 

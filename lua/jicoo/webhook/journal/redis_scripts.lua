@@ -172,6 +172,9 @@ elseif state == 'dead' then
   redis.call('ZREM', due, key)
   redis.call('ZADD', dead, f.finished_at or now, key)
 end
+if state == 'running' then
+  return { 1 }   -- still running: no look at the booking's set
+end
 return { 1, alone(current[11]) }
 ]=]
 

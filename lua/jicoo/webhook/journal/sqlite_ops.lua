@@ -259,6 +259,8 @@ function ops.update(conn, key, token, changes, now, ttl)
   end
   if changed ~= 1 then
     return pack(false)
+  elseif changes.state == nil or changes.state == "running" then
+    return pack(true)   -- still running: no look at the booking's other records
   end
   return pack(true, alone(conn, key))
 end
