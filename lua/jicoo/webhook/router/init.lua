@@ -32,6 +32,15 @@ local elapsed_clock = ngx and function()
   local now = ngx.now()
   return now
 end or clock
+-- Where LuaJIT's traces of the request path end. A trace ends at a call of a C function the JIT
+-- does not compile, and the next begins after it. Without such an end, a trace would run on
+-- from the parse (a side exit in its builders: a delivery of another shape) or from the
+-- dispatch through the journal, the handlers and the answer, more than LuaJIT takes in one
+-- trace ("trace too long"); LuaJIT gives up after a few tries and leaves that path to the
+-- interpreter. trace_end is such a call (gcinfo reads the collector's count, nothing else),
+-- after the parse and after the handlers. Other runtimes have no JIT: a function that does
+-- nothing.
+local trace_end = rawget(_G, "jit") and rawget(_G, "gcinfo") or function() end
 
 local alarm = require "jicoo.webhook.router.alarm"
 local answer = require "jicoo.webhook.router.answer"
@@ -201,6 +210,7 @@ function Router:accept(body, headers)
     return nil, answer.invalid_payload(msg, info)
   end
 
+  trace_end()
   local key = ev:key()
   -- code: the failure's, or for new and taken whether the booking has no other record
   local outcome, record, code = acquire(self, key, now, {
@@ -407,6 +417,7 @@ function Router:dispatch(delivery)
   for i = 1, last do
     run_route(self, routes, delivery, i, last, ran, errors)
   end
+  trace_end()
   if ev.event ~= name then
     ev.event = name   -- the last handler had the delivery itself: the answer names what came
   end
