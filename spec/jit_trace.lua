@@ -12,14 +12,19 @@
 -- few such aborts LuaJIT blacklists the function, which then runs in the interpreter for the
 -- worker's life. (A loop of a few turns met from a function's entry, "inner loop in root
 -- trace", costs the same, but LuaJIT also gives up on it at random while a loop warms up: the
--- request path keeps none, and this does not look for them.) The unrolled route calls, counted options and
--- callable-table loggers of the request path exist because such aborts cost it its speed.
+-- request path keeps none, and this does not look for them.) With `too_long`, also traces of
+-- ours given up as too long: inside nginx a trace that runs on from the parse or the dispatch
+-- through the whole request is more than LuaJIT takes in one, and that path goes back to the
+-- interpreter (the router ends its traces after the parse and after the handlers). In a plain
+-- loop the traces run on through the loop's own code, whose length is the loop's. The unrolled
+-- route calls, counted options and callable-table loggers of the request path exist because
+-- such aborts cost it its speed.
 local jit_trace = {}
 
 -- Starts collecting; returns a function that stops and gives the list of
 -- { reason = text, where = "file:line" } for aborts at a source matching one of `sources`
--- (Lua patterns).
-function jit_trace.collect(sources)
+-- (Lua patterns); `too_long`: traces given up as too long are aborts too.
+function jit_trace.collect(sources, too_long)
   local jit = require "jit"
   local jutil = require "jit.util"
   local vmdef = require "jit.vmdef"
@@ -53,7 +58,7 @@ function jit_trace.collect(sources)
     local start = starts[tr]
     if reason:find("^NYI") and reason ~= "NYI: return to lower frame" then
       where = location(func, pc)
-    elseif start and (reason == "blacklisted"
+    elseif start and (reason == "blacklisted" or (too_long and reason == "trace too long")
         or (start.entry and reason == "leaving loop in root trace")) then
       where = start.where
       reason = reason .. " at " .. location(func, pc)
