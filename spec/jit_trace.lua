@@ -15,7 +15,7 @@
 -- request path keeps none, and this does not look for them.) With `too_long`, also traces of
 -- ours given up as too long: inside nginx a trace that runs on from the parse or the dispatch
 -- through the whole request is more than LuaJIT takes in one, and that path goes back to the
--- interpreter (the router ends its traces after the parse and after the handlers). In a plain
+-- interpreter (the router ends its traces after the parse and around the handlers). In a plain
 -- loop the traces run on through the loop's own code, whose length is the loop's. The unrolled
 -- route calls, counted options and callable-table loggers of the request path exist because
 -- such aborts cost it its speed.

@@ -38,8 +38,8 @@ end or clock
 -- dispatch through the journal, the handlers and the answer, more than LuaJIT takes in one
 -- trace ("trace too long"); LuaJIT gives up after a few tries and leaves that path to the
 -- interpreter. trace_end is such a call (gcinfo reads the collector's count, nothing else),
--- after the parse and after the handlers. Other runtimes have no JIT: a function that does
--- nothing.
+-- after the parse, and before and after the handlers, whose code is the user's and of any
+-- length. Other runtimes have no JIT: a function that does nothing.
 local trace_end = rawget(_G, "jit") and rawget(_G, "gcinfo") or function() end
 
 local alarm = require "jicoo.webhook.router.alarm"
@@ -414,6 +414,7 @@ function Router:dispatch(delivery)
   local routes = self.routes
   local last = last_pending(routes, name, succeeded)
   local ran, errors = {}, {}
+  trace_end()
   for i = 1, last do
     run_route(self, routes, delivery, i, last, ran, errors)
   end
