@@ -1,24 +1,23 @@
 -- What LuaJIT's trace compiler gives up on, for the specs that guard the request path's shape:
 -- trace aborts whose reason is NYI (not yet implemented: a bytecode or a built-in it cannot
--- compile), located by file and line, but for "return to lower frame" (a side trace that
--- follows the request's returns out towards nginx's C frames, which is where every request
--- ends, and which LuaJIT gives up on by chance of where the side trace began); traces of ours given up because they ran into
--- code LuaJIT has blacklisted (after it gave up on it too often): one blacklisted function, such
--- as resty.core's ngx.var getter, takes every trace through it down, and the request path with
--- them; and traces begun at the entry of one of our functions that LuaJIT gives up when the
--- function ends in a tail call of a built-in (`return setmetatable(...)`, `return xpcall(...)`:
--- "leaving loop in root trace"): inside nginx each request enters the router from C, with no
--- loop of ours around it, so its functions are compiled from their own entries, and after a
--- few such aborts LuaJIT blacklists the function, which then runs in the interpreter for the
--- worker's life. (A loop of a few turns met from a function's entry, "inner loop in root
--- trace", costs the same, but LuaJIT also gives up on it at random while a loop warms up: the
--- request path keeps none, and this does not look for them.) With `too_long`, also traces of
--- ours given up as too long: inside nginx a trace that runs on from the parse or the dispatch
--- through the whole request is more than LuaJIT takes in one, and that path goes back to the
--- interpreter (the router ends its traces after the parse and around the handlers). In a plain
--- loop the traces run on through the loop's own code, whose length is the loop's. The unrolled
--- route calls, counted options and callable-table loggers of the request path exist because
--- such aborts cost it its speed.
+-- compile), located by file and line, but for "return to lower frame" (a side trace that follows
+-- the request's returns out towards nginx's C frames, which is where every request ends, and which
+-- LuaJIT gives up on by chance of where the side trace began); traces of ours given up because they
+-- ran into code LuaJIT has blacklisted (after it gave up on it too often): one blacklisted
+-- function, such as resty.core's ngx.var getter, takes every trace through it down, and the request
+-- path with them; and traces begun at the entry of one of our functions that LuaJIT gives up when
+-- the function ends in a tail call of a built-in (`return setmetatable(...)`, `return xpcall(...)`:
+-- "leaving loop in root trace"): inside nginx each request enters the router from C, with no loop
+-- of ours around it, so its functions are compiled from their own entries, and after a few such
+-- aborts LuaJIT blacklists the function, which then runs in the interpreter for the worker's life.
+-- (A loop of a few turns met from a function's entry, "inner loop in root trace", costs the same,
+-- but LuaJIT also gives up on it at random while a loop warms up: the request path keeps none, and
+-- this does not look for them.) With `too_long`, also traces of ours given up as too long: inside
+-- nginx a trace that runs on from the parse or the dispatch through the whole request is more than
+-- LuaJIT takes in one, and that path goes back to the interpreter (the router ends its traces after
+-- the parse and around the handlers). In a plain loop the traces run on through the loop's own
+-- code, whose length is the loop's. The unrolled route calls, counted options and callable-table
+-- loggers of the request path exist because such aborts cost it its speed.
 local jit_trace = {}
 
 -- Starts collecting; returns a function that stops and gives the list of

@@ -34,8 +34,7 @@ local function ok_answer(ev, before, result_text, after, unknown)
   local body = '{"event":' .. (EVENT_JSON[ev.event] or encode_string(ev.event)) .. before
     .. ',"ok":true,"result":"' .. result_text .. '"' .. after
     .. ((unknown and not ev:is_known()) and ',"unknown":true}' or "}")
-  local res = { status = 200, body = body, event = ev, errors = {} }
-  return res
+  return { status = 200, body = body, event = ev, errors = {} }
 end
 
 -- 200: every handler the delivery needed succeeded (ran: how many ran now).
