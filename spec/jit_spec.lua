@@ -12,6 +12,7 @@ end
 
 local webhook = require "jicoo.webhook"
 local support = require "support"
+local runner = require "cli_runner"
 local jit_trace = require "jit_trace"
 
 local SOURCES = { "router/init%.lua", "router/answer%.lua", "router/context%.lua",
@@ -84,17 +85,11 @@ describe("LuaJIT traces of the request path", function()
   -- function keeping the result in a local first is compiled.
   it("would report a trace from a function's entry given up at a tail call of a built-in", function()
     local function run(name, body)
-      -- A clean trace cache and penalty list: what earlier specs compiled or gave up on decides
-      -- nothing here.
-      jit.flush()
-      local stop = jit_trace.collect({ "^" .. name .. ":" })
-      local ours = assert(loadstring("local mt = {} return function(t) " .. body .. " end", "=" .. name))()
-      local caller = assert(loadstring("local f = ... return function(i) local g = function()"
-        .. " return i end local t = f({ g }) return t end", "=caller"))(ours)
-      for i = 1, 3000 do
-        coroutine.wrap(caller)(i)
-      end
-      return jit_trace.describe(stop())
+      local out, ok = support.run(support.quote(runner.interpreter()) .. " "
+        .. support.quote(support.root .. "/spec/jit_probe.lua") .. " " .. support.quote(name) .. " "
+        .. support.quote(body) .. " 2>&1")
+      assert(ok, out)
+      return out
     end
     local reported = run("tailcalled", "return setmetatable(t, mt)")
     local expected = "tailcalled:1: leaving loop in root trace at setmetatable"
