@@ -48,6 +48,10 @@ describe("journal." .. backend.name, function()
     assert.are.equal("bk_1", stored.uid)
     assert.are.equal(NOW, stored.received_at)
     assert.are.equal(record.token, stored.token)
+    -- every field acquire answered is kept as answered
+    for field, value in pairs(record) do
+      assert.are.same(value, stored[field], field)
+    end
   end)
 
   it("answers busy while the lease holds, and hands the delivery over once it runs out", function()

@@ -103,6 +103,7 @@ local endpoints = {
   { name = "sqlite", path = "/v/receiver_sqlite", handles = true, before = empty_sqlite_journal },
   redis and { name = "redis", path = "/v/receiver_redis", handles = true, before = empty_redis,
     redis = redis } or nil,
+  redis and { name = "redis_floor", path = "/v/redis_floor", redis = redis } or nil,
 }
 if opts.variants then
   table.insert(endpoints, 2, { name = "adapter", path = "/v/adapter" })
@@ -129,7 +130,8 @@ end
 local function variant_locations()
   local lines = {}
   for _, name in ipairs({ "adapter", "verify", "construct", "router_noverify", "router_nostore",
-    "receiver_nometrics", "receiver_minimal", "handwritten", "receiver_sqlite", "receiver_redis" }) do
+    "receiver_nometrics", "receiver_minimal", "handwritten", "receiver_sqlite", "receiver_redis",
+    "redis_floor" }) do
     lines[#lines + 1] = "    location = /v/" .. name .. " {\n      client_max_body_size 2m;"
       .. " client_body_buffer_size 128k;\n      content_by_lua_block { require('nginx_endpoints')."
       .. name .. "() }\n    }"
@@ -268,6 +270,10 @@ local function main()
           problem(string.format("%s %s: %d requests, only %d handled (duplicates: raise"
             .. " --deliveries)", ep.name, label, r.requests, r.handled))
         end
+      end
+      if ep.redis and not ep.handles and redis_before and redis_after and r.requests > 0 then
+        r.redis_cpu_us = (redis_after - redis_before) * 1e6 / r.requests
+        note = note .. string.format("  redis-server %.1f us/request", r.redis_cpu_us)
       end
       if ep.handles and r.requests > count then
         problem(string.format("%s %s: %d requests for %d distinct deliveries (raise --deliveries)",

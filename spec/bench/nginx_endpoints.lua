@@ -23,6 +23,12 @@
 --
 --   receiver_sqlite  the SQLite journal in $JICOO_BENCH_JOURNAL_DIR (through the thread pool)
 --   receiver_redis   the Redis journal on 127.0.0.1:$JICOO_BENCH_REDIS_PORT, when it is set
+--
+-- and, beside the Redis journal, what its two round trips a delivery cost redis-server before
+-- any script runs:
+--
+--   redis_floor      adapter + two PINGs to that Redis through the journal's own client (its
+--                    connection pool), one after the other, as the journal's acquire and update
 local openresty = require "jicoo.webhook.openresty"
 local journal = require "jicoo.webhook.journal"
 local store = require "jicoo.webhook.store"
@@ -40,6 +46,7 @@ local MINIMAL_HANDLERS = HERE .. "minimal_handlers"
 local SECRET = os.getenv("JICOO_WEBHOOK_SECRET")
 
 local routers = {}
+local redis_client   -- redis_floor's, on the Redis journal's server
 -- the receiver's tolerance (nginx.sh raises it: a long run outlives the default 300 s)
 local TOLERANCE = tonumber(os.getenv("JICOO_WEBHOOK_TOLERANCE") or "")
 local CHECK = { tolerance = TOLERANCE }
@@ -76,6 +83,7 @@ function _M.init_worker()
   local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
   if redis_port then
     routers.redis = router({ secrets = SECRET, journal = journal.redis({ port = redis_port }) })
+    redis_client = require("jicoo.net.redis").new({ port = redis_port })
   end
 end
 
@@ -148,6 +156,11 @@ end
 
 function _M.receiver_redis()
   return openresty.serve(routers.redis)
+end
+
+function _M.redis_floor()
+  local body = read()
+  answer(body ~= nil and redis_client:call("PING") == "PONG" and redis_client:call("PING") == "PONG")
 end
 
 return _M

@@ -55,6 +55,12 @@ function _M.print(results, quick)
       string.format("%.1f (the worker's %.1f)", redis_cpu, cpu("redis") or 0),
       "at most 40: half of the 70-100 before")
   end
+  -- Its floor: two round trips that run no script (redis_floor's two PINGs a request).
+  local floor = results.redis_floor and median(results.redis_floor.redis_cpu)
+  if redis_cpu and floor then
+    line(nil, "Redis journal: redis-server CPU for two PINGs a request, µs",
+      string.format("%.1f (the journal %.2fx that)", floor, redis_cpu / floor))
+  end
   for _, name in ipairs({ "sqlite", "redis" }) do
     local c = cpu(name)
     if c then

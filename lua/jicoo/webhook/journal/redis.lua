@@ -81,6 +81,10 @@ local SWEEP_BATCH = 500     -- done records one sweep removes at most
 local BACKSTOP = 86400      -- seconds a done record's hash outlives its ttl should no sweep run
 
 local STATES, NUMBER_FIELDS = hashes.STATES, hashes.NUMBER_FIELDS
+-- The fields of a new record (journal.running) the ACQUIRE script writes itself, from its other
+-- arguments or as every new record starts: the new delivery sends only its own.
+local WRITTEN_BY_ACQUIRE = { key = true, token = true, lease_until = true, state = true,
+  attempts = true, version = true, handlers = true, errors = true }
 local record_key, record_of, add_fields = hashes.hash_key, hashes.record_of, hashes.add_fields
 local failure, unexpected = hashes.failure, hashes.unexpected
 
@@ -169,11 +173,10 @@ function Redis:acquire(key, now, lease, new, take_failed)
   local args = { self.prefix, key, now, lease_until, take_failed and "1" or "0",
     fresh and fresh.token or journal.token() }
   if fresh then
-    -- what the indexes need, then the record
-    args[7] = type(fresh.event) == "string" and fresh.event or ""
-    args[8] = type(fresh.uid) == "string" and fresh.uid or ""
-    args[9] = type(fresh.received_at) == "number" and fresh.received_at or now
-    add_fields(args, fresh)
+    add_fields(args, fresh, WRITTEN_BY_ACQUIRE)
+    if fresh.key ~= nil and fresh.key ~= key then   -- a record filed under another key than its own
+      add_fields(args, { key = fresh.key })
+    end
   end
   local reply, err, code = run(self, scripts.ACQUIRE, key, args)
   if reply == nil then

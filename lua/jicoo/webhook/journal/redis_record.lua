@@ -58,11 +58,14 @@ function _M.field_text(name, value)
   error("journal.redis: field " .. tostring(name) .. " cannot be a " .. kind, 4)
 end
 
--- Appends the fields of a record (or of changes) to args as field, value, ...
-function _M.add_fields(args, fields)
+-- Appends the fields of a record (or of changes) to args as field, value, ..., but those named
+-- in `except`.
+function _M.add_fields(args, fields, except)
   for name, value in pairs(fields) do
-    args[#args + 1] = name
-    args[#args + 1] = _M.field_text(name, value)
+    if not (except and except[name]) then
+      args[#args + 1] = name
+      args[#args + 1] = _M.field_text(name, value)
+    end
   end
 end
 

@@ -8,6 +8,12 @@
 -- record is read. Every key starts with the prefix, so a hash tag in it keeps one journal on one
 -- Redis Cluster slot. Scripts compare keys byte by byte where they must (`before`): Lua's `<`
 -- follows the server's LC_COLLATE, which Redis sets from its environment.
+--
+-- What a delivery costs redis-server, beyond its two round trips, is mostly the commands its
+-- two scripts run (18: the record, the scheduler's set, the indexes and counters), and a
+-- redis.call costs about half again what its command does. A script's arguments cost by their
+-- count, so a new record's constant fields are written here rather than sent; a constant number
+-- handed to a command is text ('1'), as Redis formats a Lua number with snprintf.
 local _M = {}
 
 -- What every script that moves a record between states shares: the index helpers.
@@ -46,7 +52,7 @@ local function enter(key, event, received_at, state, expires_at)
     redis.call('SADD', prefix .. 'events', event)
   else
     redis.call('ZADD', prefix .. 's:' .. state, received_at, key)
-    redis.call('HINCRBY', prefix .. 'counts', state .. ':' .. event, 1)
+    redis.call('HINCRBY', prefix .. 'counts', state .. ':' .. event, '1')
   end
 end
 
@@ -55,7 +61,7 @@ local function leave(key, event, state)
     redis.call('ZREM', prefix .. 'done:' .. event, key)
   else
     redis.call('ZREM', prefix .. 's:' .. state, key)
-    redis.call('HINCRBY', prefix .. 'counts', state .. ':' .. event, -1)
+    redis.call('HINCRBY', prefix .. 'counts', state .. ':' .. event, '-1')
   end
 end
 
@@ -72,15 +78,18 @@ end
 ]=]
 
 -- KEYS: record, due, dead. ARGV: prefix, key, now, lease_until, take_failed ("1" or "0"), a
--- fresh token, the new delivery's event, uid and received_at, then the fields and values of its
--- record (none: no new delivery). journal.decide, said in Redis.
+-- fresh token, then the new delivery's own fields and values (none: no new delivery): its event,
+-- uid, body and received_at, as it has them. The rest of a new record is what every new record
+-- starts with (journal.running): the key, the token and the lease above, running, attempt 1,
+-- version 1, no handler done and no error; the script writes those itself, so that they cross
+-- the network and the script's arguments once. journal.decide, said in Redis.
 _M.ACQUIRE = INDEXES .. [=[
 local record, due, dead, key = KEYS[1], KEYS[2], KEYS[3], ARGV[2]
 local now, lease_until = tonumber(ARGV[3]), ARGV[4]
 local current = redis.call('HMGET', record, 'state', 'lease_until', 'next_at', 'indexed', 'uid')
 local state = current[1]
 if not state then
-  if #ARGV < 10 then
+  if #ARGV < 7 then
     -- a key the sets still name, its record gone (deleted by hand, evicted): forget it
     redis.call('ZREM', due, key)
     redis.call('ZREM', dead, key)
@@ -90,11 +99,18 @@ if not state then
     end
     return { 'absent' }
   end
-  redis.call('HSET', record, 'indexed', '1', unpack(ARGV, 10))
+  local f = {}
+  for i = 7, #ARGV - 1, 2 do
+    f[ARGV[i]] = ARGV[i + 1]
+  end
+  local received_at = tonumber(f.received_at) and f.received_at or ARGV[3]
+  redis.call('HSET', record, 'indexed', '1', 'key', key, 'token', ARGV[6], 'lease_until',
+    lease_until, 'state', 'running', 'attempts', '1', 'version', '1', 'handlers', '{}',
+    'errors', '[]', unpack(ARGV, 7))
   redis.call('ZADD', due, lease_until, key)
-  add(key, ARGV[8], ARGV[9])
-  enter(key, ARGV[7], ARGV[9], 'running')
-  return { 'new', alone(ARGV[8]) }   -- the caller has the record it wrote
+  add(key, f.uid, received_at)
+  enter(key, f.event or '', received_at, 'running')
+  return { 'new', alone(f.uid) }   -- the caller has the record it wrote
 end
 local outcome
 if state == 'running' or state == 'failed' then
@@ -124,8 +140,8 @@ if outcome == 'taken' then
     enter(key, event, received_at, 'running')
   end
   redis.call('HSET', record, 'state', 'running', 'token', ARGV[6], 'lease_until', lease_until)
-  redis.call('HINCRBY', record, 'attempts', 1)
-  redis.call('HINCRBY', record, 'version', 1)
+  redis.call('HINCRBY', record, 'attempts', '1')
+  redis.call('HINCRBY', record, 'version', '1')
   redis.call('HDEL', record, 'next_at')
   redis.call('ZADD', due, lease_until, key)
   return { outcome, redis.call('HGETALL', record), alone(current[5]) }
@@ -164,8 +180,7 @@ if state == 'running' then
 elseif state == 'failed' then
   redis.call('ZADD', due, f.next_at or now, key)
 elseif state == 'done' then
-  redis.call('ZREM', due, key)
-  redis.call('ZREM', dead, key)
+  redis.call('ZREM', due, key)   -- (a running record is in no dead set)
   redis.call('HDEL', record, 'body')
   redis.call('EXPIRE', record, ARGV[5])
 elseif state == 'dead' then
@@ -201,7 +216,7 @@ end
 redis.call('HSET', record, 'state', 'failed', 'next_at', now, 'budget_from', current[5] or 0,
   'rearmed_at', now)
 redis.call('HDEL', record, 'finished_at')
-redis.call('HINCRBY', record, 'version', 1)
+redis.call('HINCRBY', record, 'version', '1')
 redis.call('ZREM', dead, key)
 redis.call('ZADD', due, now, key)
 return { 'rearmed', redis.call('HGETALL', record) }
