@@ -99,18 +99,24 @@ if not state then
     end
     return { 'absent' }
   end
-  local f = {}
+  local event, uid, received_at = '', nil, ARGV[3]   -- what the indexes need (no table made)
   for i = 7, #ARGV - 1, 2 do
-    f[ARGV[i]] = ARGV[i + 1]
+    local name = ARGV[i]
+    if name == 'event' then
+      event = ARGV[i + 1]
+    elseif name == 'uid' then
+      uid = ARGV[i + 1]
+    elseif name == 'received_at' and tonumber(ARGV[i + 1]) then
+      received_at = ARGV[i + 1]
+    end
   end
-  local received_at = tonumber(f.received_at) and f.received_at or ARGV[3]
   redis.call('HSET', record, 'indexed', '1', 'key', key, 'token', ARGV[6], 'lease_until',
     lease_until, 'state', 'running', 'attempts', '1', 'version', '1', 'handlers', '{}',
     'errors', '[]', unpack(ARGV, 7))
   redis.call('ZADD', due, lease_until, key)
-  add(key, f.uid, received_at)
-  enter(key, f.event or '', received_at, 'running')
-  return { 'new', alone(f.uid) }   -- the caller has the record it wrote
+  add(key, uid, received_at)
+  enter(key, event, received_at, 'running')
+  return { 'new', alone(uid) }   -- the caller has the record it wrote
 end
 local outcome
 if state == 'running' or state == 'failed' then
