@@ -92,6 +92,7 @@ function _M.new(opts)
     verify = o.verify,
     secrets = o.secrets,
     tolerance = o.tolerance,
+    verify_opts = { tolerance = o.tolerance, now = 0 },   -- accept's, its now set each time
     parse_opts = o.parse_opts,
     max_size = o.max_size,
     journal = o.journal,
@@ -196,8 +197,9 @@ function Router:accept(body, headers)
   local now = current_time(self)
   if self.verify then
     local header = header_value(headers, SIGNATURE_HEADER)
-    local ok, msg, code = engine.verify(body, header, self.secrets,
-      { tolerance = self.tolerance, now = now })
+    local verify_opts = self.verify_opts
+    verify_opts.tolerance, verify_opts.now = self.tolerance, now
+    local ok, msg, code = engine.verify(body, header, self.secrets, verify_opts)
     if not ok then
       self.meter:rejected("bad_signature")
       return nil, answer.bad_signature(code, msg)
@@ -328,13 +330,14 @@ local function own_event(self, delivery)
   return ev or copy_delivery(delivery.event)
 end
 
--- Runs route i's handler if the delivery still needs it, noting the outcome in ran and errors;
--- a success before the last route is written to the journal before the next one runs.
+-- Runs route i's handler if the delivery still needs it, noting the outcome in ran and errors
+-- (made at the first failure); a success before the last route is written to the journal before
+-- the next one runs. Returns errors.
 local function run_route(self, routes, delivery, i, last, ran, errors)
   local route = routes[i]
   local ev, ctx, succeeded = delivery.event, delivery.ctx, delivery.record.handlers
   if not is_pending(route, ev.event, succeeded) then
-    return
+    return errors
   end
   ctx.handler = route.label
   local started = elapsed_clock()
@@ -352,10 +355,12 @@ local function run_route(self, routes, delivery, i, last, ran, errors)
   else
     local message = first_line(tostring(err))
     ran[#ran + 1] = { handler = route.label, ok = false, error = message }
+    errors = errors or {}
     errors[#errors + 1] = { stage = "handler", handler = route.label, message = message }
     report_error(self, route.label .. " failed: " .. tostring(err), ev, ctx)
   end
   ctx.handler = nil
+  return errors
 end
 
 -- Runs the handlers an accepted delivery still needs, in registration order; each success is
@@ -413,10 +418,10 @@ function Router:dispatch(delivery)
   -- the handlers as they are now: a reload meanwhile swaps in a new list, not this one
   local routes = self.routes
   local last = last_pending(routes, name, succeeded)
-  local ran, errors = {}, {}
+  local ran, errors = {}, nil
   trace_end()
   for i = 1, last do
-    run_route(self, routes, delivery, i, last, ran, errors)
+    errors = run_route(self, routes, delivery, i, last, ran, errors)
   end
   trace_end()
   if ev.event ~= name then
@@ -425,11 +430,15 @@ function Router:dispatch(delivery)
 
   local now = current_time(self)
   local changes, res
-  if #errors > 0 then
+  if errors then
     changes = failure_changes(self, delivery, succeeded, errors, now)
     res = answer.handler_failed(ev, errors)
   else
-    changes = { state = "done", handlers = succeeded, errors = {}, finished_at = now }
+    changes = { state = "done", handlers = succeeded, finished_at = now }
+    local had = record.errors
+    if had == nil or had[1] ~= nil then   -- an earlier attempt's errors go (a first one has none)
+      changes.errors = {}
+    end
     res = answer.handled(ev, #ran)
   end
   local state = changes.state
