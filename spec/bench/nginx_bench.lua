@@ -104,6 +104,7 @@ local endpoints = {
   redis and { name = "redis", path = "/v/receiver_redis", handles = true, before = empty_redis,
     redis = redis } or nil,
   redis and { name = "redis_floor", path = "/v/redis_floor", redis = redis } or nil,
+  redis and { name = "raw_floor", path = "/v/raw_floor", redis = redis } or nil,
 }
 if opts.variants then
   table.insert(endpoints, 2, { name = "adapter", path = "/v/adapter" })
@@ -131,7 +132,7 @@ local function variant_locations()
   local lines = {}
   for _, name in ipairs({ "adapter", "verify", "construct", "router_noverify", "router_nostore",
     "receiver_nometrics", "receiver_minimal", "handwritten", "receiver_sqlite", "receiver_redis",
-    "redis_floor" }) do
+    "redis_floor", "raw_floor" }) do
     lines[#lines + 1] = "    location = /v/" .. name .. " {\n      client_max_body_size 2m;"
       .. " client_body_buffer_size 128k;\n      content_by_lua_block { require('nginx_endpoints')."
       .. name .. "() }\n    }"

@@ -158,6 +158,21 @@ function _M.receiver_redis()
   return openresty.serve(routers.redis)
 end
 
+local raw_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
+local function raw_ping()
+  local sock = ngx.socket.tcp()
+  sock:settimeout(1000)
+  assert(sock:connect("127.0.0.1", raw_port))
+  assert(sock:send("*1\r\n$4\r\nPING\r\n"))
+  local line = assert(sock:receive("*l"))
+  sock:setkeepalive(60000, 32)
+  return line == "+PONG"
+end
+function _M.raw_floor()
+  local body = read()
+  answer(body ~= nil and raw_ping() and raw_ping())
+end
+
 function _M.redis_floor()
   local body = read()
   answer(body ~= nil and redis_client:call("PING") == "PONG" and redis_client:call("PING") == "PONG")

@@ -186,6 +186,17 @@ end
 ---------------------------------------------------------------------------------------------
 -- Connections (socket.lua: a cosocket under nginx, LuaSocket elsewhere)
 
+-- One reply from conn (an error reply as { err = message }), or nil, err.
+local function read_one(self, conn)
+  local value, msg = resp.read_reply(conn, { left = self.max_reply, max = self.max_reply }, 0)
+  if value == nil then
+    return nil, "redis " .. self.address .. ": read: " .. tostring(msg)
+  elseif value == resp.ERROR_REPLY then
+    value = { err = msg }
+  end
+  return value
+end
+
 -- Sends a request of `count` commands on conn and reads their replies: the list, or nil, err.
 -- The send has send_timeout, the replies read_timeout, each as a whole; a server that says more
 -- than it was asked is out of step, and the exchange fails.
@@ -197,14 +208,17 @@ local function round_trip(self, conn, request, count)
   end
   conn:set_deadline(socket.now() + self.read_timeout / 1000)
   local replies = {}
-  for i = 1, count do
-    local value, msg = resp.read_reply(conn, { left = self.max_reply, max = self.max_reply }, 0)
+  local value, msg = read_one(self, conn)   -- the first apart: most requests are one command
+  replies[1] = value
+  for i = 2, count do
     if value == nil then
-      return nil, "redis " .. self.address .. ": read: " .. tostring(msg)
-    elseif value == resp.ERROR_REPLY then
-      value = { err = msg }
+      break
     end
+    value, msg = read_one(self, conn)
     replies[i] = value
+  end
+  if value == nil then
+    return nil, msg
   end
   if conn:unread() > 0 then
     return nil, "redis " .. self.address .. ": read: " .. conn:unread()

@@ -6,6 +6,9 @@
 --
 -- A status or a bulk string is a Lua string, an integer a number, an array a list, a nil bulk
 -- string or array core.null; an error reply inside an array is { err = message }.
+--
+-- A built-in's result goes to a local before it is returned: inside nginx a function that ends
+-- in a tail call of a built-in is a trace LuaJIT gives up on (spec/jit_trace.lua).
 local type = type
 local tonumber = tonumber
 local string_find = string.find
@@ -33,7 +36,8 @@ _M.ERROR_REPLY = ERROR_REPLY
 local function number_text(v)
   if (math_type and math_type(v) == "integer")
       or (v == math_floor(v) and v > -2^53 and v < 2^53) then
-    return string_format("%d", v)
+    local text = string_format("%d", v)
+    return text
   elseif v ~= v then
     return "nan"
   elseif v == math_huge or v == -math_huge then
@@ -62,7 +66,8 @@ local function bulk_strings(args, n)
     parts[#parts + 1] = arg
     parts[#parts + 1] = "\r\n"
   end
-  return table_concat(parts)
+  local bulk = table_concat(parts)
+  return bulk
 end
 
 -- The request for one command (a list of n arguments), or nil and why not.
@@ -78,7 +83,8 @@ end
 -- else (no hex, exponent, fraction, nan or inf), 19 digits at most.
 local function decimal(text)
   if #text <= 20 and string_find(text, "^%-?%d+$") then
-    return tonumber(text)
+    local n = tonumber(text)
+    return n
   end
   return nil
 end
@@ -127,7 +133,8 @@ function _M.read_reply(conn, budget, depth)
       elseif string_sub(data, -2) ~= "\r\n" then
         return nil, "a bulk string not followed by CR LF"
       end
-      return string_sub(data, 1, size)
+      local bulk = string_sub(data, 1, size)
+      return bulk
     end
   elseif kind == "*" then
     local count = decimal(rest)

@@ -24,6 +24,9 @@
 -- LuaSec checks the chain against ca_file (default: $SSL_CERT_FILE, as for OpenSSL's own tools,
 -- else the system's bundle) and the core checks the name (core.x509_check_host: OpenSSL's
 -- matching), which LuaSec does not.
+--
+-- A built-in's result goes to a local before it is returned: inside nginx a function that ends
+-- in a tail call of a built-in is a trace LuaJIT gives up on (spec/jit_trace.lua).
 local type = type
 local pcall = pcall
 local ipairs = ipairs
@@ -59,13 +62,15 @@ local Cosocket = connection.kind()
 function Cosocket:send_within(data, ms)
   local sock = self.sock
   sock:settimeout(ms)
-  return sock:send(data)
+  local sent, err = sock:send(data)
+  return sent, err
 end
 
 function Cosocket:receive_some(max, ms)
   local sock = self.sock
   sock:settimeout(ms)
-  return sock:receiveany(max)
+  local data, err = sock:receiveany(max)
+  return data, err
 end
 
 function Cosocket:reused()
