@@ -29,6 +29,7 @@
 --
 --   redis_floor      adapter + two PINGs to that Redis through the journal's own client (its
 --                    connection pool), one after the other, as the journal's acquire and update
+--   raw_floor        the same two PINGs on nginx's cosockets alone: what the client adds to them
 local openresty = require "jicoo.webhook.openresty"
 local journal = require "jicoo.webhook.journal"
 local store = require "jicoo.webhook.store"
@@ -162,12 +163,16 @@ local raw_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
 local function raw_ping()
   local sock = ngx.socket.tcp()
   sock:settimeout(1000)
-  assert(sock:connect("127.0.0.1", raw_port))
-  assert(sock:send("*1\r\n$4\r\nPING\r\n"))
-  local line = assert(sock:receive("*l"))
+  local ok = sock:connect("127.0.0.1", raw_port) and sock:send("*1\r\n$4\r\nPING\r\n")
+  local line = ok and sock:receive("*l")
+  if line ~= "+PONG" then
+    sock:close()
+    return false
+  end
   sock:setkeepalive(60000, 32)
-  return line == "+PONG"
+  return true
 end
+
 function _M.raw_floor()
   local body = read()
   answer(body ~= nil and raw_ping() and raw_ping())

@@ -61,6 +61,11 @@ function _M.print(results, quick)
     line(nil, "Redis journal: redis-server CPU for two PINGs a request, µs",
       string.format("%.1f (the journal %.2fx that)", floor, redis_cpu / floor))
   end
+  local client, raw = cpu("redis_floor"), cpu("raw_floor")
+  if client and raw then
+    line(nil, "Redis client, two PINGs a request: worker µs, client / cosockets",
+      string.format("%.1f / %.1f", client, raw))
+  end
   for _, name in ipairs({ "sqlite", "redis" }) do
     local c = cpu(name)
     if c then
