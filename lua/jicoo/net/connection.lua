@@ -88,7 +88,7 @@ local function buffered_line(self, max)
   return string_sub(self.buffer, pos, lf - 1), false
 end
 
--- A line the buffer lacks: reads until it has one.
+-- A line the buffer still lacks after a read: reads until it has one.
 local function line_after_reads(self, max)
   while true do
     local ok, err = fill(self, CHUNK)
@@ -107,7 +107,14 @@ end
 function Connection:read_line(max)
   local line, crlf = buffered_line(self, max)
   if line == false then
-    line, crlf = line_after_reads(self, max)
+    local ok, err = fill(self, CHUNK)
+    if not ok then
+      return nil, err
+    end
+    line, crlf = buffered_line(self, max)
+    if line == false then
+      line, crlf = line_after_reads(self, max)
+    end
   end
   return line, crlf
 end

@@ -64,6 +64,7 @@ local resp = require "jicoo.net.resp"
 local sentinel = require "jicoo.net.redis_sentinel"
 local cluster = require "jicoo.net.redis_cluster"
 local redis_address = require "jicoo.net.redis_address"
+local new_table = require("jicoo.net.runtime").new_table
 
 local _M = {}
 
@@ -207,9 +208,8 @@ local function round_trip(self, conn, request, count)
     return nil, "redis " .. self.address .. ": send: " .. tostring(err)
   end
   conn:set_deadline(socket.now() + self.read_timeout / 1000)
-  local replies = {}
   local value, msg = read_one(self, conn)   -- the first apart: most requests are one command
-  replies[1] = value
+  local replies = { value }
   for i = 2, count do
     if value == nil then
       break
@@ -434,18 +434,22 @@ function Client:eval_script(script, keys, args)
     error("redis:eval_script: script must be a string, got " .. type(script), 2)
   end
   keys, args = keys or {}, args or {}
-  local command = { "EVALSHA", "", #keys }
-  for _, list in ipairs({ keys, args }) do
-    for i = 1, #list do
-      local kind = type(list[i])
-      if kind ~= "string" and kind ~= "number" then
-        error("redis:eval_script: " .. (list == keys and "keys" or "args") .. "[" .. i
-          .. "] must be a string or a number, got " .. kind, 2)
-      end
-      command[#command + 1] = list[i]
+  local key_count, arg_count = #keys, #args
+  local n = 3 + key_count + arg_count
+  local command = new_table(n, 0)   -- at its size at once: a table that grows is rehashed
+  command[1], command[2], command[3] = "EVALSHA", "", key_count
+  for i = 1, key_count + arg_count do
+    local list, j = keys, i
+    if i > key_count then
+      list, j = args, i - key_count
     end
+    local kind = type(list[j])
+    if kind ~= "string" and kind ~= "number" then
+      error("redis:eval_script: " .. (list == keys and "keys" or "args") .. "[" .. j
+        .. "] must be a string or a number, got " .. kind, 2)
+    end
+    command[3 + i] = list[j]
   end
-  local n = #command
   local slot = self.cluster and #keys > 0 and cluster.slot(tostring(keys[1])) or nil
 
   local sha = self.scripts[script]

@@ -20,6 +20,9 @@ local math_huge = math.huge
 local math_type = math.type   -- nil before 5.3
 
 local core = require "jicoo.webhook.core"
+local runtime = require "jicoo.net.runtime"
+
+local new_table = runtime.new_table
 
 local _M = {}
 
@@ -53,7 +56,7 @@ end
 -- The bulk strings of n arguments (strings and numbers); or nil, the position and the type of
 -- one that is neither.
 local function bulk_strings(args, n)
-  local parts = {}
+  local parts = new_table(3 * n, 0)
   for i = 1, n do
     local arg = args[i]
     local kind = type(arg)
@@ -62,9 +65,9 @@ local function bulk_strings(args, n)
     elseif kind ~= "string" then
       return nil, i, kind
     end
-    parts[#parts + 1] = "$" .. #arg .. "\r\n"
-    parts[#parts + 1] = arg
-    parts[#parts + 1] = "\r\n"
+    parts[3 * i - 2] = "$" .. #arg .. "\r\n"
+    parts[3 * i - 1] = arg
+    parts[3 * i] = "\r\n"
   end
   local bulk = table_concat(parts)
   return bulk

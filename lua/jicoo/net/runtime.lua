@@ -1,5 +1,6 @@
 -- What the runtime offers the network code: whether nginx's cosockets work here, LuaSocket and
--- LuaSec where they do not, and a clock and a sleep that never block an nginx worker.
+-- LuaSec where they do not, a clock and a sleep that never block an nginx worker, and tables made
+-- at their size.
 -- jicoo.net.socket gives these to its callers (socket.now, socket.sleep, ...).
 local type = type
 local pcall = pcall
@@ -57,6 +58,13 @@ function _M.sleep(seconds)
     return
   end
   os_execute(string_format("sleep %.3f", seconds))   -- no LuaSocket (a transport of one's own)
+end
+
+-- A table with room for narr list items and nrec fields at once (a table that grows is
+-- rehashed on the way): LuaJIT's table.new, which OpenResty's has; an empty table elsewhere.
+local ok_new, table_new = pcall(require, "table.new")
+_M.new_table = ok_new and table_new or function()
+  return {}
 end
 
 -- Seconds now, with a fraction where the runtime has one.

@@ -125,7 +125,9 @@ local function cosocket_connect(opts, address, deadline)
       return nil, address .. ": TLS: " .. tostring(err)
     end
   end
-  return connection.new(Cosocket, { sock = sock, cosocket = true, deadline = deadline })
+  -- (every field connection.new sets is made here: a table that grows is rehashed)
+  return connection.new(Cosocket, { sock = sock, cosocket = true, deadline = deadline,
+    buffer = "", pos = 1 })
 end
 
 ---------------------------------------------------------------------------------------------
@@ -292,7 +294,8 @@ local function luasocket_connect(opts, address, deadline)
       return nil, err
     end
   end
-  return connection.new(Plain, { sock = sock, cosocket = false, deadline = deadline })
+  return connection.new(Plain, { sock = sock, cosocket = false, deadline = deadline,
+    buffer = "", pos = 1 })
 end
 
 -- The short word a program tests for a failure this module or a protocol over it reports, from
