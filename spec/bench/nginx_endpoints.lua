@@ -47,6 +47,7 @@ local MINIMAL_HANDLERS = HERE .. "minimal_handlers"
 local SECRET = os.getenv("JICOO_WEBHOOK_SECRET")
 
 local routers = {}
+local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
 local redis_client   -- redis_floor's, on the Redis journal's server
 -- the receiver's tolerance (nginx.sh raises it: a long run outlives the default 300 s)
 local TOLERANCE = tonumber(os.getenv("JICOO_WEBHOOK_TOLERANCE") or "")
@@ -81,7 +82,6 @@ function _M.init_worker()
     metrics = no_metrics })
   routers.sqlite = router({ secrets = SECRET,
     journal = journal.sqlite({ dir = os.getenv("JICOO_BENCH_JOURNAL_DIR") }) })
-  local redis_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
   if redis_port then
     routers.redis = router({ secrets = SECRET, journal = journal.redis({ port = redis_port }) })
     redis_client = require("jicoo.net.redis").new({ port = redis_port })
@@ -159,11 +159,10 @@ function _M.receiver_redis()
   return openresty.serve(routers.redis)
 end
 
-local raw_port = tonumber(os.getenv("JICOO_BENCH_REDIS_PORT") or "")
 local function raw_ping()
   local sock = ngx.socket.tcp()
   sock:settimeout(1000)
-  local ok = sock:connect("127.0.0.1", raw_port) and sock:send("*1\r\n$4\r\nPING\r\n")
+  local ok = sock:connect("127.0.0.1", redis_port) and sock:send("*1\r\n$4\r\nPING\r\n")
   local line = ok and sock:receive("*l")
   if line ~= "+PONG" then
     sock:close()

@@ -209,16 +209,16 @@ local function round_trip(self, conn, request, count)
   end
   conn:set_deadline(socket.now() + self.read_timeout / 1000)
   local value, msg = read_one(self, conn)   -- the first apart: most requests are one command
-  local replies = { value }
-  for i = 2, count do
-    if value == nil then
-      break
-    end
-    value, msg = read_one(self, conn)
-    replies[i] = value
-  end
   if value == nil then
     return nil, msg
+  end
+  local replies = { value }
+  for i = 2, count do
+    value, msg = read_one(self, conn)
+    if value == nil then
+      return nil, msg
+    end
+    replies[i] = value
   end
   if conn:unread() > 0 then
     return nil, "redis " .. self.address .. ": read: " .. conn:unread()

@@ -91,7 +91,6 @@ function _M.new(opts)
     context_meta = context.new_meta(o.log, o.http),
     verify = o.verify,
     secrets = o.secrets,
-    tolerance = o.tolerance,
     verify_opts = { tolerance = o.tolerance, now = 0 },   -- accept's, its now set each time
     parse_opts = o.parse_opts,
     max_size = o.max_size,
@@ -198,7 +197,7 @@ function Router:accept(body, headers)
   if self.verify then
     local header = header_value(headers, SIGNATURE_HEADER)
     local verify_opts = self.verify_opts
-    verify_opts.tolerance, verify_opts.now = self.tolerance, now
+    verify_opts.now = now
     local ok, msg, code = engine.verify(body, header, self.secrets, verify_opts)
     if not ok then
       self.meter:rejected("bad_signature")
